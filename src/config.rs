@@ -1,0 +1,637 @@
+//! Configuration in two phases: [`RawConfig`] is exactly what `config.toml` says (serde, unknown
+//! keys rejected), [`Config`] is what ferry runs with (validated, defaults applied, secrets
+//! resolved from the environment or a file).
+//!
+//! Guarantees: a config that loads is internally consistent (ports, patterns, positions parse);
+//! secrets never appear in `Debug` or `Display` output; every key has a documented default.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::position::{BinlogPosition, GtidSet};
+use crate::select::{TableSelector, TableSelectorError};
+use crate::transform::{TypeOptions, ValuePolicy};
+
+/// What went wrong loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+    #[error("config key `{key}`: environment variable {var} is not set")]
+    MissingEnv { key: &'static str, var: String },
+    #[error("config key `{key}`: cannot read secret file {path}: {source}")]
+    SecretFile {
+        key: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tables(#[from] TableSelectorError),
+}
+
+/// A secret string: never printed.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// The secret itself, for handing to a driver; never log this.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// `config.toml` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Name of this replication stream; keys the checkpoint row in PostgreSQL so several ferry
+    /// instances can feed one target. Default: "default".
+    #[serde(default = "default_stream")]
+    pub stream: String,
+    /// Directory of ferry's local state (checkpoint copy, run state). Default: "./ferry-state".
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    pub source: RawSource,
+    pub target: RawTarget,
+    pub tables: RawTables,
+    #[serde(default)]
+    pub apply: RawApply,
+    #[serde(default)]
+    pub types: RawTypes,
+    #[serde(default)]
+    pub metrics: RawMetrics,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+fn default_stream() -> String {
+    "default".into()
+}
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("./ferry-state")
+}
+
+/// Password given inline, by environment variable or by file (exactly one).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPassword {
+    pub password: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    /// MySQL/MariaDB host. Default: "127.0.0.1".
+    #[serde(default = "default_host")]
+    pub host: String,
+    /// Default: 3306.
+    #[serde(default = "default_mysql_port")]
+    pub port: u16,
+    pub user: String,
+    #[serde(flatten)]
+    pub password: RawPassword,
+    /// Replica server id ferry registers with; must be unique among the source's replicas.
+    #[serde(default = "default_server_id")]
+    pub server_id: u32,
+    /// Where to start when no checkpoint exists: "current" (the source's binlog end),
+    /// "FILE:OFFSET", or "gtid:SET". Default: "current".
+    #[serde(default = "default_start")]
+    pub start: String,
+    /// Replication heartbeat period; a read silent for 3 periods reconnects. Default 1.0.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_seconds: f64,
+    /// Default: 10.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_seconds: f64,
+}
+
+fn default_host() -> String {
+    "127.0.0.1".into()
+}
+fn default_mysql_port() -> u16 {
+    3306
+}
+fn default_server_id() -> u32 {
+    4_242_000
+}
+fn default_start() -> String {
+    "current".into()
+}
+fn default_heartbeat() -> f64 {
+    1.0
+}
+fn default_connect_timeout() -> f64 {
+    10.0
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    /// Default: "127.0.0.1".
+    #[serde(default = "default_host")]
+    pub host: String,
+    /// Default: 5432.
+    #[serde(default = "default_pg_port")]
+    pub port: u16,
+    pub user: String,
+    pub database: String,
+    #[serde(flatten)]
+    pub password: RawPassword,
+    /// Schema holding ferry's own tables (checkpoint). Default: "ferry".
+    #[serde(default = "default_ferry_schema")]
+    pub ferry_schema: String,
+}
+
+fn default_pg_port() -> u16 {
+    5432
+}
+fn default_ferry_schema() -> String {
+    "ferry".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTables {
+    /// Patterns `db.table` with `*`, `?` and `[...]` globs; at least one.
+    pub include: Vec<String>,
+    /// Patterns removed from `include`. Default: none.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// MySQL database → PostgreSQL schema. Unmapped databases keep their name.
+    #[serde(default)]
+    pub schema_map: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApply {
+    /// Row changes buffered per table before they are written as one statement. Default 5000.
+    #[serde(default = "default_batch_rows")]
+    pub batch_rows: usize,
+    /// Source transactions are grouped into one PostgreSQL transaction until this many rows.
+    /// Default 20000.
+    #[serde(default = "default_group_rows")]
+    pub group_max_rows: usize,
+    /// Longest a group waits for more source transactions before committing. Default 20 ms.
+    #[serde(default = "default_group_wait")]
+    pub group_max_wait_ms: u64,
+    /// Capacity (messages) of the reader → applier channel; bounds memory. Default 4096.
+    #[serde(default = "default_channel")]
+    pub channel_capacity: usize,
+}
+
+impl Default for RawApply {
+    fn default() -> Self {
+        Self {
+            batch_rows: default_batch_rows(),
+            group_max_rows: default_group_rows(),
+            group_max_wait_ms: default_group_wait(),
+            channel_capacity: default_channel(),
+        }
+    }
+}
+
+fn default_batch_rows() -> usize {
+    5000
+}
+fn default_group_rows() -> usize {
+    20_000
+}
+fn default_group_wait() -> u64 {
+    20
+}
+fn default_channel() -> usize {
+    4096
+}
+
+/// Type mapping options and policies for values PostgreSQL cannot hold.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTypes {
+    /// Map TINYINT(1)/BOOL to boolean instead of smallint. Default false.
+    #[serde(default)]
+    pub tinyint1_as_boolean: bool,
+    /// Zero or partial-zero dates (`0000-00-00`, `2022-11-00`): "refuse" (default), "null",
+    /// "dead_letter", or "value:<literal>".
+    #[serde(default)]
+    pub zero_date: Option<String>,
+    /// NUL characters in text: "refuse" (default), "strip"... see README.
+    #[serde(default)]
+    pub nul_in_text: Option<String>,
+    /// Bytes invalid in the column's character set: "refuse" (default), "null", "dead_letter".
+    #[serde(default)]
+    pub invalid_text: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// HTTP listen address for /metrics and /status; "" disables. Default "127.0.0.1:9187".
+    #[serde(default = "default_metrics_listen")]
+    pub listen: String,
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        Self {
+            listen: default_metrics_listen(),
+        }
+    }
+}
+
+fn default_metrics_listen() -> String {
+    "127.0.0.1:9187".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// tracing filter, e.g. "info" or "ferry=debug". Default "info".
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    /// "text" or "json". Default "text".
+    #[serde(default = "default_log_format")]
+    pub format: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            level: default_log_level(),
+            format: default_log_format(),
+        }
+    }
+}
+
+fn default_log_level() -> String {
+    "info".into()
+}
+fn default_log_format() -> String {
+    "text".into()
+}
+
+/// Where a stream without a checkpoint begins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartPosition {
+    /// The source's current binlog end at first start.
+    Current,
+    Position(BinlogPosition),
+    Gtid(GtidSet),
+}
+
+/// Validated source connection settings.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Secret,
+    pub server_id: u32,
+    pub start: StartPosition,
+    pub heartbeat: Duration,
+    pub connect_timeout: Duration,
+}
+
+/// Validated target connection settings.
+#[derive(Debug, Clone)]
+pub struct TargetConfig {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub database: String,
+    pub password: Secret,
+    pub ferry_schema: String,
+}
+
+/// Validated apply tuning.
+#[derive(Debug, Clone)]
+pub struct ApplyConfig {
+    pub batch_rows: usize,
+    pub group_max_rows: usize,
+    pub group_max_wait: Duration,
+    pub channel_capacity: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The configuration ferry runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub stream: String,
+    pub state_dir: PathBuf,
+    pub source: SourceConfig,
+    pub target: TargetConfig,
+    pub tables: TableSelector,
+    pub apply: ApplyConfig,
+    pub types: TypeOptions,
+    pub metrics_listen: Option<SocketAddr>,
+    pub log_level: String,
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    ///
+    /// # Errors
+    /// Unreadable file, TOML errors (unknown keys included), invalid values, missing secrets.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parses and validates config text; `path` names it in messages and anchors relative paths.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        raw.validate(path.parent().unwrap_or(Path::new(".")))
+    }
+}
+
+impl RawConfig {
+    /// Applies defaults and checks every value; `base` resolves relative paths.
+    pub fn validate(self, base: &Path) -> Result<Config, ConfigError> {
+        if self.stream.is_empty() || self.stream.len() > 200 {
+            return Err(ConfigError::Invalid {
+                key: "stream",
+                message: "must be 1 to 200 characters".into(),
+            });
+        }
+        let state_dir = if self.state_dir.is_absolute() {
+            self.state_dir
+        } else {
+            base.join(self.state_dir)
+        };
+        let start = parse_start(&self.source.start)?;
+        if !(0.1..=60.0).contains(&self.source.heartbeat_seconds) {
+            return Err(ConfigError::Invalid {
+                key: "source.heartbeat_seconds",
+                message: "must be between 0.1 and 60".into(),
+            });
+        }
+        if self.source.server_id == 0 {
+            return Err(ConfigError::Invalid {
+                key: "source.server_id",
+                message: "must not be 0 (the source would refuse the replica)".into(),
+            });
+        }
+        let source = SourceConfig {
+            password: resolve_password("source.password", &self.source.password, base)?,
+            host: self.source.host,
+            port: self.source.port,
+            user: self.source.user,
+            server_id: self.source.server_id,
+            start,
+            heartbeat: Duration::from_secs_f64(self.source.heartbeat_seconds),
+            connect_timeout: Duration::from_secs_f64(self.source.connect_timeout_seconds.max(0.1)),
+        };
+        let target = TargetConfig {
+            password: resolve_password("target.password", &self.target.password, base)?,
+            host: self.target.host,
+            port: self.target.port,
+            user: self.target.user,
+            database: self.target.database,
+            ferry_schema: self.target.ferry_schema,
+        };
+        let tables = TableSelector::new(
+            &self.tables.include,
+            &self.tables.exclude,
+            self.tables.schema_map,
+        )?;
+        if self.apply.batch_rows == 0 || self.apply.group_max_rows == 0 {
+            return Err(ConfigError::Invalid {
+                key: "apply.batch_rows",
+                message: "batch_rows and group_max_rows must be at least 1".into(),
+            });
+        }
+        let apply = ApplyConfig {
+            batch_rows: self.apply.batch_rows,
+            group_max_rows: self.apply.group_max_rows,
+            group_max_wait: Duration::from_millis(self.apply.group_max_wait_ms),
+            channel_capacity: self.apply.channel_capacity.max(16),
+        };
+        let types = TypeOptions {
+            tinyint1_as_boolean: self.types.tinyint1_as_boolean,
+            zero_date: parse_policy("types.zero_date", self.types.zero_date.as_deref())?,
+            nul_in_text: parse_policy("types.nul_in_text", self.types.nul_in_text.as_deref())?,
+            invalid_text: parse_policy("types.invalid_text", self.types.invalid_text.as_deref())?,
+        };
+        let metrics_listen = if self.metrics.listen.is_empty() {
+            None
+        } else {
+            Some(
+                self.metrics
+                    .listen
+                    .parse()
+                    .map_err(|e| ConfigError::Invalid {
+                        key: "metrics.listen",
+                        message: format!("{:?} is not an address:port ({e})", self.metrics.listen),
+                    })?,
+            )
+        };
+        let log_format = match self.log.format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(ConfigError::Invalid {
+                    key: "log.format",
+                    message: format!("{other:?} is not \"text\" or \"json\""),
+                })
+            }
+        };
+        Ok(Config {
+            stream: self.stream,
+            state_dir,
+            source,
+            target,
+            tables,
+            apply,
+            types,
+            metrics_listen,
+            log_level: self.log.level,
+            log_format,
+        })
+    }
+}
+
+fn parse_start(s: &str) -> Result<StartPosition, ConfigError> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("current") {
+        return Ok(StartPosition::Current);
+    }
+    if let Some(gtid) = s.strip_prefix("gtid:") {
+        return gtid
+            .parse()
+            .map(StartPosition::Gtid)
+            .map_err(|e| ConfigError::Invalid {
+                key: "source.start",
+                message: e.to_string(),
+            });
+    }
+    s.parse()
+        .map(StartPosition::Position)
+        .map_err(|e| ConfigError::Invalid {
+            key: "source.start",
+            message: format!("{e}; or use \"current\" or \"gtid:<set>\""),
+        })
+}
+
+fn parse_policy(key: &'static str, s: Option<&str>) -> Result<ValuePolicy, ConfigError> {
+    match s {
+        None => Ok(ValuePolicy::Refuse),
+        Some(s) => s.parse().map_err(|message| ConfigError::Invalid { key, message }),
+    }
+}
+
+fn resolve_password(
+    key: &'static str,
+    raw: &RawPassword,
+    base: &Path,
+) -> Result<Secret, ConfigError> {
+    let given = [
+        raw.password.is_some(),
+        raw.password_env.is_some(),
+        raw.password_file.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
+    if given > 1 {
+        return Err(ConfigError::Invalid {
+            key,
+            message: "give only one of password, password_env, password_file".into(),
+        });
+    }
+    if let Some(p) = &raw.password {
+        return Ok(Secret::new(p.clone()));
+    }
+    if let Some(var) = &raw.password_env {
+        return std::env::var(var)
+            .map(Secret::new)
+            .map_err(|_| ConfigError::MissingEnv {
+                key,
+                var: var.clone(),
+            });
+    }
+    if let Some(path) = &raw.password_file {
+        let path = if path.is_absolute() {
+            path.clone()
+        } else {
+            base.join(path)
+        };
+        return std::fs::read_to_string(&path)
+            .map(|s| Secret::new(s.trim_end_matches(['\n', '\r'])))
+            .map_err(|source| ConfigError::SecretFile { key, path, source });
+    }
+    Ok(Secret::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [source]
+        user = "ferry"
+        password = "pw"
+        [target]
+        user = "postgres"
+        database = "app"
+        [tables]
+        include = ["shop.*"]
+    "#;
+
+    #[test]
+    fn example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+        std::env::set_var("FERRY_SOURCE_PASSWORD", "x");
+        let cfg = Config::load(&path).expect("the example config.toml must load");
+        assert!(cfg.tables.matches("shop", "users"));
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let cfg = Config::from_toml(MINIMAL, Path::new("/etc/ferry/config.toml")).expect("valid");
+        assert_eq!(cfg.stream, "default");
+        assert_eq!(cfg.source.port, 3306);
+        assert_eq!(cfg.source.start, StartPosition::Current);
+        assert_eq!(cfg.state_dir, PathBuf::from("/etc/ferry/./ferry-state"));
+        assert_eq!(cfg.apply.batch_rows, 5000);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let text = format!("{MINIMAL}\n[apply]\nbatch_rowz = 5\n");
+        let err = Config::from_toml(&text, Path::new("c.toml")).expect_err("must reject");
+        assert!(err.to_string().contains("batch_rowz"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_never_printed() {
+        let cfg = Config::from_toml(MINIMAL, Path::new("c.toml")).expect("valid");
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("pw\""), "password leaked: {shown}");
+        assert!(shown.contains("***"));
+    }
+
+    #[test]
+    fn start_positions_parse() {
+        assert_eq!(
+            parse_start("mysql-bin.000003:120").expect("ok"),
+            StartPosition::Position(BinlogPosition::new("mysql-bin.000003", 120))
+        );
+        assert!(matches!(
+            parse_start("gtid:0-1-5").expect("ok"),
+            StartPosition::Gtid(_)
+        ));
+        assert!(parse_start("yesterday").is_err());
+    }
+
+    #[test]
+    fn password_from_missing_env_is_an_error() {
+        let text = MINIMAL.replace(
+            "password = \"pw\"",
+            "password_env = \"FERRY_TEST_SURELY_UNSET_VAR\"",
+        );
+        let err = Config::from_toml(&text, Path::new("c.toml")).expect_err("must fail");
+        assert!(err.to_string().contains("FERRY_TEST_SURELY_UNSET_VAR"));
+    }
+}

@@ -1,0 +1,512 @@
+//! One MySQL value → one PostgreSQL [`Cell`], by the column's [`ValueKind`].
+//!
+//! Values come from two decoders that disagree on a few shapes, both handled here so that the
+//! binlog path and the backfill path cannot drift apart:
+//! - the binlog (`mysql_common` row events): TIMESTAMP as Unix seconds text, ENUM as a 1-based
+//!   index, SET as a little-endian bitmask, YEAR 0000 as "1900", JSON as binary JSON;
+//! - `SELECT` over the binary protocol (backfill, verification): TIMESTAMP as a UTC datetime
+//!   (sessions run with `time_zone = '+00:00'`), ENUM and SET as their text, YEAR as an integer,
+//!   JSON as text.
+//!
+//! Guarantees: see the module `transform`. Every arm either produces the exact text form or a
+//! [`ValueProblem`].
+
+use std::fmt::Write;
+
+use mysql_common::binlog::value::BinlogValue;
+use mysql_common::value::Value;
+
+use super::charset::Charset;
+use super::json::{check_json_text, jsonb_to_text};
+use super::mapping::{ColumnRule, ValueKind};
+use super::temporal;
+use super::{Cell, ProblemKind, ValueProblem};
+
+/// A value as one of ferry's two readers delivers it.
+#[derive(Debug, Clone, Copy)]
+pub enum SourceValue<'a> {
+    /// From a binlog row image.
+    Binlog(&'a BinlogValue<'a>),
+    /// From a `SELECT` over the binary protocol with `time_zone = '+00:00'`.
+    Query(&'a Value),
+}
+
+fn unexpected(rule: &ColumnRule, what: &str) -> ValueProblem {
+    ValueProblem::new(
+        ProblemKind::Unexpected,
+        format!("{what} for a {} column", rule.pg_type.sql()),
+    )
+}
+
+/// Converts one value.
+///
+/// # Errors
+/// A [`ValueProblem`] when the value cannot be carried exactly.
+pub fn convert(rule: &ColumnRule, value: SourceValue<'_>) -> Result<Cell, ValueProblem> {
+    let (v, from_binlog) = match value {
+        SourceValue::Binlog(BinlogValue::Value(v)) => (v, true),
+        SourceValue::Binlog(BinlogValue::Jsonb(j)) => {
+            return match rule.kind {
+                ValueKind::Json => jsonb_to_text(j).map(Some),
+                _ => Err(unexpected(rule, "binary JSON")),
+            }
+        }
+        SourceValue::Binlog(BinlogValue::JsonDiff(_)) => {
+            return Err(unexpected(rule, "partial JSON update without its before image"))
+        }
+        SourceValue::Query(v) => (v, false),
+    };
+    if matches!(v, Value::NULL) {
+        return Ok(None);
+    }
+    let text = match &rule.kind {
+        ValueKind::Int { .. } => match v {
+            Value::Int(i) => i.to_string(),
+            Value::UInt(u) => u.to_string(),
+            Value::Bytes(b) => integer_text(rule, b)?,
+            _ => return Err(unexpected(rule, "non-integer value")),
+        },
+        ValueKind::UInt { bits } => match v {
+            Value::UInt(u) => u.to_string(),
+            // Without signedness metadata the decoder reads unsigned columns as signed: the bits
+            // are right, only the interpretation is off.
+            Value::Int(i) if *i < 0 => (i128::from(*i) + (1i128 << bits)).to_string(),
+            Value::Int(i) => i.to_string(),
+            Value::Bytes(b) => integer_text(rule, b)?,
+            _ => return Err(unexpected(rule, "non-integer value")),
+        },
+        ValueKind::Bool => match v {
+            Value::Int(0) | Value::UInt(0) => "false".into(),
+            Value::Int(1) | Value::UInt(1) => "true".into(),
+            Value::Int(_) | Value::UInt(_) => {
+                return Err(ValueProblem::new(
+                    ProblemKind::OutOfRange,
+                    "TINYINT(1) value other than 0 or 1 cannot be a boolean",
+                ))
+            }
+            _ => return Err(unexpected(rule, "non-integer value")),
+        },
+        ValueKind::Decimal => match v {
+            Value::Bytes(b) if is_decimal_text(b) => ascii(b),
+            Value::Int(i) => i.to_string(),
+            Value::UInt(u) => u.to_string(),
+            _ => return Err(unexpected(rule, "non-decimal value")),
+        },
+        ValueKind::Float => match v {
+            Value::Float(f) => float_text(f64::from(*f), format!("{f:?}")),
+            Value::Double(d) => {
+                let f = *d as f32;
+                float_text(f64::from(f), format!("{f:?}"))
+            }
+            _ => return Err(unexpected(rule, "non-float value")),
+        },
+        ValueKind::Double => match v {
+            Value::Double(d) => float_text(*d, format!("{d:?}")),
+            Value::Float(f) => float_text(f64::from(*f), format!("{:?}", f64::from(*f))),
+            _ => return Err(unexpected(rule, "non-float value")),
+        },
+        ValueKind::Bit { bits } => match v {
+            Value::Bytes(b) => bit_text(b, *bits),
+            Value::Int(i) => bit_text(&i.to_be_bytes(), *bits),
+            Value::UInt(u) => bit_text(&u.to_be_bytes(), *bits),
+            _ => return Err(unexpected(rule, "non-bit value")),
+        },
+        ValueKind::Year => match v {
+            Value::Bytes(b) => {
+                let y: u32 = ascii(b)
+                    .parse()
+                    .map_err(|_| unexpected(rule, "non-numeric YEAR"))?;
+                // The binlog decoder adds 1900 to the stored byte, so YEAR 0000 reads as 1900,
+                // which is not a valid YEAR value (1901..2155).
+                if from_binlog && y == 1900 { 0 } else { y }.to_string()
+            }
+            Value::Int(i) => i.to_string(),
+            Value::UInt(u) => u.to_string(),
+            _ => return Err(unexpected(rule, "non-YEAR value")),
+        },
+        ValueKind::Date => match v {
+            Value::Date(y, m, d, ..) => temporal::date(*y, *m, *d)?,
+            _ => return Err(unexpected(rule, "non-date value")),
+        },
+        ValueKind::DateTime => match v {
+            Value::Date(y, m, d, h, mi, s, us) => temporal::datetime(*y, *m, *d, *h, *mi, *s, *us)?,
+            _ => return Err(unexpected(rule, "non-datetime value")),
+        },
+        ValueKind::Timestamp => match v {
+            Value::Bytes(b) if from_binlog => temporal::unix_timestamp_text(&ascii(b))?,
+            Value::Int(secs) if from_binlog => temporal::unix_timestamp(*secs, 0)?,
+            Value::Date(y, m, d, h, mi, s, us) => {
+                temporal::utc_datetime(*y, *m, *d, *h, *mi, *s, *us)?
+            }
+            _ => return Err(unexpected(rule, "non-timestamp value")),
+        },
+        ValueKind::Time => match v {
+            Value::Time(neg, days, h, m, s, us) => temporal::time(*neg, *days, *h, *m, *s, *us),
+            _ => return Err(unexpected(rule, "non-time value")),
+        },
+        ValueKind::Text { charset } => match v {
+            Value::Bytes(b) => charset.decode(b)?.into_owned(),
+            _ => return Err(unexpected(rule, "non-string value")),
+        },
+        ValueKind::Bytes { pad_to } => match v {
+            Value::Bytes(b) => bytea_text(b, *pad_to),
+            _ => return Err(unexpected(rule, "non-binary value")),
+        },
+        ValueKind::Enum { members } => match v {
+            Value::Int(i) if from_binlog => enum_member(members, *i)?,
+            Value::UInt(u) if from_binlog => enum_member(members, *u as i64)?,
+            Value::Bytes(b) => Charset::Utf8.decode(b)?.into_owned(),
+            _ => return Err(unexpected(rule, "non-enum value")),
+        },
+        ValueKind::Set { members } => match v {
+            Value::Bytes(b) if from_binlog => set_members(members, b)?,
+            Value::Int(i) if from_binlog => set_members(members, &i.to_le_bytes())?,
+            Value::UInt(u) if from_binlog => set_members(members, &u.to_le_bytes())?,
+            Value::Bytes(b) => Charset::Utf8.decode(b)?.into_owned(),
+            _ => return Err(unexpected(rule, "non-set value")),
+        },
+        ValueKind::Json => match v {
+            Value::Bytes(b) => {
+                let text = Charset::Utf8.decode(b)?.into_owned();
+                check_json_text(&text)?;
+                text
+            }
+            _ => return Err(unexpected(rule, "non-JSON value")),
+        },
+        ValueKind::Geometry => match v {
+            Value::Bytes(b) => bytea_text(b, None),
+            _ => return Err(unexpected(rule, "non-geometry value")),
+        },
+        ValueKind::Vector => match v {
+            Value::Bytes(b) => vector_text(b).ok_or_else(|| unexpected(rule, "malformed VECTOR"))?,
+            _ => return Err(unexpected(rule, "non-vector value")),
+        },
+    };
+    Ok(Some(text))
+}
+
+fn ascii(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn integer_text(rule: &ColumnRule, b: &[u8]) -> Result<String, ValueProblem> {
+    let s = ascii(b);
+    let digits = s.strip_prefix('-').unwrap_or(&s);
+    if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+        return Err(unexpected(rule, "non-integer text"));
+    }
+    Ok(s)
+}
+
+fn is_decimal_text(b: &[u8]) -> bool {
+    let b = b.strip_prefix(b"-").unwrap_or(b);
+    !b.is_empty()
+        && b.iter().all(|c| c.is_ascii_digit() || *c == b'.')
+        && b.iter().filter(|c| **c == b'.').count() <= 1
+}
+
+fn float_text(value: f64, shortest: String) -> String {
+    if value.is_nan() {
+        "NaN".into()
+    } else if value.is_infinite() {
+        if value > 0.0 { "Infinity" } else { "-Infinity" }.into()
+    } else {
+        shortest
+    }
+}
+
+/// The low `bits` bits of big-endian `bytes`, as PostgreSQL bit-string text.
+fn bit_text(bytes: &[u8], bits: u32) -> String {
+    let mut all = String::with_capacity(bytes.len() * 8);
+    for byte in bytes {
+        let _ = write!(all, "{byte:08b}");
+    }
+    let bits = bits as usize;
+    if all.len() >= bits {
+        all[all.len() - bits..].to_string()
+    } else {
+        format!("{}{all}", "0".repeat(bits - all.len()))
+    }
+}
+
+/// PostgreSQL bytea hex input: `\x0102…`.
+pub fn bytea_text(bytes: &[u8], pad_to: Option<usize>) -> String {
+    let len = pad_to.map_or(bytes.len(), |n| n.max(bytes.len()));
+    let mut out = String::with_capacity(2 + len * 2);
+    out.push_str("\\x");
+    out.push_str(&hex::encode(bytes));
+    for _ in bytes.len()..len {
+        out.push_str("00");
+    }
+    out
+}
+
+fn enum_member(members: &[String], index: i64) -> Result<String, ValueProblem> {
+    if index == 0 {
+        // MySQL's "error value" for invalid input in non-strict mode: the empty string.
+        return Ok(String::new());
+    }
+    usize::try_from(index - 1)
+        .ok()
+        .and_then(|i| members.get(i))
+        .cloned()
+        .ok_or_else(|| {
+            ValueProblem::new(
+                ProblemKind::Unexpected,
+                format!("ENUM index {index} beyond the {} known members", members.len()),
+            )
+        })
+}
+
+fn set_members(members: &[String], mask: &[u8]) -> Result<String, ValueProblem> {
+    let mut out = String::new();
+    for (byte_idx, byte) in mask.iter().enumerate() {
+        for bit in 0..8 {
+            if byte & (1 << bit) == 0 {
+                continue;
+            }
+            let i = byte_idx * 8 + bit;
+            let name = members.get(i).ok_or_else(|| {
+                ValueProblem::new(
+                    ProblemKind::Unexpected,
+                    format!("SET bit {i} beyond the {} known members", members.len()),
+                )
+            })?;
+            if !out.is_empty() {
+                out.push(',');
+            }
+            out.push_str(name);
+        }
+    }
+    Ok(out)
+}
+
+fn vector_text(bytes: &[u8]) -> Option<String> {
+    if bytes.len() % 4 != 0 {
+        return None;
+    }
+    let mut out = String::from("{");
+    for (i, chunk) in bytes.chunks_exact(4).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let f = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        out.push_str(&float_text(f64::from(f), format!("{f:?}")));
+    }
+    out.push('}');
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transform::mapping::{plan_column, SourceColumn};
+    use crate::transform::TypeOptions;
+
+    fn rule(data_type: &str, column_type: &str) -> ColumnRule {
+        rule_with(data_type, column_type, |_| {})
+    }
+
+    fn rule_with(data_type: &str, column_type: &str, f: impl FnOnce(&mut SourceColumn)) -> ColumnRule {
+        let mut c = SourceColumn {
+            name: "c".into(),
+            data_type: data_type.into(),
+            column_type: column_type.into(),
+            nullable: true,
+            unsigned: column_type.contains("unsigned"),
+            charset: Some("utf8mb4".into()),
+            ..Default::default()
+        };
+        f(&mut c);
+        plan_column(&c, &TypeOptions::default()).expect("maps")
+    }
+
+    fn bl(rule: &ColumnRule, v: Value) -> Result<Cell, ValueProblem> {
+        convert(rule, SourceValue::Binlog(&BinlogValue::Value(v)))
+    }
+
+    fn q(rule: &ColumnRule, v: Value) -> Result<Cell, ValueProblem> {
+        convert(rule, SourceValue::Query(&v))
+    }
+
+    fn some(s: &str) -> Cell {
+        Some(s.to_string())
+    }
+
+    #[test]
+    fn null_is_null_for_every_kind() {
+        for (dt, ct) in [("int", "int(11)"), ("varchar", "varchar(3)"), ("date", "date"), ("json", "json")] {
+            assert_eq!(bl(&rule(dt, ct), Value::NULL).expect("null"), None, "{dt}");
+        }
+    }
+
+    #[test]
+    fn signed_integers_edges() {
+        let r = rule("bigint", "bigint(20)");
+        assert_eq!(bl(&r, Value::Int(i64::MIN)).expect("min"), some("-9223372036854775808"));
+        assert_eq!(bl(&r, Value::Int(i64::MAX)).expect("max"), some("9223372036854775807"));
+        assert_eq!(bl(&rule("int", "int(11)"), Value::Int(-1)).expect("-1"), some("-1"));
+        assert_eq!(bl(&rule("tinyint", "tinyint(4)"), Value::Int(-128)).expect("min"), some("-128"));
+    }
+
+    #[test]
+    fn unsigned_integers_are_never_negative() {
+        let r = rule("bigint", "bigint(20) unsigned");
+        assert_eq!(bl(&r, Value::UInt(u64::MAX)).expect("max"), some("18446744073709551615"));
+        // decoded without signedness metadata: reinterpret
+        assert_eq!(bl(&r, Value::Int(-1)).expect("reinterp"), some("18446744073709551615"));
+        let r = rule("int", "int(10) unsigned");
+        assert_eq!(bl(&r, Value::Int(-1)).expect("reinterp"), some("4294967295"));
+        let r = rule("tinyint", "tinyint(3) unsigned");
+        assert_eq!(bl(&r, Value::Int(-1)).expect("reinterp"), some("255"));
+        let r = rule("mediumint", "mediumint(8) unsigned");
+        assert_eq!(bl(&r, Value::Int(16_777_215)).expect("max"), some("16777215"));
+        assert_eq!(bl(&r, Value::UInt(0)).expect("zero"), some("0"));
+    }
+
+    #[test]
+    fn tinyint1_boolean_refuses_other_values() {
+        let mut c = SourceColumn {
+            name: "b".into(),
+            data_type: "tinyint".into(),
+            column_type: "tinyint(1)".into(),
+            nullable: true,
+            ..Default::default()
+        };
+        let opts = TypeOptions {
+            tinyint1_as_boolean: true,
+            ..Default::default()
+        };
+        let r = plan_column(&c, &opts).expect("maps");
+        assert_eq!(bl(&r, Value::Int(1)).expect("t"), some("true"));
+        assert_eq!(bl(&r, Value::Int(0)).expect("f"), some("false"));
+        assert_eq!(bl(&r, Value::Int(2)).expect_err("2").kind, ProblemKind::OutOfRange);
+        c.column_type = "tinyint(1)".into();
+        let r = plan_column(&c, &TypeOptions::default()).expect("maps");
+        assert_eq!(bl(&r, Value::Int(2)).expect("smallint keeps 2"), some("2"));
+    }
+
+    #[test]
+    fn decimals_are_exact_text() {
+        let r = rule_with("decimal", "decimal(65,30)", |c| {
+            c.numeric_precision = Some(65);
+            c.numeric_scale = Some(30);
+        });
+        let max = "99999999999999999999999999999999999.999999999999999999999999999999";
+        assert_eq!(bl(&r, Value::Bytes(max.into())).expect("max"), some(max));
+        assert_eq!(bl(&r, Value::Bytes(b"-0.50".to_vec())).expect("neg"), some("-0.50"));
+        assert!(bl(&r, Value::Bytes(b"1e5".to_vec())).is_err());
+    }
+
+    #[test]
+    fn floats_are_bit_exact_shortest_text() {
+        let r = rule("float", "float");
+        assert_eq!(bl(&r, Value::Float(0.1)).expect("f"), some("0.1"));
+        assert_eq!(bl(&r, Value::Float(f32::MAX)).expect("max"), some("3.4028235e38"));
+        assert_eq!(bl(&r, Value::Float(f32::MIN_POSITIVE)).expect("min"), some("1.1754944e-38"));
+        let back: f32 = "1.1754944e-38".parse().expect("parse");
+        assert_eq!(back.to_bits(), f32::MIN_POSITIVE.to_bits());
+        let r = rule("double", "double");
+        assert_eq!(bl(&r, Value::Double(0.1)).expect("d"), some("0.1"));
+        assert_eq!(bl(&r, Value::Double(-0.0)).expect("-0"), some("-0.0"));
+        assert_eq!(bl(&r, Value::Double(f64::MAX)).expect("max"), some("1.7976931348623157e308"));
+    }
+
+    #[test]
+    fn bits_keep_width() {
+        let r = rule_with("bit", "bit(3)", |c| c.numeric_precision = Some(3));
+        assert_eq!(bl(&r, Value::Bytes(vec![0b101])).expect("b"), some("101"));
+        let r = rule_with("bit", "bit(64)", |c| c.numeric_precision = Some(64));
+        assert_eq!(bl(&r, Value::Bytes(vec![0xff; 8])).expect("b"), some(&"1".repeat(64)));
+        let r = rule_with("bit", "bit(10)", |c| c.numeric_precision = Some(10));
+        assert_eq!(bl(&r, Value::Bytes(vec![0x02, 0x01])).expect("b"), some("1000000001"));
+    }
+
+    #[test]
+    fn year_zero_from_binlog() {
+        let r = rule("year", "year(4)");
+        assert_eq!(bl(&r, Value::Bytes(b"1900".to_vec())).expect("0000"), some("0"));
+        assert_eq!(bl(&r, Value::Bytes(b"2155".to_vec())).expect("max"), some("2155"));
+        assert_eq!(q(&r, Value::Int(1901)).expect("min"), some("1901"));
+        assert_eq!(q(&r, Value::Int(0)).expect("zero"), some("0"));
+    }
+
+    #[test]
+    fn temporal_values() {
+        let d = rule("date", "date");
+        assert_eq!(bl(&d, Value::Date(2024, 2, 29, 0, 0, 0, 0)).expect("d"), some("2024-02-29"));
+        assert_eq!(
+            bl(&d, Value::Date(0, 0, 0, 0, 0, 0, 0)).expect_err("zero").kind,
+            ProblemKind::ZeroDate
+        );
+        let dt = rule("datetime", "datetime(6)");
+        assert_eq!(
+            bl(&dt, Value::Date(1000, 1, 1, 0, 0, 0, 0)).expect("min"),
+            some("1000-01-01 00:00:00")
+        );
+        let ts = rule("timestamp", "timestamp(3)");
+        assert_eq!(
+            bl(&ts, Value::Bytes(b"1700000000.123000".to_vec())).expect("ts"),
+            some("2023-11-14 22:13:20.123000+00")
+        );
+        assert_eq!(
+            q(&ts, Value::Date(2023, 11, 14, 22, 13, 20, 123_000)).expect("ts"),
+            some("2023-11-14 22:13:20.123000+00")
+        );
+        let t = rule("time", "time(6)");
+        assert_eq!(bl(&t, Value::Time(true, 34, 22, 59, 59, 0)).expect("min"), some("-838:59:59"));
+        assert_eq!(
+            bl(&t, Value::Time(false, 1, 1, 0, 0, 500_000)).expect("25h"),
+            some("25:00:00.500000")
+        );
+    }
+
+    #[test]
+    fn text_by_charset_and_binary_padding() {
+        let r = rule_with("varchar", "varchar(10)", |c| c.charset = Some("latin1".into()));
+        assert_eq!(bl(&r, Value::Bytes(vec![0x63, 0x61, 0x66, 0xe9])).expect("latin1"), some("café"));
+        let r = rule("varchar", "varchar(10)");
+        assert_eq!(bl(&r, Value::Bytes(vec![])).expect("empty"), some(""));
+        assert_eq!(
+            bl(&r, Value::Bytes(b"a\0".to_vec())).expect_err("nul").kind,
+            ProblemKind::NulInText
+        );
+        let b = rule_with("binary", "binary(4)", |c| c.char_max_length = Some(4));
+        assert_eq!(bl(&b, Value::Bytes(vec![1, 2])).expect("pad"), some("\\x01020000"));
+        let vb = rule("varbinary", "varbinary(4)");
+        assert_eq!(bl(&vb, Value::Bytes(vec![0, 0xff])).expect("vb"), some("\\x00ff"));
+        assert_eq!(bl(&vb, Value::Bytes(vec![])).expect("empty"), some("\\x"));
+    }
+
+    #[test]
+    fn enum_and_set_keep_names_and_order() {
+        let members = vec!["a".to_string(), "b".to_string(), "c".to_string()];
+        let e = rule_with("enum", "enum('a','b','c')", |c| c.members = members.clone());
+        assert_eq!(bl(&e, Value::Int(3)).expect("c"), some("c"));
+        assert_eq!(bl(&e, Value::Int(0)).expect("error value"), some(""));
+        assert!(bl(&e, Value::Int(4)).is_err());
+        assert_eq!(q(&e, Value::Bytes(b"b".to_vec())).expect("text"), some("b"));
+        let s = rule_with("set", "set('a','b','c')", |c| c.members = members.clone());
+        assert_eq!(bl(&s, Value::Bytes(vec![0b101])).expect("a,c"), some("a,c"));
+        assert_eq!(bl(&s, Value::Bytes(vec![0])).expect("empty set"), some(""));
+        assert_eq!(q(&s, Value::Bytes(b"a,c".to_vec())).expect("text"), some("a,c"));
+        assert!(bl(&s, Value::Bytes(vec![0b1000])).is_err());
+    }
+
+    #[test]
+    fn json_text_and_vector() {
+        let j = rule("json", "json");
+        assert_eq!(
+            bl(&j, Value::Bytes(br#"{"b":1,"a":[true,null]}"#.to_vec())).expect("json"),
+            some(r#"{"b":1,"a":[true,null]}"#)
+        );
+        assert_eq!(
+            bl(&j, Value::Bytes(b"{oops".to_vec())).expect_err("bad").kind,
+            ProblemKind::InvalidText
+        );
+        let v = rule("vector", "vector(2)");
+        let mut bytes = 1.5f32.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&(-2.0f32).to_le_bytes());
+        assert_eq!(bl(&v, Value::Bytes(bytes)).expect("vec"), some("{1.5,-2.0}"));
+    }
+}
