@@ -1,18 +1,32 @@
 //! ferry: keeps PostgreSQL an exact, verified copy of a live MySQL/MariaDB database.
 //!
 //! ```text
-//!  MySQL binlog ──► source::binlog (decode, schema) ──► transform (pure) ──► sink::postgres
-//!       ▲                 │ positions                                        │ commit + position
-//!       └── source::preflight                                  checkpoint (PG fence + sled) ◄┘
-//!                   control (signals) ──► app (run state)      metrics ◄── every stage
+//!  MySQL binlog ──► source::binlog ──► source::decode ──► transform ──► sink::postgres ──► PostgreSQL
+//!       ▲            (stream, heartbeats)   (events → Messages)  (pure)   (batched txns)   rows + checkpoint
+//!       └── source::preflight                                            checkpoint (PG fence + sled)
+//!                control (signals) ──► app (run state, restarts)         metrics ◄── every stage
 //! ```
 //!
+//! - [`app`]: wires the stages; owns run state, restarts and shutdown.
 //! - [`config`]: `config.toml` → validated [`config::Config`].
-//! - [`position`]: binlog positions and GTID sets as types.
-//! - [`select`]: which tables, and their PostgreSQL names.
+//! - [`source`]: MySQL/MariaDB connection, preflight, catalog, binlog stage and decoder.
 //! - [`transform`]: every MySQL → PostgreSQL value rule (pure).
+//! - [`sink`]: PostgreSQL connection, DDL, batching and the apply stage.
+//! - [`checkpoint`]: exactly-once bookkeeping (PostgreSQL fence + local sled store).
+//! - [`change`]: the messages between source and sink.
+//! - [`schema`], [`select`], [`position`]: the table model, table selection, positions.
+//! - [`progress`], [`metrics`], [`control`]: lag accounting, Prometheus metrics, signals.
 
+pub mod app;
+pub mod change;
+pub mod checkpoint;
 pub mod config;
+pub mod control;
+pub mod metrics;
 pub mod position;
+pub mod progress;
+pub mod schema;
 pub mod select;
+pub mod sink;
+pub mod source;
 pub mod transform;

@@ -1,0 +1,70 @@
+//! The messages the source hands the sink: row operations of selected tables, in source order,
+//! closed by a commit that carries the position to checkpoint.
+//!
+//! Guarantees (the contract between the stages): every `Rows` message belongs to the source
+//! transaction closed by the next `Commit`; a `Commit` is sent for every source transaction
+//! (also those touching no selected table) so the checkpoint keeps moving; positions only move
+//! forward within one pipeline run.
+
+use std::sync::Arc;
+
+use crate::position::BinlogPosition;
+use crate::schema::Table;
+use crate::transform::Cell;
+
+/// Row identity values in key order.
+pub type Key = Vec<Cell>;
+
+/// One row-level change, already converted to PostgreSQL text values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowOp {
+    /// Insert, or replace the row with this key (full after image).
+    Upsert { key: Key, row: Vec<Cell> },
+    /// Remove the row with this key.
+    Delete { key: Key },
+}
+
+impl RowOp {
+    pub fn key(&self) -> &Key {
+        match self {
+            RowOp::Upsert { key, .. } | RowOp::Delete { key } => key,
+        }
+    }
+}
+
+/// A row that could not be converted and was, by configuration, set aside whole.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub table: Arc<Table>,
+    /// Start of the row event that carried it.
+    pub position: BinlogPosition,
+    pub column: String,
+    /// Problem class label (`zero_date`, `nul_in_text`, ...).
+    pub kind: &'static str,
+    pub reason: String,
+    /// The row image as JSON; unconvertible values are kept as `{"hex": "..."}`.
+    pub row: serde_json::Value,
+}
+
+/// End of a source transaction.
+#[derive(Debug, Clone)]
+pub struct Commit {
+    /// The boundary after the transaction: where a restart resumes.
+    pub position: BinlogPosition,
+    /// GTID state after the transaction, when the source uses GTIDs (text form).
+    pub gtid: Option<String>,
+    /// Source commit time (binlog event timestamp, Unix seconds).
+    pub source_time: u32,
+    /// Sequence number of the transaction within this pipeline run (for lag accounting).
+    pub seq: u64,
+}
+
+/// What flows from the source stage to the sink stage.
+#[derive(Debug, Clone)]
+pub enum Message {
+    Rows { table: Arc<Table>, ops: Vec<RowOp> },
+    /// `TRUNCATE TABLE` on the source.
+    Truncate { table: Arc<Table> },
+    DeadLetter(Box<DeadLetter>),
+    Commit(Commit),
+}

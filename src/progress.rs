@@ -1,0 +1,152 @@
+//! Shared, lock-light progress of one pipeline run: which source transactions are read but not
+//! yet committed in PostgreSQL, whether the reader is at the end of the binlog, and the last
+//! committed position. Lag is computed here, once, for metrics and status alike.
+//!
+//! Guarantees: lag is 0 only when the reader is caught up and nothing is pending; otherwise it is
+//! now minus the source time of the oldest transaction not yet committed in PostgreSQL (or of the
+//! last event read, when the reader is behind but holds nothing pending). It never grows while
+//! the source is idle and ferry is caught up.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::position::BinlogPosition;
+
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// (transaction sequence, source time) of transactions read but not committed downstream.
+    pending: Mutex<VecDeque<(u64, u32)>>,
+    /// Set on a replication heartbeat (the source had nothing more to send), cleared on events.
+    caught_up: AtomicBool,
+    last_read_time: AtomicU32,
+    /// Last position committed in PostgreSQL.
+    committed: Mutex<Option<BinlogPosition>>,
+    /// Position of the last event read.
+    read_position: Mutex<Option<BinlogPosition>>,
+    /// Source transactions committed downstream in this process.
+    pub transactions: AtomicU64,
+    /// Row operations committed downstream in this process.
+    pub rows: AtomicU64,
+}
+
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl Progress {
+    /// The reader began source transaction `seq`, whose first event has time `ts`.
+    pub fn begin(&self, seq: u64, ts: u32) {
+        self.pending.lock().expect("progress lock").push_back((seq, ts));
+    }
+
+    /// An event was read.
+    pub fn read(&self, ts: u32, position: Option<&BinlogPosition>) {
+        self.caught_up.store(false, Ordering::Relaxed);
+        if ts != 0 {
+            self.last_read_time.store(ts, Ordering::Relaxed);
+        }
+        if let Some(p) = position {
+            *self.read_position.lock().expect("progress lock") = Some(p.clone());
+        }
+    }
+
+    /// The source sent a heartbeat: the reader has read everything there is.
+    pub fn heartbeat(&self) {
+        self.caught_up.store(true, Ordering::Relaxed);
+    }
+
+    /// Transactions up to and including `seq` are committed in PostgreSQL at `position`.
+    pub fn committed(&self, seq: u64, position: &BinlogPosition, txns: u64, rows: u64) {
+        let mut p = self.pending.lock().expect("progress lock");
+        while p.front().is_some_and(|(s, _)| *s <= seq) {
+            p.pop_front();
+        }
+        drop(p);
+        *self.committed.lock().expect("progress lock") = Some(position.clone());
+        self.transactions.fetch_add(txns, Ordering::Relaxed);
+        self.rows.fetch_add(rows, Ordering::Relaxed);
+    }
+
+    /// Transactions up to `seq` needed no write (they touched no replicated table).
+    pub fn settled(&self, seq: u64, txns: u64) {
+        let mut p = self.pending.lock().expect("progress lock");
+        while p.front().is_some_and(|(s, _)| *s <= seq) {
+            p.pop_front();
+        }
+        self.transactions.fetch_add(txns, Ordering::Relaxed);
+    }
+
+    /// A pipeline run ended; whatever was pending will be re-read.
+    pub fn reset_pending(&self) {
+        self.pending.lock().expect("progress lock").clear();
+        self.caught_up.store(false, Ordering::Relaxed);
+    }
+
+    pub fn is_caught_up(&self) -> bool {
+        self.caught_up.load(Ordering::Relaxed) && self.pending.lock().expect("progress lock").is_empty()
+    }
+
+    pub fn committed_position(&self) -> Option<BinlogPosition> {
+        self.committed.lock().expect("progress lock").clone()
+    }
+
+    pub fn read_position(&self) -> Option<BinlogPosition> {
+        self.read_position.lock().expect("progress lock").clone()
+    }
+
+    /// Replication lag in seconds (see the module docs).
+    pub fn lag_seconds(&self, now: f64) -> f64 {
+        let oldest = self.pending.lock().expect("progress lock").front().map(|(_, t)| *t);
+        match oldest {
+            Some(ts) => (now - f64::from(ts)).max(0.0),
+            None if self.caught_up.load(Ordering::Relaxed) => 0.0,
+            None => {
+                let last = self.last_read_time.load(Ordering::Relaxed);
+                if last == 0 {
+                    0.0
+                } else {
+                    (now - f64::from(last)).max(0.0)
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_is_zero_when_caught_up_and_idle() {
+        let p = Progress::default();
+        p.read(1000, None);
+        p.heartbeat();
+        assert_eq!(p.lag_seconds(5000.0), 0.0, "idle source must not show lag");
+    }
+
+    #[test]
+    fn lag_follows_the_oldest_pending_transaction() {
+        let p = Progress::default();
+        p.begin(1, 100);
+        p.begin(2, 105);
+        p.heartbeat();
+        assert_eq!(p.lag_seconds(110.0), 10.0);
+        p.committed(1, &BinlogPosition::new("b.000001", 10), 1, 1);
+        assert_eq!(p.lag_seconds(110.0), 5.0);
+        p.committed(2, &BinlogPosition::new("b.000001", 20), 1, 1);
+        assert_eq!(p.lag_seconds(110.0), 0.0);
+        assert!(p.is_caught_up());
+    }
+
+    #[test]
+    fn lag_while_reading_a_backlog() {
+        let p = Progress::default();
+        p.read(100, None);
+        assert_eq!(p.lag_seconds(130.0), 30.0);
+    }
+}

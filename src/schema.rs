@@ -1,0 +1,287 @@
+//! The replicated-table model shared by the source (which reads it from MySQL's catalog) and the
+//! sink (which creates and writes PostgreSQL tables from it).
+//!
+//! Guarantees: a [`Table`] always has a row identity ([`Table::key`]): the primary key, or a
+//! unique key whose columns are all NOT NULL. Target names are deterministic and collision-free
+//! within a table (two MySQL columns folding to one PostgreSQL name is an error at load, not an
+//! overwrite). Index names are made unique per PostgreSQL schema by prefixing the table name,
+//! because MySQL scopes index names per table and PostgreSQL per schema.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use crate::select::{fit_identifier, fold_name, quote_ident};
+use crate::transform::{plan_column, ColumnRule, MappingError, SourceColumn, TypeOptions};
+
+/// `db.table` on the source.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceName {
+    pub db: String,
+    pub table: String,
+}
+
+impl SourceName {
+    pub fn new(db: impl Into<String>, table: impl Into<String>) -> Self {
+        Self {
+            db: db.into(),
+            table: table.into(),
+        }
+    }
+}
+
+impl fmt::Display for SourceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.db, self.table)
+    }
+}
+
+/// An index as MySQL declares it; columns are positions in [`Table::columns`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Index {
+    pub name: String,
+    pub unique: bool,
+    /// (column position, prefix length in characters for MySQL prefix indexes).
+    pub columns: Vec<(usize, Option<u32>)>,
+}
+
+/// How the row identity was chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    PrimaryKey,
+    /// A unique key on NOT NULL columns, used because the table has no primary key.
+    UniqueKey(String),
+}
+
+/// A table ferry replicates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    pub source: SourceName,
+    pub target_schema: String,
+    pub target_name: String,
+    /// `"schema"."table"`, quoted, for SQL generation.
+    pub target_quoted: String,
+    pub source_columns: Vec<SourceColumn>,
+    pub columns: Vec<ColumnRule>,
+    /// Column positions of the row identity, in key order.
+    pub key: Vec<usize>,
+    pub key_source: KeySource,
+    /// Other indexes (unique and not) to recreate on tables ferry creates.
+    pub indexes: Vec<Index>,
+    /// `information_schema.TABLES.TABLE_ROWS`: an estimate, for progress only.
+    pub estimated_rows: u64,
+}
+
+/// Why a table cannot be replicated as declared.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error("table {table} has no primary key and no unique key on NOT NULL columns; add a primary key on the source (ALTER TABLE {table} ADD PRIMARY KEY (...)), or exclude it with `tables.exclude = [\"{table}\"]`")]
+    NoKey { table: SourceName },
+    #[error("table {table}: {source}; exclude the table with `tables.exclude = [\"{table}\"]` or change the column on the source")]
+    Mapping {
+        table: SourceName,
+        source: MappingError,
+    },
+    #[error("table {table}: columns {a:?} and {b:?} both become {folded:?} in PostgreSQL (names are folded to lower case); rename one on the source")]
+    NameCollision {
+        table: SourceName,
+        a: String,
+        b: String,
+        folded: String,
+    },
+}
+
+impl Table {
+    /// Plans a table from its catalog description.
+    ///
+    /// # Errors
+    /// No usable key, an unmappable column, or two columns folding to one name.
+    pub fn plan(
+        source: SourceName,
+        target_schema: String,
+        source_columns: Vec<SourceColumn>,
+        indexes: Vec<Index>,
+        estimated_rows: u64,
+        options: &TypeOptions,
+    ) -> Result<Table, TableError> {
+        let mut columns = Vec::with_capacity(source_columns.len());
+        let mut seen: Vec<(String, String)> = Vec::new();
+        for c in &source_columns {
+            let rule = plan_column(c, options).map_err(|e| TableError::Mapping {
+                table: source.clone(),
+                source: e,
+            })?;
+            if let Some((a, _)) = seen.iter().find(|(_, f)| *f == rule.target_name) {
+                return Err(TableError::NameCollision {
+                    table: source.clone(),
+                    a: a.clone(),
+                    b: c.name.clone(),
+                    folded: rule.target_name.clone(),
+                });
+            }
+            seen.push((c.name.clone(), rule.target_name.clone()));
+            columns.push(rule);
+        }
+        let primary = indexes.iter().find(|i| i.name == "PRIMARY");
+        let (key, key_source) = match primary {
+            Some(pk) => (
+                pk.columns.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+                KeySource::PrimaryKey,
+            ),
+            None => {
+                let candidate = indexes.iter().find(|i| {
+                    i.unique
+                        && i.columns
+                            .iter()
+                            .all(|(c, prefix)| prefix.is_none() && !source_columns[*c].nullable)
+                });
+                match candidate {
+                    Some(u) => (
+                        u.columns.iter().map(|(c, _)| *c).collect(),
+                        KeySource::UniqueKey(u.name.clone()),
+                    ),
+                    None => return Err(TableError::NoKey { table: source }),
+                }
+            }
+        };
+        let target_name = fold_name(&source.table);
+        let target_quoted = format!("{}.{}", quote_ident(&target_schema), quote_ident(&target_name));
+        let indexes = indexes
+            .into_iter()
+            .filter(|i| {
+                i.name != "PRIMARY" && key_source != KeySource::UniqueKey(i.name.clone())
+            })
+            .collect();
+        Ok(Table {
+            source,
+            target_schema,
+            target_name,
+            target_quoted,
+            source_columns,
+            columns,
+            key,
+            key_source,
+            indexes,
+            estimated_rows,
+        })
+    }
+
+    /// Deterministic, schema-unique PostgreSQL name for one of this table's indexes.
+    pub fn target_index_name(&self, index: &Index) -> String {
+        fit_identifier(&format!("{}_{}", self.target_name, fold_name(&index.name)))
+    }
+
+    /// Names of the key columns on the source, for messages.
+    pub fn key_names(&self) -> Vec<&str> {
+        self.key
+            .iter()
+            .map(|i| self.source_columns[*i].name.as_str())
+            .collect()
+    }
+
+    /// True when column `i` is part of the row identity.
+    pub fn is_key_column(&self, i: usize) -> bool {
+        self.key.contains(&i)
+    }
+}
+
+/// Checks that no two tables map to the same PostgreSQL table.
+pub fn check_target_collisions<'a>(tables: impl Iterator<Item = &'a Table>) -> Result<(), String> {
+    let mut seen = HashSet::new();
+    for t in tables {
+        if !seen.insert((t.target_schema.clone(), t.target_name.clone())) {
+            return Err(format!(
+                "two source tables map to PostgreSQL table {}.{} (names are folded to lower case); exclude one or map its database to another schema with `tables.schema_map`",
+                t.target_schema, t.target_name
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(name: &str, dt: &str, nullable: bool) -> SourceColumn {
+        SourceColumn {
+            name: name.into(),
+            data_type: dt.into(),
+            column_type: dt.into(),
+            nullable,
+            charset: Some("utf8mb4".into()),
+            char_max_length: Some(10),
+            ..Default::default()
+        }
+    }
+
+    fn idx(name: &str, unique: bool, cols: &[usize]) -> Index {
+        Index {
+            name: name.into(),
+            unique,
+            columns: cols.iter().map(|c| (*c, None)).collect(),
+        }
+    }
+
+    #[test]
+    fn primary_key_is_the_identity() {
+        let t = Table::plan(
+            SourceName::new("shop", "Users"),
+            "shop".into(),
+            vec![col("id", "int", false), col("Email", "varchar", false)],
+            vec![idx("PRIMARY", true, &[0]), idx("email", true, &[1])],
+            0,
+            &TypeOptions::default(),
+        )
+        .expect("plans");
+        assert_eq!(t.key, vec![0]);
+        assert_eq!(t.target_name, "users");
+        assert_eq!(t.target_quoted, "\"shop\".\"users\"");
+        assert_eq!(t.indexes.len(), 1);
+        assert_eq!(t.target_index_name(&t.indexes[0]), "users_email");
+    }
+
+    #[test]
+    fn not_null_unique_key_stands_in_for_a_missing_primary_key() {
+        let t = Table::plan(
+            SourceName::new("shop", "t"),
+            "shop".into(),
+            vec![col("a", "int", true), col("b", "int", false)],
+            vec![idx("ua", true, &[0]), idx("ub", true, &[1])],
+            0,
+            &TypeOptions::default(),
+        )
+        .expect("plans");
+        assert_eq!(t.key, vec![1], "the nullable unique key is not an identity");
+        assert_eq!(t.key_source, KeySource::UniqueKey("ub".into()));
+        assert_eq!(t.indexes.len(), 1);
+    }
+
+    #[test]
+    fn no_key_is_a_clear_error() {
+        let err = Table::plan(
+            SourceName::new("shop", "logs"),
+            "shop".into(),
+            vec![col("a", "int", true)],
+            vec![idx("ia", false, &[0])],
+            0,
+            &TypeOptions::default(),
+        )
+        .expect_err("no key");
+        let msg = err.to_string();
+        assert!(msg.contains("shop.logs") && msg.contains("ADD PRIMARY KEY"), "{msg}");
+    }
+
+    #[test]
+    fn folded_name_collisions_are_refused() {
+        let err = Table::plan(
+            SourceName::new("shop", "t"),
+            "shop".into(),
+            vec![col("id", "int", false), col("Name", "int", true), col("name", "int", true)],
+            vec![idx("PRIMARY", true, &[0])],
+            0,
+            &TypeOptions::default(),
+        )
+        .expect_err("collision");
+        assert!(err.to_string().contains("\"name\""), "{err}");
+    }
+}

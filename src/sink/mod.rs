@@ -1,0 +1,6 @@
+//! The PostgreSQL side: connections, table DDL, batching and the apply stage.
+
+pub mod batch;
+pub mod connect;
+pub mod ddl;
+pub mod postgres;

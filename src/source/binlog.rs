@@ -1,0 +1,303 @@
+//! The source stage: connects to MySQL/MariaDB as a replica, streams the binlog from a position
+//! (or GTID set), decodes it ([`super::decode`]) and sends [`Message`]s down a bounded channel.
+//!
+//! Guarantees: the stream starts at a transaction boundary and the stage stops only at one
+//! (on shutdown it finishes the transaction it is reading); a silent connection (no event or
+//! heartbeat for three heartbeat periods) is an error the caller answers by reconnecting from the
+//! last committed checkpoint; each event's CRC32 is verified when the source writes checksums; a
+//! start position the source has purged is a definite error naming the oldest binlog still
+//! available. A slow sink slows this stage (bounded channel) instead of growing memory.
+//!
+//! Restart: the stage holds no state worth keeping — the caller restarts it from the position
+//! committed in PostgreSQL.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use mysql_async::prelude::Queryable;
+use mysql_async::{BinlogStreamRequest, Conn};
+use mysql_common::binlog::consts::{BinlogChecksumAlg, EventType};
+use mysql_common::packets::{GnoInterval, Sid};
+use tokio::sync::{mpsc, watch};
+
+use super::catalog::{self, CatalogError};
+use super::connect::{self, ConnectError, Flavor};
+use super::decode::{is_heartbeat, DecodeError, Decoder, Need};
+use crate::change::Message;
+use crate::config::SourceConfig;
+use crate::metrics as m;
+use crate::position::{BinlogPosition, GtidSet};
+use crate::progress::Progress;
+use crate::select::TableSelector;
+use crate::transform::TypeOptions;
+
+/// Where the stream starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartFrom {
+    Position(BinlogPosition),
+    Gtid(GtidSet),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("binlog stream from {host}:{port}: {source}")]
+    Stream {
+        host: String,
+        port: u16,
+        source: mysql_async::Error,
+    },
+    #[error("no binlog event or heartbeat from the source for {0:?}; reconnecting")]
+    Silent(Duration),
+    #[error("the source closed the binlog stream")]
+    Closed,
+    #[error("binlog event at {position} failed its CRC32 check (corrupted in transit?)")]
+    Checksum { position: BinlogPosition },
+    #[error("the checkpoint position {position} is no longer on the source: binlog {file} has been purged (oldest available: {oldest}). Changes after the checkpoint are lost to ferry; re-copy the tables (`ferry backfill`) or restore the binlogs, and raise binlog retention (binlog_expire_logs_seconds / expire_logs_days)")]
+    Purged {
+        position: BinlogPosition,
+        file: String,
+        oldest: String,
+    },
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("source.start = gtid:{0} uses tagged GTIDs, which ferry cannot request yet; start from FILE:OFFSET")]
+    TaggedGtidStart(String),
+}
+
+impl SourceError {
+    /// Whether reconnecting from the checkpoint may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SourceError::Connect(e) => !e.is_definite(),
+            SourceError::Stream { source, .. } => match source {
+                mysql_async::Error::Server(e) => !matches!(e.code, 1236 | 1045 | 1044 | 1227),
+                _ => true,
+            },
+            SourceError::Silent(_) | SourceError::Closed | SourceError::Checksum { .. } => true,
+            SourceError::Catalog(CatalogError::Mysql(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Control the reader obeys between transactions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReaderControl {
+    /// Finish the current transaction, then stop.
+    pub stop: bool,
+    /// Stop reading at the next transaction boundary until cleared.
+    pub paused: bool,
+}
+
+/// The source stage.
+pub struct BinlogReader {
+    pub config: SourceConfig,
+    pub flavor: Flavor,
+    pub start: StartFrom,
+    pub decoder: Decoder,
+    pub selector: TableSelector,
+    pub options: TypeOptions,
+    pub tx: mpsc::Sender<Message>,
+    pub progress: Arc<Progress>,
+    pub control: watch::Receiver<ReaderControl>,
+}
+
+impl BinlogReader {
+    /// Streams until stopped or an error.
+    ///
+    /// # Errors
+    /// [`SourceError`]; [`SourceError::is_transient`] tells whether to reconnect.
+    pub async fn run(mut self) -> Result<(), SourceError> {
+        let stream_err = |cfg: &SourceConfig, source| SourceError::Stream {
+            host: cfg.host.clone(),
+            port: cfg.port,
+            source,
+        };
+        let mut catalog_conn: Option<Conn> = None;
+        let mut conn = connect::connect(&self.config).await?;
+        if let StartFrom::Position(p) = &self.start {
+            check_not_purged(&mut conn, p)
+                .await
+                .map_err(|e| match e {
+                    Ok(purged) => purged,
+                    Err(my) => stream_err(&self.config, my),
+                })?;
+        }
+        let heartbeat_ns = self.config.heartbeat.as_nanos();
+        let mut setup = vec![format!("SET @master_heartbeat_period = {heartbeat_ns}")];
+        if self.flavor == Flavor::MariaDb {
+            setup.push("SET @mariadb_slave_capability = 4".into());
+            if let StartFrom::Gtid(g) = &self.start {
+                setup.push(format!("SET @slave_connect_state = '{g}'"));
+                setup.push("SET @slave_gtid_strict_mode = 0".into());
+                setup.push("SET @slave_gtid_ignore_duplicates = 0".into());
+            }
+        }
+        for s in setup {
+            conn.query_drop(s).await.map_err(|e| stream_err(&self.config, e))?;
+        }
+        let file_bytes: Vec<u8>;
+        let mut request = BinlogStreamRequest::new(self.config.server_id);
+        match &self.start {
+            StartFrom::Position(p) => {
+                file_bytes = p.file.clone().into_bytes();
+                request = request.with_filename(&file_bytes).with_pos(p.offset);
+            }
+            StartFrom::Gtid(GtidSet::MariaDb(_)) => {
+                request = request.with_filename(b"").with_pos(4);
+            }
+            StartFrom::Gtid(g @ GtidSet::MySql(map)) => {
+                let mut sids = Vec::new();
+                for (source, intervals) in map {
+                    if source.contains(':') {
+                        return Err(SourceError::TaggedGtidStart(g.to_string()));
+                    }
+                    let uuid: [u8; 16] = hex::decode(source.replace('-', ""))
+                        .ok()
+                        .and_then(|v| v.try_into().ok())
+                        .ok_or_else(|| SourceError::TaggedGtidStart(g.to_string()))?;
+                    let ivs = intervals
+                        .iter()
+                        .map(|i| GnoInterval::new(i.start, i.end + 1))
+                        .collect();
+                    sids.push(Sid::new(uuid).with_intervals(ivs));
+                }
+                request = request.with_gtid().with_gtid_set(sids);
+            }
+        }
+        let mut stream = conn
+            .get_binlog_stream(request)
+            .await
+            .map_err(|e| stream_err(&self.config, e))?;
+        let silence = self.config.heartbeat * 3 + Duration::from_millis(500);
+        let progress = self.progress.clone();
+        let begin = move |seq: u64, ts: u32| progress.begin(seq, ts);
+        loop {
+            let control = *self.control.borrow();
+            if !self.decoder.in_transaction() {
+                if control.stop {
+                    return Ok(());
+                }
+                if control.paused {
+                    m::set_paused(true);
+                    // Reading stops; the connection stays open (the server buffers until its
+                    // net_write_timeout, after which a resume reconnects from the checkpoint).
+                    while self.control.borrow().paused && !self.control.borrow().stop {
+                        if self.control.changed().await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    m::set_paused(false);
+                    continue;
+                }
+            }
+            let next = tokio::select! {
+                biased;
+                r = tokio::time::timeout(silence, stream.next()) => r,
+                changed = self.control.changed(), if !self.decoder.in_transaction() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            };
+            let event = match next {
+                Err(_) => return Err(SourceError::Silent(silence)),
+                Ok(None) => return Err(SourceError::Closed),
+                Ok(Some(Err(e))) => return Err(stream_err(&self.config, e)),
+                Ok(Some(Ok(ev))) => ev,
+            };
+            let header = event.header();
+            if is_heartbeat(&event) {
+                self.progress.heartbeat();
+                continue;
+            }
+            m::binlog_event(header.event_type_raw());
+            let footer = event.footer();
+            if header.log_pos() != 0
+                && footer.get_checksum_enabled()
+                && matches!(footer.get_checksum_alg(), Ok(Some(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32)))
+            {
+                if let Some(sum) = event.checksum() {
+                    if u32::from_le_bytes(sum) != event.calc_checksum(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32) {
+                        return Err(SourceError::Checksum {
+                            position: self.decoder.position(),
+                        });
+                    }
+                }
+            }
+            let out = {
+                let tme = |id: u64| stream.get_tme(id);
+                self.decoder.handle(&event, &tme, &begin)?
+            };
+            self.progress.read(header.timestamp(), None);
+            let mut messages = out.messages;
+            if let Some(Need::Tables(names)) = out.need {
+                let conn = match &mut catalog_conn {
+                    Some(c) => c,
+                    None => catalog_conn.insert(connect::connect(&self.config).await?),
+                };
+                let list: Vec<_> = names.into_iter().map(|n| (n, 0)).collect();
+                let tables =
+                    catalog::load_named(conn, self.flavor, &self.selector, &self.options, &list).await?;
+                for t in tables {
+                    tracing::info!(table = %t.source, "loaded table definition from the source");
+                    self.decoder.register(t);
+                }
+                if header.event_type_raw() == EventType::TABLE_MAP_EVENT as u8 {
+                    // The table map that asked for the load binds now.
+                    let tme = |id: u64| stream.get_tme(id);
+                    messages = self.decoder.handle(&event, &tme, &begin)?.messages;
+                }
+            }
+            for msg in messages {
+                if self.tx.send(msg).await.is_err() {
+                    return Ok(()); // the sink ended; it reports why
+                }
+            }
+        }
+    }
+}
+
+/// `Ok(Err(purged))` when the position's file is gone from the source.
+async fn check_not_purged(
+    conn: &mut Conn,
+    position: &BinlogPosition,
+) -> Result<(), Result<SourceError, mysql_async::Error>> {
+    let logs: Vec<mysql_async::Row> = conn.query("SHOW BINARY LOGS").await.map_err(Err)?;
+    let names: Vec<String> = logs
+        .iter()
+        .filter_map(|r| r.get::<String, _>(0))
+        .collect();
+    if names.iter().any(|n| *n == position.file) {
+        return Ok(());
+    }
+    Err(Ok(SourceError::Purged {
+        position: position.clone(),
+        file: position.file.clone(),
+        oldest: names.first().cloned().unwrap_or_else(|| "none".into()),
+    }))
+}
+
+/// The source's current binlog end (`SHOW MASTER STATUS` / `SHOW BINARY LOG STATUS`).
+///
+/// # Errors
+/// Driver errors, or a source without a binary log.
+pub async fn current_position(conn: &mut Conn) -> Result<BinlogPosition, mysql_async::Error> {
+    let row: Option<mysql_async::Row> = match conn.query_first("SHOW MASTER STATUS").await {
+        Ok(r) => r,
+        // MySQL 8.4 renamed it.
+        Err(_) => conn.query_first("SHOW BINARY LOG STATUS").await?,
+    };
+    let row = row.ok_or_else(|| {
+        mysql_async::Error::Other("the source has no binary log (SHOW MASTER STATUS is empty)".into())
+    })?;
+    let file: String = row.get(0).unwrap_or_default();
+    let offset: u64 = row.get(1).unwrap_or(4);
+    Ok(BinlogPosition::new(file, offset))
+}

@@ -1,0 +1,121 @@
+//! Connections to the source server, configured the way every ferry reader needs them.
+//!
+//! Guarantees: sessions read in UTC (`time_zone = '+00:00'`, so TIMESTAMP values are instants)
+//! and utf8mb4 (so ENUM/SET names and metadata arrive as UTF-8); the client accepts packets up to
+//! 1 GiB (row events over 16 MiB otherwise fail with PacketTooLarge); connecting is bounded by
+//! the configured timeout so an unreachable source is an error, not a hang.
+
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, OptsBuilder};
+
+use crate::config::SourceConfig;
+
+/// Largest packet the client accepts.
+pub const MAX_PACKET: usize = 1 << 30;
+
+/// The server flavour, which decides GTID handling and a few catalog queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    MySql,
+    MariaDb,
+}
+
+/// What ferry knows about the source server.
+#[derive(Debug, Clone)]
+pub struct ServerInfo {
+    pub version: String,
+    pub flavor: Flavor,
+    pub server_id: u32,
+}
+
+/// Errors talking to the source; all are transient (the caller reconnects with backoff) except
+/// where the caller decides otherwise from the server error code.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot connect to source {host}:{port} within {timeout:?}")]
+    Timeout {
+        host: String,
+        port: u16,
+        timeout: Duration,
+    },
+    #[error("source {host}:{port}: {source}")]
+    Mysql {
+        host: String,
+        port: u16,
+        source: mysql_async::Error,
+    },
+}
+
+impl ConnectError {
+    /// True for authentication failures and similar that retrying cannot fix.
+    pub fn is_definite(&self) -> bool {
+        match self {
+            ConnectError::Timeout { .. } => false,
+            ConnectError::Mysql { source, .. } => matches!(
+                source,
+                mysql_async::Error::Server(e) if matches!(e.code, 1044 | 1045 | 1049 | 1698)
+            ),
+        }
+    }
+}
+
+/// Driver options for the source.
+pub fn opts(cfg: &SourceConfig) -> Opts {
+    OptsBuilder::default()
+        .ip_or_hostname(cfg.host.clone())
+        .tcp_port(cfg.port)
+        .user(Some(cfg.user.clone()))
+        .pass(Some(cfg.password.expose().to_string()))
+        .prefer_socket(false)
+        .max_allowed_packet(Some(MAX_PACKET))
+        .tcp_keepalive(Some(Duration::from_secs(10)))
+        .stmt_cache_size(64)
+        .init(vec![
+            "SET time_zone = '+00:00'",
+            "SET NAMES utf8mb4",
+            "SET SESSION sql_mode = REPLACE(@@sql_mode, 'ANSI_QUOTES', '')",
+        ])
+        .into()
+}
+
+/// Opens one session.
+///
+/// # Errors
+/// Timeout or driver/server error.
+pub async fn connect(cfg: &SourceConfig) -> Result<Conn, ConnectError> {
+    let fut = Conn::new(opts(cfg));
+    match tokio::time::timeout(cfg.connect_timeout, fut).await {
+        Err(_) => Err(ConnectError::Timeout {
+            host: cfg.host.clone(),
+            port: cfg.port,
+            timeout: cfg.connect_timeout,
+        }),
+        Ok(Err(source)) => Err(ConnectError::Mysql {
+            host: cfg.host.clone(),
+            port: cfg.port,
+            source,
+        }),
+        Ok(Ok(c)) => Ok(c),
+    }
+}
+
+/// Reads version, flavour and server id.
+///
+/// # Errors
+/// Driver errors.
+pub async fn server_info(conn: &mut Conn) -> Result<ServerInfo, mysql_async::Error> {
+    let row: Option<(String, u32)> = conn.query_first("SELECT VERSION(), @@server_id").await?;
+    let (version, server_id) = row.unwrap_or_default();
+    let flavor = if version.to_ascii_lowercase().contains("mariadb") {
+        Flavor::MariaDb
+    } else {
+        Flavor::MySql
+    };
+    Ok(ServerInfo {
+        version,
+        flavor,
+        server_id,
+    })
+}

@@ -1,0 +1,845 @@
+//! Binlog events → [`Message`]s: transaction boundaries, table-map binding and validation, row
+//! images converted by `transform`, and the handling of every statement that could change
+//! replicated tables behind ferry's back.
+//!
+//! This is a state machine over events with no I/O, so the same code runs against a live server
+//! and against recorded binlog files in tests. When it needs the catalog (a new table was
+//! created) it says so with [`Need`] and the caller does the I/O.
+//!
+//! Guarantees:
+//! - a `Commit` is produced at every transaction boundary (XID, COMMIT, a standalone statement)
+//!   with the position of the next event, and never inside a transaction;
+//! - a row event of a selected table is decoded against a table map that was validated against
+//!   the loaded schema (column count, names, type families); a mismatch is a definite error
+//!   naming the table, because it means the schema changed without ferry seeing it;
+//! - a schema change, statement-logged change or incident touching a selected table stops the
+//!   stream (definite error) before any later row is produced, unless the operator acknowledged
+//!   exactly that statement by its position;
+//! - a value problem is resolved by the configured policy: refused (definite error naming table,
+//!   column, position and fix), substituted (counted), or the whole row dead-lettered (counted).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use mysql_common::binlog::consts::EventType;
+use mysql_common::binlog::events::{
+    Event, EventData, OptionalMetaExtractor, RowsEventData, TableMapEvent,
+};
+use mysql_common::binlog::row::BinlogRow;
+use mysql_common::binlog::value::BinlogValue;
+use mysql_common::constants::ColumnType;
+use mysql_common::value::Value;
+
+use super::ddl::{classify, Statement, TableRef};
+use super::mariadb;
+use crate::change::{Commit, DeadLetter, Message, RowOp};
+use crate::position::{uuid_text, BinlogPosition, GtidSet};
+use crate::schema::{SourceName, Table};
+use crate::select::TableSelector;
+use crate::transform::{
+    self, convert, json::apply_diffs, resolve, Cell, ProblemKind, Resolution, SourceValue,
+    TypeOptions, ValueKind, ValueProblem,
+};
+
+/// Definite errors: replication cannot continue without the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("table {table}, column `{column}`, at binlog {position}: {problem}. Fix: {fix}")]
+    Refused {
+        table: SourceName,
+        column: String,
+        position: BinlogPosition,
+        problem: ValueProblem,
+        fix: &'static str,
+    },
+    #[error("table {table} at binlog {position}: the binlog's table definition does not match the loaded schema ({detail}); a schema change was not replicated. Make the PostgreSQL table match the source, then restart ferry")]
+    SchemaMismatch {
+        table: SourceName,
+        position: BinlogPosition,
+        detail: String,
+    },
+    #[error("schema change on replicated table {table} at binlog {position}: {verb}. ferry does not apply DDL yet. Apply the equivalent change to the PostgreSQL table, then restart with `ferry run --skip-ddl {position}`")]
+    SchemaChange {
+        table: SourceName,
+        position: BinlogPosition,
+        verb: String,
+    },
+    #[error("statement-logged change ({verb}) of replicated table {table} at binlog {position}: row images are missing, so the change cannot be replicated exactly. Make sure no session sets binlog_format=STATEMENT or MIXED; re-copy the table with `ferry backfill --table {table}`, then restart with `ferry run --skip-ddl {position}`")]
+    StatementChange {
+        table: SourceName,
+        position: BinlogPosition,
+        verb: String,
+    },
+    #[error("DROP DATABASE {db} at binlog {position} drops replicated tables; drop the schema in PostgreSQL if intended, then restart with `ferry run --skip-ddl {position}`")]
+    DropDatabase { db: String, position: BinlogPosition },
+    #[error("the source wrote an INCIDENT event at binlog {position} ({detail}): changes may be missing from the binlog. Verify the target (`ferry verify`) and restart past it with `ferry run --skip-ddl {position}`")]
+    Incident {
+        position: BinlogPosition,
+        detail: String,
+    },
+    #[error("compressed binlog event at {position}: MariaDB log_bin_compress is on; turn it off (SET GLOBAL log_bin_compress=OFF) — compressed events already written cannot be decoded")]
+    Compressed { position: BinlogPosition },
+    #[error("undecodable {what} at binlog {position}: {detail}")]
+    Corrupt {
+        what: &'static str,
+        position: BinlogPosition,
+        detail: String,
+    },
+}
+
+/// Something the decoder needs from the catalog before it can go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Need {
+    /// Load these (selected) tables and register them ([`Decoder::register`]).
+    Tables(Vec<SourceName>),
+}
+
+/// The registry of replicated tables, by source name.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    tables: HashMap<SourceName, Arc<Table>>,
+}
+
+impl Registry {
+    pub fn new(tables: impl IntoIterator<Item = Table>) -> Self {
+        Self {
+            tables: tables
+                .into_iter()
+                .map(|t| (t.source.clone(), Arc::new(t)))
+                .collect(),
+        }
+    }
+
+    pub fn get(&self, name: &SourceName) -> Option<&Arc<Table>> {
+        self.tables.get(name)
+    }
+
+    pub fn insert(&mut self, table: Table) -> Arc<Table> {
+        let t = Arc::new(table);
+        self.tables.insert(t.source.clone(), t.clone());
+        t
+    }
+
+    pub fn tables(&self) -> impl Iterator<Item = &Arc<Table>> {
+        self.tables.values()
+    }
+}
+
+/// Substitutions made under a `null`/`value:` policy, by problem kind, for the metrics.
+#[derive(Debug, Default, Clone)]
+pub struct Counters {
+    pub substituted: HashMap<&'static str, u64>,
+    pub dead_lettered: u64,
+}
+
+/// The decoder state.
+pub struct Decoder {
+    registry: Registry,
+    selector: TableSelector,
+    options: TypeOptions,
+    /// Current binlog file (from ROTATE events).
+    file: String,
+    /// End position (log_pos) of the last event that had one; events inside a compressed
+    /// transaction payload carry none and share the payload's.
+    last_log_pos: u64,
+    in_txn: bool,
+    txn_seq: u64,
+    /// A MariaDB GTID flagged the next event group as one standalone statement.
+    standalone_pending: bool,
+    gtid: Option<GtidSet>,
+    /// table_id → replicated table (None: not selected).
+    bound: HashMap<u64, Option<Arc<Table>>>,
+    /// Statement the operator acknowledged (`--skip-ddl`): skipped once, then reloaded.
+    skip_at: Option<BinlogPosition>,
+    pub counters: Counters,
+}
+
+/// What one event produced.
+#[derive(Debug, Default)]
+pub struct Output {
+    pub messages: Vec<Message>,
+    pub need: Option<Need>,
+    /// The event closed a transaction.
+    pub committed: bool,
+}
+
+impl Decoder {
+    pub fn new(
+        registry: Registry,
+        selector: TableSelector,
+        options: TypeOptions,
+        file: String,
+        gtid: Option<GtidSet>,
+        skip_at: Option<BinlogPosition>,
+    ) -> Self {
+        Self {
+            registry,
+            selector,
+            options,
+            file,
+            last_log_pos: 0,
+            in_txn: false,
+            txn_seq: 0,
+            standalone_pending: false,
+            gtid,
+            bound: HashMap::new(),
+            skip_at,
+            counters: Counters::default(),
+        }
+    }
+
+    /// True between the first event of a transaction and its commit.
+    pub fn in_transaction(&self) -> bool {
+        self.in_txn
+    }
+
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// The position after the last event seen.
+    pub fn position(&self) -> BinlogPosition {
+        BinlogPosition::new(self.file.clone(), self.last_log_pos)
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Adds (or replaces) a table after a [`Need::Tables`]; its table ids are re-bound.
+    pub fn register(&mut self, table: Table) -> Arc<Table> {
+        self.bound.clear();
+        self.registry.insert(table)
+    }
+
+    fn event_start(&self, event: &Event) -> BinlogPosition {
+        let h = event.header();
+        let end = u64::from(h.log_pos());
+        let start = if end == 0 {
+            self.last_log_pos
+        } else {
+            end.saturating_sub(u64::from(h.event_size()))
+        };
+        BinlogPosition::new(self.file.clone(), start)
+    }
+
+    fn begin(&mut self, ts: u32, progress: &dyn Fn(u64, u32)) {
+        if !self.in_txn {
+            self.in_txn = true;
+            self.txn_seq += 1;
+            progress(self.txn_seq, ts);
+        }
+    }
+
+    fn commit(&mut self, ts: u32, out: &mut Output, progress: &dyn Fn(u64, u32)) {
+        self.begin(ts, progress);
+        self.in_txn = false;
+        self.standalone_pending = false;
+        out.committed = true;
+        out.messages.push(Message::Commit(Commit {
+            position: self.position(),
+            gtid: self.gtid.as_ref().map(|g| g.to_string()),
+            source_time: ts,
+            seq: self.txn_seq,
+        }));
+    }
+
+    /// Decodes one event. `tme` looks up the table map for a table id; `progress` is told
+    /// when a transaction starts (sequence, source time), for lag accounting.
+    ///
+    /// # Errors
+    /// Definite errors only (see [`DecodeError`]).
+    pub fn handle<'t>(
+        &mut self,
+        event: &Event,
+        tme: &dyn Fn(u64) -> Option<&'t TableMapEvent<'static>>,
+        progress: &dyn Fn(u64, u32),
+    ) -> Result<Output, DecodeError> {
+        let mut out = Output::default();
+        let header = event.header();
+        let ts = header.timestamp();
+        let start = self.event_start(event);
+        if header.log_pos() != 0 {
+            self.last_log_pos = u64::from(header.log_pos());
+        }
+        let raw_type = header.event_type_raw();
+        match raw_type {
+            mariadb::GTID_EVENT => {
+                if let Some(g) = mariadb::parse_gtid(event.data(), header.server_id()) {
+                    let gtids = self.gtid.get_or_insert_with(GtidSet::empty_mariadb);
+                    gtids.apply_mariadb(g.gtid);
+                    if g.standalone() {
+                        self.standalone_pending = true;
+                    } else {
+                        self.begin(ts, progress);
+                    }
+                }
+                return Ok(out);
+            }
+            mariadb::GTID_LIST_EVENT
+            | mariadb::ANNOTATE_ROWS_EVENT
+            | mariadb::BINLOG_CHECKPOINT_EVENT
+            | mariadb::START_ENCRYPTION_EVENT => return Ok(out),
+            t if mariadb::COMPRESSED_EVENTS.contains(&t) => {
+                return Err(DecodeError::Compressed { position: start })
+            }
+            _ => {}
+        }
+        let data = match event.read_data() {
+            Ok(Some(d)) => d,
+            Ok(None) => return Ok(out), // unknown event type (e.g. Aurora padding): skipped
+            Err(e) => {
+                return Err(DecodeError::Corrupt {
+                    what: "event",
+                    position: start,
+                    detail: format!("type {raw_type}: {e}"),
+                })
+            }
+        };
+        match data {
+            EventData::RotateEvent(r) => {
+                // A fake ROTATE (sent at stream start) has log_pos 0 in its header; its position
+                // field is the requested start, so `RotateEvent::is_fake` cannot tell.
+                if header.log_pos() == 0 {
+                    // The fake ROTATE at stream start may carry 4 checksum bytes in its name
+                    // (mysql_async issue 189): keep our own name unless this one is clean.
+                    if let Some(clean) = clean_rotate_name(r.name_raw(), &self.file) {
+                        self.file = clean;
+                    }
+                } else {
+                    self.file = r.name().to_string();
+                }
+                self.last_log_pos = r.position();
+            }
+            EventData::GtidEvent(g) => {
+                let sid = uuid_text(&g.sid());
+                let source = match g.tag() {
+                    Some(tag) => format!("{sid}:{}", tag.to_string().to_ascii_lowercase()),
+                    None => sid,
+                };
+                let gtids = self.gtid.get_or_insert_with(GtidSet::empty_mysql);
+                gtids.apply_mysql(&source, g.gno());
+                self.begin(ts, progress);
+            }
+            EventData::AnonymousGtidEvent(_) => self.begin(ts, progress),
+            EventData::XidEvent(_) => self.commit(ts, &mut out, progress),
+            EventData::IncidentEvent(i) => {
+                return Err(DecodeError::Incident {
+                    position: start,
+                    detail: format!("{:?}", i.message()),
+                })
+            }
+            EventData::QueryEvent(q) => {
+                let sql = q.query();
+                let schema = q.schema().to_string();
+                self.query(&sql, &schema, ts, start, &mut out, progress)?;
+            }
+            EventData::TableMapEvent(t) => {
+                let name = SourceName::new(t.database_name().to_string(), t.table_name().to_string());
+                match self.registry.get(&name).cloned() {
+                    Some(table) => {
+                        if !matches!(self.bound.get(&t.table_id()), Some(Some(b)) if Arc::ptr_eq(b, &table))
+                        {
+                            validate_table_map(&table, &t, &start)?;
+                            self.bound.insert(t.table_id(), Some(table));
+                        }
+                    }
+                    None if self.selector.matches(&name.db, &name.table) => {
+                        // Selected but unknown: created while ferry was not looking.
+                        out.need = Some(Need::Tables(vec![name]));
+                        self.bound.remove(&t.table_id());
+                    }
+                    None => {
+                        self.bound.insert(t.table_id(), None);
+                    }
+                }
+            }
+            EventData::RowsEvent(rows) => {
+                self.begin(ts, progress);
+                let id = rows.table_id();
+                let table = match self.bound.get(&id) {
+                    Some(Some(t)) => t.clone(),
+                    Some(None) => return Ok(out),
+                    None => {
+                        let Some(map) = tme(id) else {
+                            return Err(DecodeError::Corrupt {
+                                what: "rows event",
+                                position: start,
+                                detail: format!("no table map for table id {id}"),
+                            });
+                        };
+                        let name = SourceName::new(
+                            map.database_name().to_string(),
+                            map.table_name().to_string(),
+                        );
+                        if self.selector.matches(&name.db, &name.table) {
+                            return Err(DecodeError::SchemaMismatch {
+                                table: name,
+                                position: start,
+                                detail: "table is selected but was not loaded".into(),
+                            });
+                        }
+                        return Ok(out);
+                    }
+                };
+                let Some(map) = tme(id) else {
+                    return Err(DecodeError::Corrupt {
+                        what: "rows event",
+                        position: start,
+                        detail: format!("no table map for table id {id}"),
+                    });
+                };
+                self.rows(&table, &rows, map, &start, &mut out)?;
+            }
+            EventData::TransactionPayloadEvent(_) => {
+                // Its inner events follow from the stream; nothing to do for the wrapper.
+            }
+            _ => {}
+        }
+        if self.standalone_pending && !self.in_txn && out.committed {
+            self.standalone_pending = false;
+        }
+        Ok(out)
+    }
+
+    fn query(
+        &mut self,
+        sql: &str,
+        schema: &str,
+        ts: u32,
+        start: BinlogPosition,
+        out: &mut Output,
+        progress: &dyn Fn(u64, u32),
+    ) -> Result<(), DecodeError> {
+        let statement = classify(sql);
+        match statement {
+            Statement::Begin => {
+                self.begin(ts, progress);
+                return Ok(());
+            }
+            Statement::Commit | Statement::Rollback => {
+                self.commit(ts, out, progress);
+                return Ok(());
+            }
+            _ => {}
+        }
+        let acknowledged = self.skip_at.as_ref() == Some(&start);
+        let resolve_ref = |r: &TableRef| SourceName::new(r.0.clone().unwrap_or_else(|| schema.to_string()), r.1.clone());
+        match statement {
+            Statement::Begin | Statement::Commit | Statement::Rollback | Statement::Harmless => {}
+            Statement::CreateTable(refs) => {
+                let selected: Vec<SourceName> = refs
+                    .iter()
+                    .map(resolve_ref)
+                    .filter(|n| self.selector.matches(&n.db, &n.table))
+                    .collect();
+                if !selected.is_empty() {
+                    if let Some(existing) = selected.iter().find(|n| self.registry.get(n).is_some()) {
+                        if !acknowledged {
+                            return Err(DecodeError::SchemaChange {
+                                table: existing.clone(),
+                                position: start,
+                                verb: "CREATE TABLE of an already replicated table (CREATE OR REPLACE?)".into(),
+                            });
+                        }
+                    }
+                    out.need = Some(Need::Tables(selected));
+                }
+            }
+            Statement::Truncate(refs) => {
+                for name in refs.iter().map(resolve_ref) {
+                    if let Some(table) = self.registry.get(&name).cloned() {
+                        self.begin(ts, progress);
+                        out.messages.push(Message::Truncate {
+                            table: table.clone(),
+                        });
+                    }
+                }
+            }
+            Statement::SchemaChange { verb, tables } => {
+                let hit = tables
+                    .iter()
+                    .map(resolve_ref)
+                    .find(|n| self.registry.get(n).is_some() || self.selector.matches(&n.db, &n.table));
+                if let Some(table) = hit {
+                    if acknowledged {
+                        let names: Vec<SourceName> = tables
+                            .iter()
+                            .map(resolve_ref)
+                            .filter(|n| self.selector.matches(&n.db, &n.table))
+                            .collect();
+                        out.need = Some(Need::Tables(names));
+                    } else {
+                        return Err(DecodeError::SchemaChange {
+                            table,
+                            position: start,
+                            verb,
+                        });
+                    }
+                }
+            }
+            Statement::DropDatabase(db) => {
+                if self.registry.tables().any(|t| t.source.db == db) && !acknowledged {
+                    return Err(DecodeError::DropDatabase { db, position: start });
+                }
+            }
+            Statement::Other { verb, identifiers } => {
+                let hit = identifiers
+                    .iter()
+                    .map(resolve_ref)
+                    .find(|n| self.registry.get(n).is_some());
+                if let Some(table) = hit {
+                    if !acknowledged {
+                        return Err(DecodeError::StatementChange {
+                            table,
+                            position: start,
+                            verb,
+                        });
+                    }
+                }
+            }
+        }
+        // A statement outside BEGIN ... COMMIT is its own transaction (DDL, MariaDB standalone).
+        if !self.in_txn || self.standalone_pending {
+            self.commit(ts, out, progress);
+        }
+        Ok(())
+    }
+
+    fn rows(
+        &mut self,
+        table: &Arc<Table>,
+        rows: &RowsEventData<'_>,
+        map: &TableMapEvent<'static>,
+        start: &BinlogPosition,
+        out: &mut Output,
+    ) -> Result<(), DecodeError> {
+        let is_write = matches!(
+            rows,
+            RowsEventData::WriteRowsEvent(_) | RowsEventData::WriteRowsEventV1(_)
+        );
+        let is_delete = matches!(
+            rows,
+            RowsEventData::DeleteRowsEvent(_) | RowsEventData::DeleteRowsEventV1(_)
+        );
+        let mut ops = Vec::new();
+        for pair in rows.rows(map) {
+            let (before, after) = pair.map_err(|e| DecodeError::Corrupt {
+                what: "row image",
+                position: start.clone(),
+                detail: format!("table {}: {e}", table.source),
+            })?;
+            let before_cells = match &before {
+                Some(row) => match self.convert_row(table, row, None, start)? {
+                    Converted::Cells(c) => Some(c),
+                    Converted::DeadLetter(d) => {
+                        out.messages.push(Message::DeadLetter(d));
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            if is_delete {
+                let cells = before_cells.ok_or_else(|| corrupt(table, start, "delete without before image"))?;
+                ops.push(RowOp::Delete {
+                    key: key_of(table, &cells),
+                });
+                continue;
+            }
+            let after_row = after.ok_or_else(|| corrupt(table, start, "row event without after image"))?;
+            let after_cells = match self.convert_row(table, &after_row, before_cells.as_deref(), start)? {
+                Converted::Cells(c) => c,
+                Converted::DeadLetter(d) => {
+                    out.messages.push(Message::DeadLetter(d));
+                    continue;
+                }
+            };
+            let new_key = key_of(table, &after_cells);
+            if !is_write {
+                if let Some(b) = &before_cells {
+                    let old_key = key_of(table, b);
+                    if old_key != new_key {
+                        ops.push(RowOp::Delete { key: old_key });
+                    }
+                }
+            }
+            ops.push(RowOp::Upsert {
+                key: new_key,
+                row: after_cells,
+            });
+        }
+        if !ops.is_empty() {
+            out.messages.push(Message::Rows {
+                table: table.clone(),
+                ops,
+            });
+        }
+        Ok(())
+    }
+
+    fn convert_row(
+        &mut self,
+        table: &Arc<Table>,
+        row: &BinlogRow,
+        before: Option<&[Cell]>,
+        start: &BinlogPosition,
+    ) -> Result<Converted, DecodeError> {
+        if row.len() != table.columns.len() {
+            return Err(DecodeError::SchemaMismatch {
+                table: table.source.clone(),
+                position: start.clone(),
+                detail: format!(
+                    "row image has {} of {} columns (binlog_row_image must be FULL)",
+                    row.len(),
+                    table.columns.len()
+                ),
+            });
+        }
+        let mut cells = Vec::with_capacity(row.len());
+        for (i, rule) in table.columns.iter().enumerate() {
+            let Some(value) = row.as_ref(i) else {
+                return Err(corrupt(table, start, "missing column value"));
+            };
+            let result = match value {
+                BinlogValue::JsonDiff(diffs) => match before.and_then(|b| b[i].as_deref()) {
+                    Some(before_json) => apply_diffs(before_json, diffs).map(Some),
+                    None => Err(ValueProblem::new(
+                        ProblemKind::Unexpected,
+                        "partial JSON update of a NULL or missing before image",
+                    )),
+                },
+                v => convert(rule, SourceValue::Binlog(v)),
+            };
+            match result {
+                Ok(cell) => cells.push(cell),
+                Err(problem) => match resolve(&self.options, &problem, rule.nullable && !table.is_key_column(i)) {
+                    Resolution::Substitute(cell) => {
+                        *self.counters.substituted.entry(problem.kind.label()).or_default() += 1;
+                        cells.push(cell);
+                    }
+                    Resolution::DeadLetter => {
+                        self.counters.dead_lettered += 1;
+                        return Ok(Converted::DeadLetter(Box::new(DeadLetter {
+                            table: table.clone(),
+                            position: start.clone(),
+                            column: rule.source_name.clone(),
+                            kind: problem.kind.label(),
+                            reason: problem.detail.clone(),
+                            row: row_json(table, row),
+                        })));
+                    }
+                    Resolution::Refuse => {
+                        return Err(DecodeError::Refused {
+                            table: table.source.clone(),
+                            column: rule.source_name.clone(),
+                            position: start.clone(),
+                            fix: transform::suggested_fix(problem.kind),
+                            problem,
+                        })
+                    }
+                },
+            }
+        }
+        Ok(Converted::Cells(cells))
+    }
+}
+
+enum Converted {
+    Cells(Vec<Cell>),
+    DeadLetter(Box<DeadLetter>),
+}
+
+fn corrupt(table: &Table, start: &BinlogPosition, detail: &str) -> DecodeError {
+    DecodeError::Corrupt {
+        what: "row image",
+        position: start.clone(),
+        detail: format!("table {}: {detail}", table.source),
+    }
+}
+
+fn key_of(table: &Table, cells: &[Cell]) -> Vec<Cell> {
+    table.key.iter().map(|i| cells[*i].clone()).collect()
+}
+
+/// The fake ROTATE's name when it is usable: itself when it parses as a binlog file name,
+/// itself minus 4 trailing checksum bytes when that does; `None` keeps the current name.
+fn clean_rotate_name(bytes: &[u8], current: &str) -> Option<String> {
+    let parses = |n: &str| crate::position::file_sequence(n).is_ok();
+    if let Ok(name) = std::str::from_utf8(bytes) {
+        if parses(name) {
+            return Some(name.to_string());
+        }
+    }
+    if bytes.len() > 4 {
+        if let Ok(s) = std::str::from_utf8(&bytes[..bytes.len() - 4]) {
+            if parses(s) {
+                return Some(s.to_string());
+            }
+        }
+    }
+    if current.is_empty() {
+        None
+    } else {
+        Some(current.to_string())
+    }
+}
+
+/// A row image as JSON for the dead-letter table: values that are not valid UTF-8 text are kept
+/// as `{"hex": "..."}`, so nothing is lost.
+fn row_json(table: &Table, row: &BinlogRow) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    for (i, col) in table.source_columns.iter().enumerate() {
+        let v = match row.as_ref(i) {
+            None => serde_json::Value::Null,
+            Some(BinlogValue::Value(v)) => value_json(v),
+            Some(BinlogValue::Jsonb(j)) => transform::json::jsonb_to_text(j)
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or(serde_json::Value::Null),
+            Some(BinlogValue::JsonDiff(_)) => serde_json::Value::String("<partial JSON update>".into()),
+        };
+        map.insert(col.name.clone(), v);
+    }
+    serde_json::Value::Object(map)
+}
+
+fn value_json(v: &Value) -> serde_json::Value {
+    use serde_json::json;
+    match v {
+        Value::NULL => serde_json::Value::Null,
+        Value::Int(i) => json!(i),
+        Value::UInt(u) => json!(u),
+        Value::Float(f) => json!(f),
+        Value::Double(d) => json!(d),
+        Value::Bytes(b) => match std::str::from_utf8(b) {
+            Ok(s) if !s.contains('\0') => json!(s),
+            _ => json!({ "hex": hex::encode(b) }),
+        },
+        Value::Date(y, m, d, h, mi, s, us) => {
+            json!(format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}"))
+        }
+        Value::Time(neg, d, h, m, s, us) => json!(format!(
+            "{}{}:{m:02}:{s:02}.{us:06}",
+            if *neg { "-" } else { "" },
+            u64::from(*d) * 24 + u64::from(*h)
+        )),
+    }
+}
+
+/// Checks a TABLE_MAP against the loaded schema.
+fn validate_table_map(
+    table: &Table,
+    map: &TableMapEvent<'_>,
+    start: &BinlogPosition,
+) -> Result<(), DecodeError> {
+    let mismatch = |detail: String| DecodeError::SchemaMismatch {
+        table: table.source.clone(),
+        position: start.clone(),
+        detail,
+    };
+    let n = map.columns_count() as usize;
+    if n != table.columns.len() {
+        return Err(mismatch(format!(
+            "binlog has {n} columns, loaded schema {}",
+            table.columns.len()
+        )));
+    }
+    if let Ok(meta) = OptionalMetaExtractor::new(map.iter_optional_meta()) {
+        let names: Vec<String> = meta
+            .iter_column_name()
+            .filter_map(|r| r.ok().map(|c| c.name().to_string()))
+            .collect();
+        if names.len() == n {
+            for (i, name) in names.iter().enumerate() {
+                let want = &table.source_columns[i].name;
+                if !name.eq_ignore_ascii_case(want) {
+                    return Err(mismatch(format!(
+                        "column {} is `{name}` in the binlog, `{want}` in the loaded schema",
+                        i + 1
+                    )));
+                }
+            }
+        }
+    }
+    for (i, rule) in table.columns.iter().enumerate() {
+        let Ok(Some(ct)) = map.get_column_type(i) else {
+            return Err(mismatch(format!("column {} has an unknown binlog type", i + 1)));
+        };
+        if !type_family_matches(&rule.kind, ct) {
+            return Err(mismatch(format!(
+                "column `{}` is {:?} in the binlog but {} in the loaded schema",
+                rule.source_name,
+                ct,
+                table.source_columns[i].column_type
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn type_family_matches(kind: &ValueKind, ct: ColumnType) -> bool {
+    use ColumnType::*;
+    match kind {
+        ValueKind::Int { bits } | ValueKind::UInt { bits } => matches!(
+            (bits, ct),
+            (8, MYSQL_TYPE_TINY)
+                | (16, MYSQL_TYPE_SHORT)
+                | (24, MYSQL_TYPE_INT24)
+                | (32, MYSQL_TYPE_LONG)
+                | (64, MYSQL_TYPE_LONGLONG)
+        ),
+        ValueKind::Bool => ct == MYSQL_TYPE_TINY,
+        ValueKind::Decimal => matches!(ct, MYSQL_TYPE_NEWDECIMAL | MYSQL_TYPE_DECIMAL),
+        ValueKind::Float => ct == MYSQL_TYPE_FLOAT,
+        ValueKind::Double => ct == MYSQL_TYPE_DOUBLE,
+        ValueKind::Bit { .. } => ct == MYSQL_TYPE_BIT,
+        ValueKind::Year => ct == MYSQL_TYPE_YEAR,
+        ValueKind::Date => matches!(ct, MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE),
+        ValueKind::DateTime => matches!(ct, MYSQL_TYPE_DATETIME | MYSQL_TYPE_DATETIME2),
+        ValueKind::Timestamp => matches!(ct, MYSQL_TYPE_TIMESTAMP | MYSQL_TYPE_TIMESTAMP2),
+        ValueKind::Time => matches!(ct, MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2),
+        ValueKind::Text { .. } | ValueKind::Bytes { .. } => matches!(
+            ct,
+            MYSQL_TYPE_VARCHAR
+                | MYSQL_TYPE_VAR_STRING
+                | MYSQL_TYPE_STRING
+                | MYSQL_TYPE_BLOB
+                | MYSQL_TYPE_TINY_BLOB
+                | MYSQL_TYPE_MEDIUM_BLOB
+                | MYSQL_TYPE_LONG_BLOB
+        ),
+        ValueKind::Enum { .. } => matches!(ct, MYSQL_TYPE_ENUM | MYSQL_TYPE_STRING),
+        ValueKind::Set { .. } => matches!(ct, MYSQL_TYPE_SET | MYSQL_TYPE_STRING),
+        ValueKind::Json => matches!(
+            ct,
+            MYSQL_TYPE_JSON | MYSQL_TYPE_BLOB | MYSQL_TYPE_LONG_BLOB | MYSQL_TYPE_VARCHAR
+        ),
+        ValueKind::Geometry => ct == MYSQL_TYPE_GEOMETRY,
+        ValueKind::Vector => matches!(ct, MYSQL_TYPE_VECTOR | MYSQL_TYPE_BLOB),
+    }
+}
+
+/// Whether a raw event type is a heartbeat (handled by the reader, not the decoder).
+pub fn is_heartbeat(event: &Event) -> bool {
+    let t = event.header().event_type_raw();
+    // 0x29 is MySQL's HEARTBEAT_LOG_EVENT_V2, which mysql_common does not name.
+    t == EventType::HEARTBEAT_EVENT as u8 || t == 0x29
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fake_rotate_names() {
+        assert_eq!(
+            clean_rotate_name(b"mariadb-bin.000003", ""),
+            Some("mariadb-bin.000003".into())
+        );
+        let mut dirty = b"mariadb-bin.000003".to_vec();
+        dirty.extend_from_slice(&[0x9a, 0x11, 0x7f, 0x2c]);
+        assert_eq!(clean_rotate_name(&dirty, ""), Some("mariadb-bin.000003".into()));
+        assert_eq!(clean_rotate_name(b"garbage", "x.000001"), Some("x.000001".into()));
+        assert_eq!(clean_rotate_name(b"garbage", ""), None);
+    }
+}

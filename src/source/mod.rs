@@ -1,0 +1,9 @@
+//! The MySQL/MariaDB side: connections, preflight, the catalog, and the binlog stage.
+
+pub mod binlog;
+pub mod catalog;
+pub mod connect;
+pub mod ddl;
+pub mod decode;
+pub mod mariadb;
+pub mod preflight;
