@@ -100,7 +100,9 @@ pub async fn run(
                         tracing::info!("reload requested (nothing reloadable changed)");
                     }
                     Command::Shutdown if stopping => {
-                        tracing::warn!("second stop request: exiting now; the last committed checkpoint stays");
+                        tracing::warn!(
+                            "second stop request: exiting now; the last committed checkpoint stays"
+                        );
                         abort.notify_one();
                     }
                     Command::Shutdown => {
@@ -284,7 +286,14 @@ async fn supervise(
         let stop = control.borrow().stop;
         match (read, apply) {
             (Ok(()), Ok(())) if stop => return Ok(()),
-            (_, Err(SinkError::UniqueConflict { target, message, transactions })) => {
+            (
+                _,
+                Err(SinkError::UniqueConflict {
+                    target,
+                    message,
+                    transactions,
+                }),
+            ) => {
                 if was_strict {
                     return Err(AppError::Sink(SinkError::UniqueConflict {
                         target,

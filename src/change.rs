@@ -62,9 +62,14 @@ pub struct Commit {
 /// What flows from the source stage to the sink stage.
 #[derive(Debug, Clone)]
 pub enum Message {
-    Rows { table: Arc<Table>, ops: Vec<RowOp> },
+    Rows {
+        table: Arc<Table>,
+        ops: Vec<RowOp>,
+    },
     /// `TRUNCATE TABLE` on the source.
-    Truncate { table: Arc<Table> },
+    Truncate {
+        table: Arc<Table>,
+    },
     DeadLetter(Box<DeadLetter>),
     Commit(Commit),
 }

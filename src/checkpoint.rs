@@ -63,12 +63,14 @@ pub trait StateStore: Send + Sync {
     fn load_checkpoint(&self, stream: &str) -> Result<Option<Checkpoint>, CheckpointError> {
         match self.get(&format!("checkpoint/{stream}"))? {
             None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| CheckpointError::Store {
-                    path: "checkpoint".into(),
-                    message: format!("corrupt checkpoint record: {e}"),
-                }),
+            Some(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| CheckpointError::Store {
+                        path: "checkpoint".into(),
+                        message: format!("corrupt checkpoint record: {e}"),
+                    })
+            }
         }
     }
 
@@ -139,7 +141,10 @@ impl StateStore for SledStore {
     }
 
     fn put(&self, key: &str, value: &[u8]) -> Result<(), CheckpointError> {
-        self.db.insert(key, value).map(|_| ()).map_err(|e| self.err(e))
+        self.db
+            .insert(key, value)
+            .map(|_| ())
+            .map_err(|e| self.err(e))
     }
 
     fn remove(&self, key: &str) -> Result<(), CheckpointError> {
@@ -276,11 +281,13 @@ pub fn reconcile(
             state_dir: state_dir.display().to_string(),
         }),
         (Some(t), Some(l)) => match t.position.partial_cmp(&l.position) {
-            Some(std::cmp::Ordering::Less) if !accept_rewind => Err(CheckpointError::TargetBehind {
-                stream: stream.into(),
-                target: t.position.to_string(),
-                local: l.position.to_string(),
-            }),
+            Some(std::cmp::Ordering::Less) if !accept_rewind => {
+                Err(CheckpointError::TargetBehind {
+                    stream: stream.into(),
+                    target: t.position.to_string(),
+                    local: l.position.to_string(),
+                })
+            }
             None if !accept_rewind => Err(CheckpointError::Incomparable {
                 target: t.position.to_string(),
                 local: l.position.to_string(),
@@ -304,31 +311,67 @@ mod tests {
 
     #[test]
     fn target_ahead_of_local_is_the_normal_crash_window() {
-        let r = reconcile("s", Some(cp("b.000002", 10)), Some(cp("b.000001", 900)), false, Path::new("/x"))
-            .expect("resumes");
+        let r = reconcile(
+            "s",
+            Some(cp("b.000002", 10)),
+            Some(cp("b.000001", 900)),
+            false,
+            Path::new("/x"),
+        )
+        .expect("resumes");
         assert_eq!(r, Resume::From(cp("b.000002", 10)));
-        let r = reconcile("s", Some(cp("b.000002", 10)), Some(cp("b.000002", 10)), false, Path::new("/x"))
-            .expect("equal resumes");
+        let r = reconcile(
+            "s",
+            Some(cp("b.000002", 10)),
+            Some(cp("b.000002", 10)),
+            false,
+            Path::new("/x"),
+        )
+        .expect("equal resumes");
         assert_eq!(r, Resume::From(cp("b.000002", 10)));
     }
 
     #[test]
     fn target_behind_local_is_refused() {
-        let e = reconcile("s", Some(cp("b.000001", 10)), Some(cp("b.000001", 500)), false, Path::new("/x"))
-            .expect_err("rewound");
+        let e = reconcile(
+            "s",
+            Some(cp("b.000001", 10)),
+            Some(cp("b.000001", 500)),
+            false,
+            Path::new("/x"),
+        )
+        .expect_err("rewound");
         let msg = e.to_string();
-        assert!(msg.contains("restored or rewound") && msg.contains("--accept-target-rewind"), "{msg}");
-        let r = reconcile("s", Some(cp("b.000001", 10)), Some(cp("b.000001", 500)), true, Path::new("/x"))
-            .expect("accepted");
+        assert!(
+            msg.contains("restored or rewound") && msg.contains("--accept-target-rewind"),
+            "{msg}"
+        );
+        let r = reconcile(
+            "s",
+            Some(cp("b.000001", 10)),
+            Some(cp("b.000001", 500)),
+            true,
+            Path::new("/x"),
+        )
+        .expect("accepted");
         assert_eq!(r, Resume::From(cp("b.000001", 10)));
     }
 
     #[test]
     fn missing_target_with_local_state_is_refused() {
-        let e = reconcile("s", None, Some(cp("b.000001", 500)), false, Path::new("/state"))
-            .expect_err("reset target");
+        let e = reconcile(
+            "s",
+            None,
+            Some(cp("b.000001", 500)),
+            false,
+            Path::new("/state"),
+        )
+        .expect_err("reset target");
         assert!(e.to_string().contains("/state"));
-        assert_eq!(reconcile("s", None, None, false, Path::new("/x")).expect("fresh"), Resume::Fresh);
+        assert_eq!(
+            reconcile("s", None, None, false, Path::new("/x")).expect("fresh"),
+            Resume::Fresh
+        );
     }
 
     #[test]
@@ -338,12 +381,17 @@ mod tests {
         {
             let store = SledStore::open(&dir).expect("opens");
             assert_eq!(store.load_checkpoint("a").expect("reads"), None);
-            store.save_checkpoint("a", &cp("b.000003", 77)).expect("writes");
+            store
+                .save_checkpoint("a", &cp("b.000003", 77))
+                .expect("writes");
             store.flush().expect("flushes");
             assert!(SledStore::open(&dir).is_err(), "a second opener is refused");
         }
         let store = SledStore::open(&dir).expect("reopens");
-        assert_eq!(store.load_checkpoint("a").expect("reads"), Some(cp("b.000003", 77)));
+        assert_eq!(
+            store.load_checkpoint("a").expect("reads"),
+            Some(cp("b.000003", 77))
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -517,7 +517,9 @@ fn parse_start(s: &str) -> Result<StartPosition, ConfigError> {
 fn parse_policy(key: &'static str, s: Option<&str>) -> Result<ValuePolicy, ConfigError> {
     match s {
         None => Ok(ValuePolicy::Refuse),
-        Some(s) => s.parse().map_err(|message| ConfigError::Invalid { key, message }),
+        Some(s) => s
+            .parse()
+            .map_err(|message| ConfigError::Invalid { key, message }),
     }
 }
 

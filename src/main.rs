@@ -12,7 +12,11 @@ use ferry::config::{Config, LogFormat};
 use ferry::position::BinlogPosition;
 
 #[derive(Parser)]
-#[command(name = "ferry", version, about = "Replicate a live MySQL/MariaDB database into PostgreSQL, exactly")]
+#[command(
+    name = "ferry",
+    version,
+    about = "Replicate a live MySQL/MariaDB database into PostgreSQL, exactly"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -41,7 +45,9 @@ enum Cmd {
 fn init_logging(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -102,7 +108,10 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("{c}");
                 }
                 if report.passed() {
-                    println!("\nconfiguration and preflight: OK ({} tables)", report.tables.len());
+                    println!(
+                        "\nconfiguration and preflight: OK ({} tables)",
+                        report.tables.len()
+                    );
                     Ok(ExitCode::SUCCESS)
                 } else {
                     println!("\npreflight FAILED");

@@ -68,7 +68,9 @@ pub fn install() -> PrometheusHandle {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Full(APPLY_BATCH_DURATION.into()),
-            &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+            &[
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ],
         )
         .expect("static bucket list is non-empty")
         .install_recorder()
@@ -225,7 +227,10 @@ mod tests {
                 name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
                 "{name} must be snake_case"
             );
-            assert!(!name.contains("_us") && !name.contains("_ms"), "base units only: {name}");
+            assert!(
+                !name.contains("_us") && !name.contains("_ms"),
+                "base units only: {name}"
+            );
         }
         let mut names: Vec<_> = ALL.iter().map(|(n, _)| *n).collect();
         names.sort();

@@ -177,10 +177,8 @@ impl GtidSet {
                 let Some(have) = a.get(src) else {
                     return ivs.is_empty();
                 };
-                ivs.iter().all(|iv| {
-                    have.iter()
-                        .any(|h| h.start <= iv.start && h.end >= iv.end)
-                })
+                ivs.iter()
+                    .all(|iv| have.iter().any(|h| h.start <= iv.start && h.end >= iv.end))
             }),
             _ => false,
         }
@@ -247,7 +245,11 @@ impl FromStr for GtidSet {
                 let mut key = uuid;
                 let mut intervals = Vec::new();
                 for field in fields {
-                    if field.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) {
+                    if field
+                        .chars()
+                        .next()
+                        .is_some_and(|c| c.is_ascii_alphabetic())
+                    {
                         // A tag (MySQL 8.4+): subsequent intervals belong to uuid:tag.
                         if !intervals.is_empty() {
                             map.entry(key.clone()).or_default().append(&mut intervals);
@@ -333,7 +335,9 @@ mod tests {
             .expect("valid");
         s.apply_mysql("3e11fa47-71ca-11e1-9e33-c80aa9429562", 6);
         assert_eq!(s.to_string(), "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-7");
-        let sub: GtidSet = "3e11fa47-71ca-11e1-9e33-c80aa9429562:2-4".parse().expect("ok");
+        let sub: GtidSet = "3e11fa47-71ca-11e1-9e33-c80aa9429562:2-4"
+            .parse()
+            .expect("ok");
         assert!(s.contains(&sub));
         assert!(!sub.contains(&s));
     }
@@ -354,13 +358,17 @@ mod tests {
         assert!("abc".parse::<GtidSet>().is_err());
         assert!("0-1".parse::<GtidSet>().is_err());
         assert!("not-a-uuid:1-2".parse::<GtidSet>().is_err());
-        assert!("3e11fa47-71ca-11e1-9e33-c80aa9429562:5-2".parse::<GtidSet>().is_err());
+        assert!("3e11fa47-71ca-11e1-9e33-c80aa9429562:5-2"
+            .parse::<GtidSet>()
+            .is_err());
     }
 
     #[test]
     fn uuid_text_formats() {
-        let sid = [0x3e, 0x11, 0xfa, 0x47, 0x71, 0xca, 0x11, 0xe1, 0x9e, 0x33, 0xc8, 0x0a, 0xa9,
-            0x42, 0x95, 0x62];
+        let sid = [
+            0x3e, 0x11, 0xfa, 0x47, 0x71, 0xca, 0x11, 0xe1, 0x9e, 0x33, 0xc8, 0x0a, 0xa9, 0x42,
+            0x95, 0x62,
+        ];
         assert_eq!(uuid_text(&sid), "3e11fa47-71ca-11e1-9e33-c80aa9429562");
     }
 }

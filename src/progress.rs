@@ -41,7 +41,10 @@ pub fn unix_now() -> f64 {
 impl Progress {
     /// The reader began source transaction `seq`, whose first event has time `ts`.
     pub fn begin(&self, seq: u64, ts: u32) {
-        self.pending.lock().expect("progress lock").push_back((seq, ts));
+        self.pending
+            .lock()
+            .expect("progress lock")
+            .push_back((seq, ts));
     }
 
     /// An event was read.
@@ -88,7 +91,8 @@ impl Progress {
     }
 
     pub fn is_caught_up(&self) -> bool {
-        self.caught_up.load(Ordering::Relaxed) && self.pending.lock().expect("progress lock").is_empty()
+        self.caught_up.load(Ordering::Relaxed)
+            && self.pending.lock().expect("progress lock").is_empty()
     }
 
     pub fn committed_position(&self) -> Option<BinlogPosition> {
@@ -101,7 +105,12 @@ impl Progress {
 
     /// Replication lag in seconds (see the module docs).
     pub fn lag_seconds(&self, now: f64) -> f64 {
-        let oldest = self.pending.lock().expect("progress lock").front().map(|(_, t)| *t);
+        let oldest = self
+            .pending
+            .lock()
+            .expect("progress lock")
+            .front()
+            .map(|(_, t)| *t);
         match oldest {
             Some(ts) => (now - f64::from(ts)).max(0.0),
             None if self.caught_up.load(Ordering::Relaxed) => 0.0,

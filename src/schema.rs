@@ -144,12 +144,14 @@ impl Table {
             }
         };
         let target_name = fold_name(&source.table);
-        let target_quoted = format!("{}.{}", quote_ident(&target_schema), quote_ident(&target_name));
+        let target_quoted = format!(
+            "{}.{}",
+            quote_ident(&target_schema),
+            quote_ident(&target_name)
+        );
         let indexes = indexes
             .into_iter()
-            .filter(|i| {
-                i.name != "PRIMARY" && key_source != KeySource::UniqueKey(i.name.clone())
-            })
+            .filter(|i| i.name != "PRIMARY" && key_source != KeySource::UniqueKey(i.name.clone()))
             .collect();
         Ok(Table {
             source,
@@ -268,7 +270,10 @@ mod tests {
         )
         .expect_err("no key");
         let msg = err.to_string();
-        assert!(msg.contains("shop.logs") && msg.contains("ADD PRIMARY KEY"), "{msg}");
+        assert!(
+            msg.contains("shop.logs") && msg.contains("ADD PRIMARY KEY"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -276,7 +281,11 @@ mod tests {
         let err = Table::plan(
             SourceName::new("shop", "t"),
             "shop".into(),
-            vec![col("id", "int", false), col("Name", "int", true), col("name", "int", true)],
+            vec![
+                col("id", "int", false),
+                col("Name", "int", true),
+                col("name", "int", true),
+            ],
             vec![idx("PRIMARY", true, &[0])],
             0,
             &TypeOptions::default(),

@@ -172,7 +172,10 @@ mod tests {
         assert!(s.matches("b", "orders"));
         assert!(!s.matches("b", "orders2"));
         assert_eq!(s.databases(), None);
-        assert_eq!(sel(&["shop.*", "crm.x"], &[]).databases(), Some(vec!["crm".into(), "shop".into()]));
+        assert_eq!(
+            sel(&["shop.*", "crm.x"], &[]).databases(),
+            Some(vec!["crm".into(), "shop".into()])
+        );
     }
 
     #[test]

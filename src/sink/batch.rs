@@ -62,7 +62,8 @@ impl Segment {
 
 /// Column-major text arrays for `unnest($1::text[], ...)` parameters.
 pub fn columns_of<'a>(rows: &'a [Vec<Cell>], width: usize) -> Vec<Vec<Option<&'a str>>> {
-    let mut cols: Vec<Vec<Option<&str>>> = (0..width).map(|_| Vec::with_capacity(rows.len())).collect();
+    let mut cols: Vec<Vec<Option<&str>>> =
+        (0..width).map(|_| Vec::with_capacity(rows.len())).collect();
     for row in rows {
         for (c, cell) in row.iter().enumerate() {
             cols[c].push(cell.as_deref());
@@ -134,7 +135,15 @@ mod tests {
 
     #[test]
     fn segments_equal_sequential_application_and_keep_every_op() {
-        let ops = vec![up(1, "a"), up(2, "b"), del(1), up(3, "c"), up(1, "d"), del(2), del(9)];
+        let ops = vec![
+            up(1, "a"),
+            up(2, "b"),
+            del(1),
+            up(3, "c"),
+            up(1, "d"),
+            del(2),
+            del(9),
+        ];
         let (state, applied, _) = segmented(&ops);
         assert_eq!(state, sequential(&ops));
         assert_eq!(applied, ops.len(), "no operation is merged away");

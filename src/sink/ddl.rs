@@ -26,10 +26,17 @@ pub fn create_table_sql(t: &Table) -> String {
         };
         cols.push(format!("{} {}{}", c.quoted, c.pg_type.sql(), not_null));
     }
-    let key: Vec<&str> = t.key.iter().map(|i| t.columns[*i].quoted.as_str()).collect();
+    let key: Vec<&str> = t
+        .key
+        .iter()
+        .map(|i| t.columns[*i].quoted.as_str())
+        .collect();
     cols.push(format!(
         "CONSTRAINT {} PRIMARY KEY ({})",
-        quote_ident(&crate::select::fit_identifier(&format!("{}_pkey", t.target_name))),
+        quote_ident(&crate::select::fit_identifier(&format!(
+            "{}_pkey",
+            t.target_name
+        ))),
         key.join(", ")
     ));
     format!(
@@ -115,7 +122,11 @@ pub async fn exists(client: &Client, t: &Table) -> Result<bool, tokio_postgres::
 ///
 /// # Errors
 /// DDL failures and existing tables that cannot take ferry's writes.
-pub async fn ensure_table(client: &Client, t: &Table, with_indexes: bool) -> Result<bool, DdlError> {
+pub async fn ensure_table(
+    client: &Client,
+    t: &Table,
+    with_indexes: bool,
+) -> Result<bool, DdlError> {
     let name = format!("{}.{}", t.target_schema, t.target_name);
     let check_err = |e: tokio_postgres::Error| DdlError::Check {
         table: name.clone(),
@@ -146,10 +157,13 @@ pub async fn ensure_table(client: &Client, t: &Table, with_indexes: bool) -> Res
 /// Creates the secondary indexes of a table ferry created (after a backfill).
 pub async fn create_indexes(client: &Client, t: &Table) -> Result<(), DdlError> {
     for sql in index_sql(t) {
-        client.batch_execute(&sql).await.map_err(|e| DdlError::Create {
-            table: format!("{}.{}", t.target_schema, t.target_name),
-            message: super::connect::describe(&e),
-        })?;
+        client
+            .batch_execute(&sql)
+            .await
+            .map_err(|e| DdlError::Create {
+                table: format!("{}.{}", t.target_schema, t.target_name),
+                message: super::connect::describe(&e),
+            })?;
     }
     Ok(())
 }
@@ -180,7 +194,11 @@ async fn check_existing(client: &Client, t: &Table) -> Result<(), DdlError> {
             missing,
         });
     }
-    let key: Vec<String> = t.key.iter().map(|i| t.columns[*i].target_name.clone()).collect();
+    let key: Vec<String> = t
+        .key
+        .iter()
+        .map(|i| t.columns[*i].target_name.clone())
+        .collect();
     let rows = client
         .query(
             "SELECT array_agg(a.attname::text ORDER BY a.attname) \
@@ -235,9 +253,21 @@ mod tests {
                 col("balance", "decimal", "decimal(12,2)", true),
             ],
             vec![
-                Index { name: "PRIMARY".into(), unique: true, columns: vec![(0, None)] },
-                Index { name: "email".into(), unique: true, columns: vec![(1, None)] },
-                Index { name: "bio".into(), unique: false, columns: vec![(2, Some(20))] },
+                Index {
+                    name: "PRIMARY".into(),
+                    unique: true,
+                    columns: vec![(0, None)],
+                },
+                Index {
+                    name: "email".into(),
+                    unique: true,
+                    columns: vec![(1, None)],
+                },
+                Index {
+                    name: "bio".into(),
+                    unique: false,
+                    columns: vec![(2, Some(20))],
+                },
             ],
             0,
             &TypeOptions::default(),
@@ -260,7 +290,11 @@ mod tests {
     fn indexes_are_deferred_unique_or_prefix_expressions() {
         let sql = index_sql(&table());
         assert_eq!(sql.len(), 2);
-        assert!(sql[0].contains("UNIQUE (\"email\") DEFERRABLE INITIALLY DEFERRED"), "{}", sql[0]);
+        assert!(
+            sql[0].contains("UNIQUE (\"email\") DEFERRABLE INITIALLY DEFERRED"),
+            "{}",
+            sql[0]
+        );
         assert!(sql[0].contains("\"users_email\""));
         assert!(sql[1].contains("(left(\"bio\", 20))"), "{}", sql[1]);
     }

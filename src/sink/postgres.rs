@@ -97,7 +97,11 @@ pub fn upsert_sql(t: &Table) -> String {
         .enumerate()
         .map(|(i, c)| format!("u.c{}::{}", i + 1, c.pg_type.sql()))
         .collect();
-    let key: Vec<&str> = t.key.iter().map(|i| t.columns[*i].quoted.as_str()).collect();
+    let key: Vec<&str> = t
+        .key
+        .iter()
+        .map(|i| t.columns[*i].quoted.as_str())
+        .collect();
     let updates: Vec<String> = t
         .columns
         .iter()
@@ -192,9 +196,39 @@ impl Applier {
         let mut statements: HashMap<usize, (Arc<Table>, TableStatements)> = HashMap::new();
         let mut segments: Segments = HashMap::new();
         let mut last_checkpoint_write = Instant::now();
+        // A commit whose position was not written yet (it touched no replicated table); written
+        // once the stream goes quiet so the checkpoint never trails an idle source.
+        let mut unwritten: Option<Commit> = None;
         loop {
-            let Some(first) = self.rx.recv().await else {
-                return Ok(());
+            let first = match tokio::time::timeout(Duration::from_secs(1), self.rx.recv()).await {
+                Ok(Some(m)) => m,
+                Ok(None) => {
+                    // Graceful end: the last position is written even if it touched nothing.
+                    if let Some(c) = unwritten.take() {
+                        self.write_position(
+                            c,
+                            &checkpoint_stmt,
+                            &mut statements,
+                            &mut segments,
+                            &mut last_checkpoint_write,
+                        )
+                        .await?;
+                    }
+                    return Ok(());
+                }
+                Err(_) => {
+                    if let Some(c) = unwritten.take() {
+                        self.write_position(
+                            c,
+                            &checkpoint_stmt,
+                            &mut statements,
+                            &mut segments,
+                            &mut last_checkpoint_write,
+                        )
+                        .await?;
+                    }
+                    continue;
+                }
             };
             let mut g = Group::default();
             let mut next = Some(first);
@@ -226,17 +260,62 @@ impl Applier {
                 self.abort(&g).await;
                 return Ok(());
             }
+            let written_before = last_checkpoint_write;
             if let Err(e) = self
-                .close_group(&mut g, &checkpoint_stmt, &mut statements, &mut segments, &mut last_checkpoint_write)
+                .close_group(
+                    &mut g,
+                    &checkpoint_stmt,
+                    &mut statements,
+                    &mut segments,
+                    &mut last_checkpoint_write,
+                )
                 .await
             {
                 self.abort(&g).await;
                 return Err(self.classify(e, &g));
             }
+            unwritten = if last_checkpoint_write == written_before {
+                g.last.clone()
+            } else {
+                None
+            };
             if channel_closed {
+                if let Some(c) = unwritten.take() {
+                    self.write_position(
+                        c,
+                        &checkpoint_stmt,
+                        &mut statements,
+                        &mut segments,
+                        &mut last_checkpoint_write,
+                    )
+                    .await?;
+                }
                 return Ok(());
             }
         }
+    }
+
+    /// Writes the checkpoint of transactions that touched no replicated table.
+    async fn write_position(
+        &mut self,
+        commit: Commit,
+        checkpoint_stmt: &Statement,
+        statements: &mut HashMap<usize, (Arc<Table>, TableStatements)>,
+        segments: &mut Segments,
+        last_write: &mut Instant,
+    ) -> Result<(), SinkError> {
+        let mut g = Group {
+            last: Some(commit),
+            ..Group::default()
+        };
+        *last_write = Instant::now() - Duration::from_secs(2);
+        let result = self
+            .close_group(&mut g, checkpoint_stmt, statements, segments, last_write)
+            .await;
+        if result.is_err() {
+            self.abort(&g).await;
+        }
+        result
     }
 
     async fn begin(&self, g: &mut Group) -> Result<(), SinkError> {
@@ -259,7 +338,9 @@ impl Applier {
 
     fn classify(&self, e: SinkError, g: &Group) -> SinkError {
         match e {
-            SinkError::UniqueConflict { target, message, .. } => SinkError::UniqueConflict {
+            SinkError::UniqueConflict {
+                target, message, ..
+            } => SinkError::UniqueConflict {
                 target,
                 message,
                 transactions: g.transactions + 1,
@@ -332,7 +413,9 @@ impl Applier {
                 if self.strict_transactions > 0 {
                     self.strict_transactions -= 1;
                     if self.strict_transactions == 0 {
-                        tracing::info!("replayed the conflicting transactions one by one; batching again");
+                        tracing::info!(
+                            "replayed the conflicting transactions one by one; batching again"
+                        );
                     }
                 }
             }
@@ -396,7 +479,8 @@ impl Applier {
         let (deletes, upserts) = seg.take();
         if !deletes.is_empty() {
             let cols = columns_of(&deletes, table.key.len());
-            let params: Vec<&(dyn ToSql + Sync)> = cols.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+            let params: Vec<&(dyn ToSql + Sync)> =
+                cols.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
             self.client
                 .execute(&st.delete, &params)
                 .await
@@ -407,7 +491,8 @@ impl Applier {
         }
         if !upserts.is_empty() {
             let cols = columns_of(&upserts, table.columns.len());
-            let params: Vec<&(dyn ToSql + Sync)> = cols.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+            let params: Vec<&(dyn ToSql + Sync)> =
+                cols.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
             self.client
                 .execute(&st.upsert, &params)
                 .await
@@ -503,7 +588,8 @@ impl Applier {
         self.store.save_checkpoint(&self.stream, &cp)?;
         self.store.flush_if_due(Duration::from_millis(500))?;
         self.resumed_from = Some(last.position.clone());
-        self.progress.committed(last.seq, &last.position, g.transactions, g.rows);
+        self.progress
+            .committed(last.seq, &last.position, g.transactions, g.rows);
         let elapsed = g.started.map_or(started.elapsed(), |s| s.elapsed());
         m::apply_duration(elapsed.as_secs_f64());
         m::transactions_applied(g.transactions);

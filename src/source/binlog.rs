@@ -121,12 +121,10 @@ impl BinlogReader {
         let mut catalog_conn: Option<Conn> = None;
         let mut conn = connect::connect(&self.config).await?;
         if let StartFrom::Position(p) = &self.start {
-            check_not_purged(&mut conn, p)
-                .await
-                .map_err(|e| match e {
-                    Ok(purged) => purged,
-                    Err(my) => stream_err(&self.config, my),
-                })?;
+            check_not_purged(&mut conn, p).await.map_err(|e| match e {
+                Ok(purged) => purged,
+                Err(my) => stream_err(&self.config, my),
+            })?;
         }
         let heartbeat_ns = self.config.heartbeat.as_nanos();
         let mut setup = vec![format!("SET @master_heartbeat_period = {heartbeat_ns}")];
@@ -139,7 +137,9 @@ impl BinlogReader {
             }
         }
         for s in setup {
-            conn.query_drop(s).await.map_err(|e| stream_err(&self.config, e))?;
+            conn.query_drop(s)
+                .await
+                .map_err(|e| stream_err(&self.config, e))?;
         }
         let file_bytes: Vec<u8>;
         let mut request = BinlogStreamRequest::new(self.config.server_id);
@@ -221,10 +221,15 @@ impl BinlogReader {
             let footer = event.footer();
             if header.log_pos() != 0
                 && footer.get_checksum_enabled()
-                && matches!(footer.get_checksum_alg(), Ok(Some(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32)))
+                && matches!(
+                    footer.get_checksum_alg(),
+                    Ok(Some(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32))
+                )
             {
                 if let Some(sum) = event.checksum() {
-                    if u32::from_le_bytes(sum) != event.calc_checksum(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32) {
+                    if u32::from_le_bytes(sum)
+                        != event.calc_checksum(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32)
+                    {
                         return Err(SourceError::Checksum {
                             position: self.decoder.position(),
                         });
@@ -244,7 +249,8 @@ impl BinlogReader {
                 };
                 let list: Vec<_> = names.into_iter().map(|n| (n, 0)).collect();
                 let tables =
-                    catalog::load_named(conn, self.flavor, &self.selector, &self.options, &list).await?;
+                    catalog::load_named(conn, self.flavor, &self.selector, &self.options, &list)
+                        .await?;
                 for t in tables {
                     tracing::info!(table = %t.source, "loaded table definition from the source");
                     self.decoder.register(t);
@@ -270,10 +276,7 @@ async fn check_not_purged(
     position: &BinlogPosition,
 ) -> Result<(), Result<SourceError, mysql_async::Error>> {
     let logs: Vec<mysql_async::Row> = conn.query("SHOW BINARY LOGS").await.map_err(Err)?;
-    let names: Vec<String> = logs
-        .iter()
-        .filter_map(|r| r.get::<String, _>(0))
-        .collect();
+    let names: Vec<String> = logs.iter().filter_map(|r| r.get::<String, _>(0)).collect();
     if names.iter().any(|n| *n == position.file) {
         return Ok(());
     }
@@ -295,7 +298,9 @@ pub async fn current_position(conn: &mut Conn) -> Result<BinlogPosition, mysql_a
         Err(_) => conn.query_first("SHOW BINARY LOG STATUS").await?,
     };
     let row = row.ok_or_else(|| {
-        mysql_async::Error::Other("the source has no binary log (SHOW MASTER STATUS is empty)".into())
+        mysql_async::Error::Other(
+            "the source has no binary log (SHOW MASTER STATUS is empty)".into(),
+        )
     })?;
     let file: String = row.get(0).unwrap_or_default();
     let offset: u64 = row.get(1).unwrap_or(4);

@@ -177,7 +177,14 @@ pub async fn load_named(
         };
         let idx = indexes.remove(name).unwrap_or_default();
         let schema = selector.target_schema(&name.db);
-        tables.push(Table::plan(name.clone(), schema, cols, idx, *estimate, options)?);
+        tables.push(Table::plan(
+            name.clone(),
+            schema,
+            cols,
+            idx,
+            *estimate,
+            options,
+        )?);
     }
     check_target_collisions(tables.iter()).map_err(CatalogError::Collision)?;
     Ok(tables)
@@ -245,7 +252,10 @@ pub fn parse_members(column_type: &str) -> Vec<String> {
 
 /// `json_valid(`col`)` → `col`.
 fn json_valid_column(clause: &str) -> Option<String> {
-    let inner = clause.trim().strip_prefix("json_valid(")?.strip_suffix(')')?;
+    let inner = clause
+        .trim()
+        .strip_prefix("json_valid(")?
+        .strip_suffix(')')?;
     let inner = inner.trim();
     let name = inner
         .strip_prefix('`')

@@ -21,12 +21,18 @@ pub enum Statement {
     /// `TRUNCATE TABLE`.
     Truncate(Vec<TableRef>),
     /// Any other schema change (ALTER, DROP, RENAME, CREATE/DROP INDEX...), naming tables.
-    SchemaChange { verb: String, tables: Vec<TableRef> },
+    SchemaChange {
+        verb: String,
+        tables: Vec<TableRef>,
+    },
     /// `DROP DATABASE` / `DROP SCHEMA`.
     DropDatabase(String),
     /// Statement-logged DML or anything unknown: every identifier it contains, for a
     /// conservative "does it name a selected table" check.
-    Other { verb: String, identifiers: Vec<TableRef> },
+    Other {
+        verb: String,
+        identifiers: Vec<TableRef>,
+    },
 }
 
 /// Splits SQL into upper-cased keywords / identifiers (backticks removed), keeping `.` and `,`.
@@ -120,11 +126,15 @@ fn tokens(sql: &str) -> Vec<String> {
 }
 
 fn is_ident(t: &str) -> bool {
-    t.starts_with('`') || t.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '$')
+    t.starts_with('`')
+        || t.chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '$')
 }
 
 fn ident_text(t: &str) -> String {
-    t.strip_prefix('`').map(str::to_string).unwrap_or_else(|| t.to_string())
+    t.strip_prefix('`')
+        .map(str::to_string)
+        .unwrap_or_else(|| t.to_string())
 }
 
 fn upper(t: &str) -> String {
@@ -206,11 +216,28 @@ pub fn classify(sql: &str) -> Statement {
     let mut i = 1;
     match k(0) {
         "CREATE" | "ALTER" | "DROP" => {
-            skip_words(&toks, &mut i, &["OR", "REPLACE", "DEFINER", "ONLINE", "OFFLINE", "IGNORE"]);
+            skip_words(
+                &toks,
+                &mut i,
+                &["OR", "REPLACE", "DEFINER", "ONLINE", "OFFLINE", "IGNORE"],
+            );
             let object = toks.get(i).map(|t| upper(t)).unwrap_or_default();
             let harmless_objects = [
-                "USER", "ROLE", "VIEW", "TRIGGER", "PROCEDURE", "FUNCTION", "EVENT", "SERVER",
-                "SEQUENCE", "TABLESPACE", "LOGFILE", "RESOURCE", "SPATIAL", "ALGORITHM", "SQL",
+                "USER",
+                "ROLE",
+                "VIEW",
+                "TRIGGER",
+                "PROCEDURE",
+                "FUNCTION",
+                "EVENT",
+                "SERVER",
+                "SEQUENCE",
+                "TABLESPACE",
+                "LOGFILE",
+                "RESOURCE",
+                "SPATIAL",
+                "ALGORITHM",
+                "SQL",
             ];
             if harmless_objects.contains(&object.as_str()) && !(object == "SPATIAL") {
                 return Statement::Harmless;
@@ -338,14 +365,28 @@ mod tests {
             classify("CREATE TABLE IF NOT EXISTS t2 (id int primary key)"),
             Statement::CreateTable(vec![r(None, "t2")])
         );
-        assert_eq!(classify("CREATE TEMPORARY TABLE x (a int)"), Statement::Harmless);
-        assert_eq!(classify("TRUNCATE TABLE shop.orders"), Statement::Truncate(vec![r(Some("shop"), "orders")]));
-        assert_eq!(classify("truncate orders"), Statement::Truncate(vec![r(None, "orders")]));
+        assert_eq!(
+            classify("CREATE TEMPORARY TABLE x (a int)"),
+            Statement::Harmless
+        );
+        assert_eq!(
+            classify("TRUNCATE TABLE shop.orders"),
+            Statement::Truncate(vec![r(Some("shop"), "orders")])
+        );
+        assert_eq!(
+            classify("truncate orders"),
+            Statement::Truncate(vec![r(None, "orders")])
+        );
         assert_eq!(
             classify("RENAME TABLE a TO b, shop.c TO shop.d"),
             Statement::SchemaChange {
                 verb: "RENAME TABLE".into(),
-                tables: vec![r(None, "a"), r(None, "b"), r(Some("shop"), "c"), r(Some("shop"), "d")]
+                tables: vec![
+                    r(None, "a"),
+                    r(None, "b"),
+                    r(Some("shop"), "c"),
+                    r(Some("shop"), "d")
+                ]
             }
         );
         assert_eq!(
@@ -355,7 +396,10 @@ mod tests {
                 tables: vec![r(None, "users")]
             }
         );
-        assert_eq!(classify("DROP DATABASE shop"), Statement::DropDatabase("shop".into()));
+        assert_eq!(
+            classify("DROP DATABASE shop"),
+            Statement::DropDatabase("shop".into())
+        );
     }
 
     #[test]

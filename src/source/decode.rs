@@ -71,7 +71,10 @@ pub enum DecodeError {
         verb: String,
     },
     #[error("DROP DATABASE {db} at binlog {position} drops replicated tables; drop the schema in PostgreSQL if intended, then restart with `ferry run --skip-ddl {position}`")]
-    DropDatabase { db: String, position: BinlogPosition },
+    DropDatabase {
+        db: String,
+        position: BinlogPosition,
+    },
     #[error("the source wrote an INCIDENT event at binlog {position} ({detail}): changes may be missing from the binlog. Verify the target (`ferry verify`) and restart past it with `ferry run --skip-ddl {position}`")]
     Incident {
         position: BinlogPosition,
@@ -335,7 +338,8 @@ impl Decoder {
                 self.query(&sql, &schema, ts, start, &mut out, progress)?;
             }
             EventData::TableMapEvent(t) => {
-                let name = SourceName::new(t.database_name().to_string(), t.table_name().to_string());
+                let name =
+                    SourceName::new(t.database_name().to_string(), t.table_name().to_string());
                 match self.registry.get(&name).cloned() {
                     Some(table) => {
                         if !matches!(self.bound.get(&t.table_id()), Some(Some(b)) if Arc::ptr_eq(b, &table))
@@ -424,7 +428,12 @@ impl Decoder {
             _ => {}
         }
         let acknowledged = self.skip_at.as_ref() == Some(&start);
-        let resolve_ref = |r: &TableRef| SourceName::new(r.0.clone().unwrap_or_else(|| schema.to_string()), r.1.clone());
+        let resolve_ref = |r: &TableRef| {
+            SourceName::new(
+                r.0.clone().unwrap_or_else(|| schema.to_string()),
+                r.1.clone(),
+            )
+        };
         match statement {
             Statement::Begin | Statement::Commit | Statement::Rollback | Statement::Harmless => {}
             Statement::CreateTable(refs) => {
@@ -434,7 +443,8 @@ impl Decoder {
                     .filter(|n| self.selector.matches(&n.db, &n.table))
                     .collect();
                 if !selected.is_empty() {
-                    if let Some(existing) = selected.iter().find(|n| self.registry.get(n).is_some()) {
+                    if let Some(existing) = selected.iter().find(|n| self.registry.get(n).is_some())
+                    {
                         if !acknowledged {
                             return Err(DecodeError::SchemaChange {
                                 table: existing.clone(),
@@ -457,10 +467,9 @@ impl Decoder {
                 }
             }
             Statement::SchemaChange { verb, tables } => {
-                let hit = tables
-                    .iter()
-                    .map(resolve_ref)
-                    .find(|n| self.registry.get(n).is_some() || self.selector.matches(&n.db, &n.table));
+                let hit = tables.iter().map(resolve_ref).find(|n| {
+                    self.registry.get(n).is_some() || self.selector.matches(&n.db, &n.table)
+                });
                 if let Some(table) = hit {
                     if acknowledged {
                         let names: Vec<SourceName> = tables
@@ -480,7 +489,10 @@ impl Decoder {
             }
             Statement::DropDatabase(db) => {
                 if self.registry.tables().any(|t| t.source.db == db) && !acknowledged {
-                    return Err(DecodeError::DropDatabase { db, position: start });
+                    return Err(DecodeError::DropDatabase {
+                        db,
+                        position: start,
+                    });
                 }
             }
             Statement::Other { verb, identifiers } => {
@@ -540,20 +552,23 @@ impl Decoder {
                 None => None,
             };
             if is_delete {
-                let cells = before_cells.ok_or_else(|| corrupt(table, start, "delete without before image"))?;
+                let cells = before_cells
+                    .ok_or_else(|| corrupt(table, start, "delete without before image"))?;
                 ops.push(RowOp::Delete {
                     key: key_of(table, &cells),
                 });
                 continue;
             }
-            let after_row = after.ok_or_else(|| corrupt(table, start, "row event without after image"))?;
-            let after_cells = match self.convert_row(table, &after_row, before_cells.as_deref(), start)? {
-                Converted::Cells(c) => c,
-                Converted::DeadLetter(d) => {
-                    out.messages.push(Message::DeadLetter(d));
-                    continue;
-                }
-            };
+            let after_row =
+                after.ok_or_else(|| corrupt(table, start, "row event without after image"))?;
+            let after_cells =
+                match self.convert_row(table, &after_row, before_cells.as_deref(), start)? {
+                    Converted::Cells(c) => c,
+                    Converted::DeadLetter(d) => {
+                        out.messages.push(Message::DeadLetter(d));
+                        continue;
+                    }
+                };
             let new_key = key_of(table, &after_cells);
             if !is_write {
                 if let Some(b) = &before_cells {
@@ -612,9 +627,17 @@ impl Decoder {
             };
             match result {
                 Ok(cell) => cells.push(cell),
-                Err(problem) => match resolve(&self.options, &problem, rule.nullable && !table.is_key_column(i)) {
+                Err(problem) => match resolve(
+                    &self.options,
+                    &problem,
+                    rule.nullable && !table.is_key_column(i),
+                ) {
                     Resolution::Substitute(cell) => {
-                        *self.counters.substituted.entry(problem.kind.label()).or_default() += 1;
+                        *self
+                            .counters
+                            .substituted
+                            .entry(problem.kind.label())
+                            .or_default() += 1;
                         cells.push(cell);
                     }
                     Resolution::DeadLetter => {
@@ -696,7 +719,9 @@ fn row_json(table: &Table, row: &BinlogRow) -> serde_json::Value {
                 .ok()
                 .and_then(|t| serde_json::from_str(&t).ok())
                 .unwrap_or(serde_json::Value::Null),
-            Some(BinlogValue::JsonDiff(_)) => serde_json::Value::String("<partial JSON update>".into()),
+            Some(BinlogValue::JsonDiff(_)) => {
+                serde_json::Value::String("<partial JSON update>".into())
+            }
         };
         map.insert(col.name.clone(), v);
     }
@@ -716,7 +741,9 @@ fn value_json(v: &Value) -> serde_json::Value {
             _ => json!({ "hex": hex::encode(b) }),
         },
         Value::Date(y, m, d, h, mi, s, us) => {
-            json!(format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}"))
+            json!(format!(
+                "{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}"
+            ))
         }
         Value::Time(neg, d, h, m, s, us) => json!(format!(
             "{}{}:{m:02}:{s:02}.{us:06}",
@@ -763,14 +790,15 @@ fn validate_table_map(
     }
     for (i, rule) in table.columns.iter().enumerate() {
         let Ok(Some(ct)) = map.get_column_type(i) else {
-            return Err(mismatch(format!("column {} has an unknown binlog type", i + 1)));
+            return Err(mismatch(format!(
+                "column {} has an unknown binlog type",
+                i + 1
+            )));
         };
         if !type_family_matches(&rule.kind, ct) {
             return Err(mismatch(format!(
                 "column `{}` is {:?} in the binlog but {} in the loaded schema",
-                rule.source_name,
-                ct,
-                table.source_columns[i].column_type
+                rule.source_name, ct, table.source_columns[i].column_type
             )));
         }
     }
@@ -838,8 +866,14 @@ mod tests {
         );
         let mut dirty = b"mariadb-bin.000003".to_vec();
         dirty.extend_from_slice(&[0x9a, 0x11, 0x7f, 0x2c]);
-        assert_eq!(clean_rotate_name(&dirty, ""), Some("mariadb-bin.000003".into()));
-        assert_eq!(clean_rotate_name(b"garbage", "x.000001"), Some("x.000001".into()));
+        assert_eq!(
+            clean_rotate_name(&dirty, ""),
+            Some("mariadb-bin.000003".into())
+        );
+        assert_eq!(
+            clean_rotate_name(b"garbage", "x.000001"),
+            Some("x.000001".into())
+        );
         assert_eq!(clean_rotate_name(b"garbage", ""), None);
     }
 }

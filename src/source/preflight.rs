@@ -181,7 +181,10 @@ async fn check_source(
     if info.server_id == config.source.server_id {
         checks.push(Check::fail(
             "server_id",
-            format!("source.server_id {} equals the source's own server_id", info.server_id),
+            format!(
+                "source.server_id {} equals the source's own server_id",
+                info.server_id
+            ),
             "choose another source.server_id, unique among the source's replicas",
         ));
     }
@@ -223,7 +226,11 @@ async fn check_grants(conn: &mut Conn, flavor: Flavor) -> Result<Check, mysql_as
         .filter(|g| g.contains(" ON *.* "))
         .map(|g| g.to_ascii_uppercase())
         .collect();
-    let has = |p: &str| global.iter().any(|g| g.contains("ALL PRIVILEGES") || g.contains(p));
+    let has = |p: &str| {
+        global
+            .iter()
+            .any(|g| g.contains("ALL PRIVILEGES") || g.contains(p))
+    };
     let slave = has("REPLICATION SLAVE") || has("REPLICATION REPLICA");
     let client = has("REPLICATION CLIENT") || has("BINLOG MONITOR") || has("SUPER");
     let mut missing = Vec::new();
@@ -264,7 +271,10 @@ async fn check_target(config: &Config, checks: &mut Vec<Check>) {
         .await
         .map(|r| r.get::<_, String>(0))
         .unwrap_or_default();
-    checks.push(Check::pass("target reachable", format!("PostgreSQL {version}")));
+    checks.push(Check::pass(
+        "target reachable",
+        format!("PostgreSQL {version}"),
+    ));
     // Writable: create ferry's schema and a table inside a transaction that is rolled back.
     let probe = format!(
         "BEGIN; CREATE SCHEMA IF NOT EXISTS {s}; CREATE TABLE {s}.ferry_preflight_probe (x int); \

@@ -53,9 +53,10 @@ impl Charset {
     /// `InvalidText` for bytes invalid in the charset, `NulInText` for U+0000.
     pub fn decode<'a>(&self, bytes: &'a [u8]) -> Result<Cow<'a, str>, ValueProblem> {
         let text: Cow<'a, str> = match self {
-            Charset::Utf8 => Cow::Borrowed(std::str::from_utf8(bytes).map_err(|e| {
-                invalid(format!("invalid UTF-8 at byte {}", e.valid_up_to()))
-            })?),
+            Charset::Utf8 => Cow::Borrowed(
+                std::str::from_utf8(bytes)
+                    .map_err(|e| invalid(format!("invalid UTF-8 at byte {}", e.valid_up_to())))?,
+            ),
             Charset::Ascii => {
                 if let Some(i) = bytes.iter().position(|b| *b >= 0x80) {
                     return Err(invalid(format!("non-ASCII byte at {i}")));
@@ -86,7 +87,9 @@ impl Charset {
                 let mut s = String::with_capacity(bytes.len() / 2);
                 for quad in bytes.chunks_exact(4) {
                     let u = u32::from_be_bytes([quad[0], quad[1], quad[2], quad[3]]);
-                    s.push(char::from_u32(u).ok_or_else(|| invalid("invalid code point in utf32"))?);
+                    s.push(
+                        char::from_u32(u).ok_or_else(|| invalid("invalid code point in utf32"))?,
+                    );
                 }
                 Cow::Owned(s)
             }
@@ -141,24 +144,39 @@ mod tests {
     fn ascii_refuses_high_bytes() {
         let cs = Charset::from_mysql("ascii").expect("known");
         assert_eq!(cs.decode(b"plain").expect("valid"), "plain");
-        assert_eq!(cs.decode(&[0x41, 0xC3]).expect_err("high").kind, ProblemKind::InvalidText);
+        assert_eq!(
+            cs.decode(&[0x41, 0xC3]).expect_err("high").kind,
+            ProblemKind::InvalidText
+        );
     }
 
     #[test]
     fn wide_charsets() {
         assert_eq!(
-            Charset::from_mysql("ucs2").expect("known").decode(&[0, 0x41, 0x00, 0xe9]).expect("ok"),
+            Charset::from_mysql("ucs2")
+                .expect("known")
+                .decode(&[0, 0x41, 0x00, 0xe9])
+                .expect("ok"),
             "Aé"
         );
         assert_eq!(
-            Charset::from_mysql("utf16").expect("known").decode(&[0xd8, 0x3d, 0xde, 0x80]).expect("ok"),
+            Charset::from_mysql("utf16")
+                .expect("known")
+                .decode(&[0xd8, 0x3d, 0xde, 0x80])
+                .expect("ok"),
             "🚀"
         );
         assert_eq!(
-            Charset::from_mysql("utf32").expect("known").decode(&[0, 1, 0xf6, 0x80]).expect("ok"),
+            Charset::from_mysql("utf32")
+                .expect("known")
+                .decode(&[0, 1, 0xf6, 0x80])
+                .expect("ok"),
             "🚀"
         );
-        assert!(Charset::from_mysql("utf32").expect("known").decode(&[0, 0x11, 0, 0]).is_err());
+        assert!(Charset::from_mysql("utf32")
+            .expect("known")
+            .decode(&[0, 0x11, 0, 0])
+            .is_err());
     }
 
     #[test]

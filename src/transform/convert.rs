@@ -52,7 +52,10 @@ pub fn convert(rule: &ColumnRule, value: SourceValue<'_>) -> Result<Cell, ValueP
             }
         }
         SourceValue::Binlog(BinlogValue::JsonDiff(_)) => {
-            return Err(unexpected(rule, "partial JSON update without its before image"))
+            return Err(unexpected(
+                rule,
+                "partial JSON update without its before image",
+            ))
         }
         SourceValue::Query(v) => (v, false),
     };
@@ -178,7 +181,9 @@ pub fn convert(rule: &ColumnRule, value: SourceValue<'_>) -> Result<Cell, ValueP
             _ => return Err(unexpected(rule, "non-geometry value")),
         },
         ValueKind::Vector => match v {
-            Value::Bytes(b) => vector_text(b).ok_or_else(|| unexpected(rule, "malformed VECTOR"))?,
+            Value::Bytes(b) => {
+                vector_text(b).ok_or_else(|| unexpected(rule, "malformed VECTOR"))?
+            }
             _ => return Err(unexpected(rule, "non-vector value")),
         },
     };
@@ -253,7 +258,10 @@ fn enum_member(members: &[String], index: i64) -> Result<String, ValueProblem> {
         .ok_or_else(|| {
             ValueProblem::new(
                 ProblemKind::Unexpected,
-                format!("ENUM index {index} beyond the {} known members", members.len()),
+                format!(
+                    "ENUM index {index} beyond the {} known members",
+                    members.len()
+                ),
             )
         })
 }
@@ -307,7 +315,11 @@ mod tests {
         rule_with(data_type, column_type, |_| {})
     }
 
-    fn rule_with(data_type: &str, column_type: &str, f: impl FnOnce(&mut SourceColumn)) -> ColumnRule {
+    fn rule_with(
+        data_type: &str,
+        column_type: &str,
+        f: impl FnOnce(&mut SourceColumn),
+    ) -> ColumnRule {
         let mut c = SourceColumn {
             name: "c".into(),
             data_type: data_type.into(),
@@ -335,7 +347,12 @@ mod tests {
 
     #[test]
     fn null_is_null_for_every_kind() {
-        for (dt, ct) in [("int", "int(11)"), ("varchar", "varchar(3)"), ("date", "date"), ("json", "json")] {
+        for (dt, ct) in [
+            ("int", "int(11)"),
+            ("varchar", "varchar(3)"),
+            ("date", "date"),
+            ("json", "json"),
+        ] {
             assert_eq!(bl(&rule(dt, ct), Value::NULL).expect("null"), None, "{dt}");
         }
     }
@@ -343,24 +360,48 @@ mod tests {
     #[test]
     fn signed_integers_edges() {
         let r = rule("bigint", "bigint(20)");
-        assert_eq!(bl(&r, Value::Int(i64::MIN)).expect("min"), some("-9223372036854775808"));
-        assert_eq!(bl(&r, Value::Int(i64::MAX)).expect("max"), some("9223372036854775807"));
-        assert_eq!(bl(&rule("int", "int(11)"), Value::Int(-1)).expect("-1"), some("-1"));
-        assert_eq!(bl(&rule("tinyint", "tinyint(4)"), Value::Int(-128)).expect("min"), some("-128"));
+        assert_eq!(
+            bl(&r, Value::Int(i64::MIN)).expect("min"),
+            some("-9223372036854775808")
+        );
+        assert_eq!(
+            bl(&r, Value::Int(i64::MAX)).expect("max"),
+            some("9223372036854775807")
+        );
+        assert_eq!(
+            bl(&rule("int", "int(11)"), Value::Int(-1)).expect("-1"),
+            some("-1")
+        );
+        assert_eq!(
+            bl(&rule("tinyint", "tinyint(4)"), Value::Int(-128)).expect("min"),
+            some("-128")
+        );
     }
 
     #[test]
     fn unsigned_integers_are_never_negative() {
         let r = rule("bigint", "bigint(20) unsigned");
-        assert_eq!(bl(&r, Value::UInt(u64::MAX)).expect("max"), some("18446744073709551615"));
+        assert_eq!(
+            bl(&r, Value::UInt(u64::MAX)).expect("max"),
+            some("18446744073709551615")
+        );
         // decoded without signedness metadata: reinterpret
-        assert_eq!(bl(&r, Value::Int(-1)).expect("reinterp"), some("18446744073709551615"));
+        assert_eq!(
+            bl(&r, Value::Int(-1)).expect("reinterp"),
+            some("18446744073709551615")
+        );
         let r = rule("int", "int(10) unsigned");
-        assert_eq!(bl(&r, Value::Int(-1)).expect("reinterp"), some("4294967295"));
+        assert_eq!(
+            bl(&r, Value::Int(-1)).expect("reinterp"),
+            some("4294967295")
+        );
         let r = rule("tinyint", "tinyint(3) unsigned");
         assert_eq!(bl(&r, Value::Int(-1)).expect("reinterp"), some("255"));
         let r = rule("mediumint", "mediumint(8) unsigned");
-        assert_eq!(bl(&r, Value::Int(16_777_215)).expect("max"), some("16777215"));
+        assert_eq!(
+            bl(&r, Value::Int(16_777_215)).expect("max"),
+            some("16777215")
+        );
         assert_eq!(bl(&r, Value::UInt(0)).expect("zero"), some("0"));
     }
 
@@ -380,7 +421,10 @@ mod tests {
         let r = plan_column(&c, &opts).expect("maps");
         assert_eq!(bl(&r, Value::Int(1)).expect("t"), some("true"));
         assert_eq!(bl(&r, Value::Int(0)).expect("f"), some("false"));
-        assert_eq!(bl(&r, Value::Int(2)).expect_err("2").kind, ProblemKind::OutOfRange);
+        assert_eq!(
+            bl(&r, Value::Int(2)).expect_err("2").kind,
+            ProblemKind::OutOfRange
+        );
         c.column_type = "tinyint(1)".into();
         let r = plan_column(&c, &TypeOptions::default()).expect("maps");
         assert_eq!(bl(&r, Value::Int(2)).expect("smallint keeps 2"), some("2"));
@@ -394,7 +438,10 @@ mod tests {
         });
         let max = "99999999999999999999999999999999999.999999999999999999999999999999";
         assert_eq!(bl(&r, Value::Bytes(max.into())).expect("max"), some(max));
-        assert_eq!(bl(&r, Value::Bytes(b"-0.50".to_vec())).expect("neg"), some("-0.50"));
+        assert_eq!(
+            bl(&r, Value::Bytes(b"-0.50".to_vec())).expect("neg"),
+            some("-0.50")
+        );
         assert!(bl(&r, Value::Bytes(b"1e5".to_vec())).is_err());
     }
 
@@ -402,14 +449,23 @@ mod tests {
     fn floats_are_bit_exact_shortest_text() {
         let r = rule("float", "float");
         assert_eq!(bl(&r, Value::Float(0.1)).expect("f"), some("0.1"));
-        assert_eq!(bl(&r, Value::Float(f32::MAX)).expect("max"), some("3.4028235e38"));
-        assert_eq!(bl(&r, Value::Float(f32::MIN_POSITIVE)).expect("min"), some("1.1754944e-38"));
+        assert_eq!(
+            bl(&r, Value::Float(f32::MAX)).expect("max"),
+            some("3.4028235e38")
+        );
+        assert_eq!(
+            bl(&r, Value::Float(f32::MIN_POSITIVE)).expect("min"),
+            some("1.1754944e-38")
+        );
         let back: f32 = "1.1754944e-38".parse().expect("parse");
         assert_eq!(back.to_bits(), f32::MIN_POSITIVE.to_bits());
         let r = rule("double", "double");
         assert_eq!(bl(&r, Value::Double(0.1)).expect("d"), some("0.1"));
         assert_eq!(bl(&r, Value::Double(-0.0)).expect("-0"), some("-0.0"));
-        assert_eq!(bl(&r, Value::Double(f64::MAX)).expect("max"), some("1.7976931348623157e308"));
+        assert_eq!(
+            bl(&r, Value::Double(f64::MAX)).expect("max"),
+            some("1.7976931348623157e308")
+        );
     }
 
     #[test]
@@ -417,16 +473,28 @@ mod tests {
         let r = rule_with("bit", "bit(3)", |c| c.numeric_precision = Some(3));
         assert_eq!(bl(&r, Value::Bytes(vec![0b101])).expect("b"), some("101"));
         let r = rule_with("bit", "bit(64)", |c| c.numeric_precision = Some(64));
-        assert_eq!(bl(&r, Value::Bytes(vec![0xff; 8])).expect("b"), some(&"1".repeat(64)));
+        assert_eq!(
+            bl(&r, Value::Bytes(vec![0xff; 8])).expect("b"),
+            some(&"1".repeat(64))
+        );
         let r = rule_with("bit", "bit(10)", |c| c.numeric_precision = Some(10));
-        assert_eq!(bl(&r, Value::Bytes(vec![0x02, 0x01])).expect("b"), some("1000000001"));
+        assert_eq!(
+            bl(&r, Value::Bytes(vec![0x02, 0x01])).expect("b"),
+            some("1000000001")
+        );
     }
 
     #[test]
     fn year_zero_from_binlog() {
         let r = rule("year", "year(4)");
-        assert_eq!(bl(&r, Value::Bytes(b"1900".to_vec())).expect("0000"), some("0"));
-        assert_eq!(bl(&r, Value::Bytes(b"2155".to_vec())).expect("max"), some("2155"));
+        assert_eq!(
+            bl(&r, Value::Bytes(b"1900".to_vec())).expect("0000"),
+            some("0")
+        );
+        assert_eq!(
+            bl(&r, Value::Bytes(b"2155".to_vec())).expect("max"),
+            some("2155")
+        );
         assert_eq!(q(&r, Value::Int(1901)).expect("min"), some("1901"));
         assert_eq!(q(&r, Value::Int(0)).expect("zero"), some("0"));
     }
@@ -434,9 +502,14 @@ mod tests {
     #[test]
     fn temporal_values() {
         let d = rule("date", "date");
-        assert_eq!(bl(&d, Value::Date(2024, 2, 29, 0, 0, 0, 0)).expect("d"), some("2024-02-29"));
         assert_eq!(
-            bl(&d, Value::Date(0, 0, 0, 0, 0, 0, 0)).expect_err("zero").kind,
+            bl(&d, Value::Date(2024, 2, 29, 0, 0, 0, 0)).expect("d"),
+            some("2024-02-29")
+        );
+        assert_eq!(
+            bl(&d, Value::Date(0, 0, 0, 0, 0, 0, 0))
+                .expect_err("zero")
+                .kind,
             ProblemKind::ZeroDate
         );
         let dt = rule("datetime", "datetime(6)");
@@ -454,7 +527,10 @@ mod tests {
             some("2023-11-14 22:13:20.123000+00")
         );
         let t = rule("time", "time(6)");
-        assert_eq!(bl(&t, Value::Time(true, 34, 22, 59, 59, 0)).expect("min"), some("-838:59:59"));
+        assert_eq!(
+            bl(&t, Value::Time(true, 34, 22, 59, 59, 0)).expect("min"),
+            some("-838:59:59")
+        );
         assert_eq!(
             bl(&t, Value::Time(false, 1, 1, 0, 0, 500_000)).expect("25h"),
             some("25:00:00.500000")
@@ -463,8 +539,13 @@ mod tests {
 
     #[test]
     fn text_by_charset_and_binary_padding() {
-        let r = rule_with("varchar", "varchar(10)", |c| c.charset = Some("latin1".into()));
-        assert_eq!(bl(&r, Value::Bytes(vec![0x63, 0x61, 0x66, 0xe9])).expect("latin1"), some("café"));
+        let r = rule_with("varchar", "varchar(10)", |c| {
+            c.charset = Some("latin1".into())
+        });
+        assert_eq!(
+            bl(&r, Value::Bytes(vec![0x63, 0x61, 0x66, 0xe9])).expect("latin1"),
+            some("café")
+        );
         let r = rule("varchar", "varchar(10)");
         assert_eq!(bl(&r, Value::Bytes(vec![])).expect("empty"), some(""));
         assert_eq!(
@@ -472,9 +553,15 @@ mod tests {
             ProblemKind::NulInText
         );
         let b = rule_with("binary", "binary(4)", |c| c.char_max_length = Some(4));
-        assert_eq!(bl(&b, Value::Bytes(vec![1, 2])).expect("pad"), some("\\x01020000"));
+        assert_eq!(
+            bl(&b, Value::Bytes(vec![1, 2])).expect("pad"),
+            some("\\x01020000")
+        );
         let vb = rule("varbinary", "varbinary(4)");
-        assert_eq!(bl(&vb, Value::Bytes(vec![0, 0xff])).expect("vb"), some("\\x00ff"));
+        assert_eq!(
+            bl(&vb, Value::Bytes(vec![0, 0xff])).expect("vb"),
+            some("\\x00ff")
+        );
         assert_eq!(bl(&vb, Value::Bytes(vec![])).expect("empty"), some("\\x"));
     }
 
@@ -489,7 +576,10 @@ mod tests {
         let s = rule_with("set", "set('a','b','c')", |c| c.members = members.clone());
         assert_eq!(bl(&s, Value::Bytes(vec![0b101])).expect("a,c"), some("a,c"));
         assert_eq!(bl(&s, Value::Bytes(vec![0])).expect("empty set"), some(""));
-        assert_eq!(q(&s, Value::Bytes(b"a,c".to_vec())).expect("text"), some("a,c"));
+        assert_eq!(
+            q(&s, Value::Bytes(b"a,c".to_vec())).expect("text"),
+            some("a,c")
+        );
         assert!(bl(&s, Value::Bytes(vec![0b1000])).is_err());
     }
 
@@ -501,12 +591,17 @@ mod tests {
             some(r#"{"b":1,"a":[true,null]}"#)
         );
         assert_eq!(
-            bl(&j, Value::Bytes(b"{oops".to_vec())).expect_err("bad").kind,
+            bl(&j, Value::Bytes(b"{oops".to_vec()))
+                .expect_err("bad")
+                .kind,
             ProblemKind::InvalidText
         );
         let v = rule("vector", "vector(2)");
         let mut bytes = 1.5f32.to_le_bytes().to_vec();
         bytes.extend_from_slice(&(-2.0f32).to_le_bytes());
-        assert_eq!(bl(&v, Value::Bytes(bytes)).expect("vec"), some("{1.5,-2.0}"));
+        assert_eq!(
+            bl(&v, Value::Bytes(bytes)).expect("vec"),
+            some("{1.5,-2.0}")
+        );
     }
 }

@@ -265,7 +265,11 @@ mod tests {
     fn paths_parse() {
         assert_eq!(
             parse_path("$.a[2].\"b c\"").expect("ok"),
-            vec![Step::Key("a".into()), Step::Index(2), Step::Key("b c".into())]
+            vec![
+                Step::Key("a".into()),
+                Step::Index(2),
+                Step::Key("b c".into())
+            ]
         );
         assert_eq!(parse_path("$").expect("root"), vec![]);
         assert!(parse_path("a.b").is_err());
@@ -288,8 +292,13 @@ mod tests {
             Some(Json::from("x")),
         )
         .expect("insert");
-        apply_one(&mut doc, &parse_path("$.a[0]").expect("p"), JsonDiffOperation::REMOVE, None)
-            .expect("remove");
+        apply_one(
+            &mut doc,
+            &parse_path("$.a[0]").expect("p"),
+            JsonDiffOperation::REMOVE,
+            None,
+        )
+        .expect("remove");
         assert_eq!(doc, serde_json::json!({"a":[9,3],"b":{"c":1,"d":"x"}}));
         let err = apply_one(
             &mut doc,
@@ -309,15 +318,18 @@ mod tests {
             ProblemKind::InvalidText
         );
         assert_eq!(
-            check_json_text(r#"{"a":"x\u0000y"}"#).expect_err("nul").kind,
+            check_json_text(r#"{"a":"x\u0000y"}"#)
+                .expect_err("nul")
+                .kind,
             ProblemKind::NulInText
         );
     }
 
     #[test]
     fn big_numbers_keep_their_digits() {
-        let doc: Json = serde_json::from_str(r#"{"n":18446744073709551615,"d":0.10000000000000000000001}"#)
-            .expect("json");
+        let doc: Json =
+            serde_json::from_str(r#"{"n":18446744073709551615,"d":0.10000000000000000000001}"#)
+                .expect("json");
         let text = serde_json::to_string(&doc).expect("text");
         assert!(text.contains("18446744073709551615"));
         assert!(text.contains("0.10000000000000000000001"), "{text}");

@@ -95,16 +95,22 @@ impl PgType {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ValueKind {
     /// Signed integer of `bits` width.
-    Int { bits: u32 },
+    Int {
+        bits: u32,
+    },
     /// Unsigned integer of `bits` width (negative binlog values are reinterpreted).
-    UInt { bits: u32 },
+    UInt {
+        bits: u32,
+    },
     /// TINYINT(1) as boolean.
     Bool,
     Decimal,
     Float,
     Double,
     /// BIT(n), as PostgreSQL bit-string text.
-    Bit { bits: u32 },
+    Bit {
+        bits: u32,
+    },
     Year,
     Date,
     DateTime,
@@ -112,11 +118,19 @@ pub enum ValueKind {
     Timestamp,
     Time,
     /// Character data decoded from the column charset.
-    Text { charset: Charset },
+    Text {
+        charset: Charset,
+    },
     /// Binary strings; `pad_to` for BINARY(n), which MySQL right-pads with 0x00.
-    Bytes { pad_to: Option<usize> },
-    Enum { members: Vec<String> },
-    Set { members: Vec<String> },
+    Bytes {
+        pad_to: Option<usize>,
+    },
+    Enum {
+        members: Vec<String>,
+    },
+    Set {
+        members: Vec<String>,
+    },
     Json,
     /// MySQL internal geometry (4-byte SRID + WKB), carried byte for byte.
     Geometry,
@@ -242,7 +256,11 @@ pub fn plan_column(col: &SourceColumn, opts: &TypeOptions) -> Result<ColumnRule,
             (PgType::Bytea, ValueKind::Geometry)
         }
         "vector" => (PgType::RealArray, ValueKind::Vector),
-        other => return Err(err(&format!("MySQL type `{other}` has no exact mapping in ferry"))),
+        other => {
+            return Err(err(&format!(
+                "MySQL type `{other}` has no exact mapping in ferry"
+            )))
+        }
     };
     let target_name = fold_name(&col.name);
     Ok(ColumnRule {

@@ -191,7 +191,10 @@ mod tests {
     fn policies_parse() {
         assert_eq!("refuse".parse::<ValuePolicy>(), Ok(ValuePolicy::Refuse));
         assert_eq!("null".parse::<ValuePolicy>(), Ok(ValuePolicy::Null));
-        assert_eq!("dead_letter".parse::<ValuePolicy>(), Ok(ValuePolicy::DeadLetter));
+        assert_eq!(
+            "dead_letter".parse::<ValuePolicy>(),
+            Ok(ValuePolicy::DeadLetter)
+        );
         assert_eq!(
             "value:1970-01-01".parse::<ValuePolicy>(),
             Ok(ValuePolicy::Value("1970-01-01".into()))
@@ -206,7 +209,11 @@ mod tests {
         assert_eq!(resolve(&o, &zd, true), Resolution::Refuse);
         o.zero_date = ValuePolicy::Null;
         assert_eq!(resolve(&o, &zd, true), Resolution::Substitute(None));
-        assert_eq!(resolve(&o, &zd, false), Resolution::DeadLetter, "NOT NULL column");
+        assert_eq!(
+            resolve(&o, &zd, false),
+            Resolution::DeadLetter,
+            "NOT NULL column"
+        );
         o.zero_date = ValuePolicy::Value("1970-01-01".into());
         assert_eq!(
             resolve(&o, &zd, false),

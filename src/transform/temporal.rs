@@ -46,7 +46,15 @@ pub fn date(y: u16, m: u8, d: u8) -> Result<String, ValueProblem> {
 }
 
 /// `YYYY-MM-DD HH:MM:SS[.ffffff]`.
-pub fn datetime(y: u16, m: u8, d: u8, h: u8, mi: u8, s: u8, us: u32) -> Result<String, ValueProblem> {
+pub fn datetime(
+    y: u16,
+    m: u8,
+    d: u8,
+    h: u8,
+    mi: u8,
+    s: u8,
+    us: u32,
+) -> Result<String, ValueProblem> {
     check_date(y, m, d)?;
     let mut out = format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}");
     push_micros(&mut out, us);
@@ -81,7 +89,12 @@ pub fn unix_timestamp(secs: i64, us: u32) -> Result<String, ValueProblem> {
 
 /// Parses the binlog's TIMESTAMP text (`secs` or `secs.ffffff`) into a UTC instant.
 pub fn unix_timestamp_text(text: &str) -> Result<String, ValueProblem> {
-    let bad = || ValueProblem::new(ProblemKind::Unexpected, "TIMESTAMP value is not Unix seconds");
+    let bad = || {
+        ValueProblem::new(
+            ProblemKind::Unexpected,
+            "TIMESTAMP value is not Unix seconds",
+        )
+    };
     let (secs, frac) = match text.split_once('.') {
         Some((s, f)) => (s, f),
         None => (text, ""),
@@ -100,7 +113,15 @@ pub fn unix_timestamp_text(text: &str) -> Result<String, ValueProblem> {
 }
 
 /// A DATETIME-shaped value that denotes a UTC instant (TIMESTAMP read with `time_zone='+00:00'`).
-pub fn utc_datetime(y: u16, m: u8, d: u8, h: u8, mi: u8, s: u8, us: u32) -> Result<String, ValueProblem> {
+pub fn utc_datetime(
+    y: u16,
+    m: u8,
+    d: u8,
+    h: u8,
+    mi: u8,
+    s: u8,
+    us: u32,
+) -> Result<String, ValueProblem> {
     if (y, m, d, h, mi, s, us) == (0, 0, 0, 0, 0, 0, 0) {
         return Err(zero_date("zero TIMESTAMP 0000-00-00 00:00:00"));
     }
@@ -146,8 +167,14 @@ mod tests {
         assert_eq!(date(1000, 1, 1).expect("min"), "1000-01-01");
         assert_eq!(date(9999, 12, 31).expect("max"), "9999-12-31");
         assert_eq!(date(0, 0, 0).expect_err("zero").kind, ProblemKind::ZeroDate);
-        assert_eq!(date(2022, 11, 0).expect_err("partial").kind, ProblemKind::ZeroDate);
-        assert_eq!(date(2023, 2, 30).expect_err("invalid").kind, ProblemKind::OutOfRange);
+        assert_eq!(
+            date(2022, 11, 0).expect_err("partial").kind,
+            ProblemKind::ZeroDate
+        );
+        assert_eq!(
+            date(2023, 2, 30).expect_err("invalid").kind,
+            ProblemKind::OutOfRange
+        );
     }
 
     #[test]
@@ -160,7 +187,10 @@ mod tests {
             datetime(9999, 12, 31, 23, 59, 59, 999_999).expect("ok"),
             "9999-12-31 23:59:59.999999"
         );
-        assert_eq!(datetime(2024, 1, 2, 0, 0, 0, 0).expect("ok"), "2024-01-02 00:00:00");
+        assert_eq!(
+            datetime(2024, 1, 2, 0, 0, 0, 0).expect("ok"),
+            "2024-01-02 00:00:00"
+        );
     }
 
     #[test]
@@ -174,7 +204,10 @@ mod tests {
             unix_timestamp_text("1700000000.5").expect("ok"),
             "2023-11-14 22:13:20.500000+00"
         );
-        assert_eq!(unix_timestamp_text("0").expect_err("zero").kind, ProblemKind::ZeroDate);
+        assert_eq!(
+            unix_timestamp_text("0").expect_err("zero").kind,
+            ProblemKind::ZeroDate
+        );
         assert!(unix_timestamp_text("abc").is_err());
     }
 
@@ -184,7 +217,11 @@ mod tests {
         assert_eq!(time(true, 34, 22, 59, 59, 0), "-838:59:59");
         assert_eq!(time(true, 0, 0, 0, 0, 1), "-0:00:00.000001");
         assert_eq!(time(false, 0, 0, 0, 0, 0), "0:00:00");
-        assert_eq!(time(true, 0, 0, 0, 0, 0), "0:00:00", "negative zero is zero");
+        assert_eq!(
+            time(true, 0, 0, 0, 0, 0),
+            "0:00:00",
+            "negative zero is zero"
+        );
     }
 
     #[test]
