@@ -61,7 +61,7 @@ impl Segment {
 }
 
 /// Column-major text arrays for `unnest($1::text[], ...)` parameters.
-pub fn columns_of<'a>(rows: &'a [Vec<Cell>], width: usize) -> Vec<Vec<Option<&'a str>>> {
+pub fn columns_of(rows: &[Vec<Cell>], width: usize) -> Vec<Vec<Option<&str>>> {
     let mut cols: Vec<Vec<Option<&str>>> =
         (0..width).map(|_| Vec::with_capacity(rows.len())).collect();
     for row in rows {

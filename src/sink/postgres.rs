@@ -361,9 +361,9 @@ impl Applier {
                 self.begin(g).await?;
                 g.in_source_txn = true;
                 let key = Arc::as_ptr(&table) as usize;
-                if !statements.contains_key(&key) {
+                if let std::collections::hash_map::Entry::Vacant(slot) = statements.entry(key) {
                     let prepared = self.prepare(&table).await?;
-                    statements.insert(key, (table.clone(), prepared));
+                    slot.insert((table.clone(), prepared));
                 }
                 let strict = self.strict_transactions > 0;
                 for op in ops {

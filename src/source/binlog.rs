@@ -277,7 +277,7 @@ async fn check_not_purged(
 ) -> Result<(), Result<SourceError, mysql_async::Error>> {
     let logs: Vec<mysql_async::Row> = conn.query("SHOW BINARY LOGS").await.map_err(Err)?;
     let names: Vec<String> = logs.iter().filter_map(|r| r.get::<String, _>(0)).collect();
-    if names.iter().any(|n| *n == position.file) {
+    if names.contains(&position.file) {
         return Ok(());
     }
     Err(Ok(SourceError::Purged {

@@ -16,8 +16,11 @@ pub enum Statement {
     Rollback,
     /// Cannot change replicated data or table definitions.
     Harmless,
-    /// `CREATE TABLE` (not temporary) of these tables.
-    CreateTable(Vec<TableRef>),
+    /// `CREATE [OR REPLACE] TABLE` (not temporary) of these tables.
+    CreateTable {
+        tables: Vec<TableRef>,
+        or_replace: bool,
+    },
     /// `TRUNCATE TABLE`.
     Truncate(Vec<TableRef>),
     /// Any other schema change (ALTER, DROP, RENAME, CREATE/DROP INDEX...), naming tables.
@@ -216,6 +219,7 @@ pub fn classify(sql: &str) -> Statement {
     let mut i = 1;
     match k(0) {
         "CREATE" | "ALTER" | "DROP" => {
+            let or_replace = k(1) == "OR" && k(2) == "REPLACE";
             skip_words(
                 &toks,
                 &mut i,
@@ -235,11 +239,10 @@ pub fn classify(sql: &str) -> Statement {
                 "TABLESPACE",
                 "LOGFILE",
                 "RESOURCE",
-                "SPATIAL",
                 "ALGORITHM",
                 "SQL",
             ];
-            if harmless_objects.contains(&object.as_str()) && !(object == "SPATIAL") {
+            if harmless_objects.contains(&object.as_str()) {
                 return Statement::Harmless;
             }
             if k(0) == "CREATE" && object.starts_with("DEFINER") {
@@ -267,7 +270,7 @@ pub fn classify(sql: &str) -> Statement {
                     table_ref(&toks, &mut i).into_iter().collect()
                 };
                 return if k(0) == "CREATE" {
-                    Statement::CreateTable(tables)
+                    Statement::CreateTable { tables, or_replace }
                 } else {
                     Statement::SchemaChange {
                         verb: format!("{} TABLE", k(0)),
@@ -363,7 +366,17 @@ mod tests {
     fn create_truncate_rename_index() {
         assert_eq!(
             classify("CREATE TABLE IF NOT EXISTS t2 (id int primary key)"),
-            Statement::CreateTable(vec![r(None, "t2")])
+            Statement::CreateTable {
+                tables: vec![r(None, "t2")],
+                or_replace: false
+            }
+        );
+        assert_eq!(
+            classify("CREATE OR REPLACE TABLE t2 (id int primary key)"),
+            Statement::CreateTable {
+                tables: vec![r(None, "t2")],
+                or_replace: true
+            }
         );
         assert_eq!(
             classify("CREATE TEMPORARY TABLE x (a int)"),

@@ -44,14 +44,8 @@ use crate::transform::{
 /// Definite errors: replication cannot continue without the operator.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
-    #[error("table {table}, column `{column}`, at binlog {position}: {problem}. Fix: {fix}")]
-    Refused {
-        table: SourceName,
-        column: String,
-        position: BinlogPosition,
-        problem: ValueProblem,
-        fix: &'static str,
-    },
+    #[error("{0}")]
+    Refused(Box<RefusedValue>),
     #[error("table {table} at binlog {position}: the binlog's table definition does not match the loaded schema ({detail}); a schema change was not replicated. Make the PostgreSQL table match the source, then restart ferry")]
     SchemaMismatch {
         table: SourceName,
@@ -88,6 +82,17 @@ pub enum DecodeError {
         position: BinlogPosition,
         detail: String,
     },
+}
+
+/// A value refused under the `refuse` policy, with everything the operator needs.
+#[derive(Debug, thiserror::Error)]
+#[error("table {table}, column `{column}`, at binlog {position}: {problem}. Fix: {fix}")]
+pub struct RefusedValue {
+    pub table: SourceName,
+    pub column: String,
+    pub position: BinlogPosition,
+    pub problem: ValueProblem,
+    pub fix: &'static str,
 }
 
 /// Something the decoder needs from the catalog before it can go on.
@@ -436,24 +441,29 @@ impl Decoder {
         };
         match statement {
             Statement::Begin | Statement::Commit | Statement::Rollback | Statement::Harmless => {}
-            Statement::CreateTable(refs) => {
-                let selected: Vec<SourceName> = refs
+            Statement::CreateTable { tables, or_replace } => {
+                let selected: Vec<SourceName> = tables
                     .iter()
                     .map(resolve_ref)
                     .filter(|n| self.selector.matches(&n.db, &n.table))
                     .collect();
-                if !selected.is_empty() {
-                    if let Some(existing) = selected.iter().find(|n| self.registry.get(n).is_some())
-                    {
-                        if !acknowledged {
-                            return Err(DecodeError::SchemaChange {
-                                table: existing.clone(),
-                                position: start,
-                                verb: "CREATE TABLE of an already replicated table (CREATE OR REPLACE?)".into(),
-                            });
-                        }
+                let (known, new): (Vec<SourceName>, Vec<SourceName>) = selected
+                    .into_iter()
+                    .partition(|n| self.registry.get(n).is_some());
+                if let Some(existing) = known.first() {
+                    // CREATE OR REPLACE drops the old rows: that must not pass unnoticed. A plain
+                    // CREATE of a table ferry already knows is the binlog catching up with a
+                    // catalog loaded later; the table maps that follow are validated against it.
+                    if or_replace && !acknowledged {
+                        return Err(DecodeError::SchemaChange {
+                            table: existing.clone(),
+                            position: start,
+                            verb: "CREATE OR REPLACE TABLE".into(),
+                        });
                     }
-                    out.need = Some(Need::Tables(selected));
+                }
+                if !new.is_empty() {
+                    out.need = Some(Need::Tables(new));
                 }
             }
             Statement::Truncate(refs) => {
@@ -652,13 +662,13 @@ impl Decoder {
                         })));
                     }
                     Resolution::Refuse => {
-                        return Err(DecodeError::Refused {
+                        return Err(DecodeError::Refused(Box::new(RefusedValue {
                             table: table.source.clone(),
                             column: rule.source_name.clone(),
                             position: start.clone(),
                             fix: transform::suggested_fix(problem.kind),
                             problem,
-                        })
+                        })))
                     }
                 },
             }

@@ -3,6 +3,8 @@
 //! child process, and helpers to wait for catch-up and compare tables.
 #![allow(dead_code)]
 
+pub mod workload;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -79,7 +81,7 @@ pub async fn pg_with_path(db: &str, search_path: &str) -> tokio_postgres::Client
         .port(pg_port())
         .user("postgres")
         .dbname(db)
-        .options(&format!("-c TimeZone=UTC -c search_path={search_path},public"))
+        .options(format!("-c TimeZone=UTC -c search_path={search_path},public"))
         .connect(NoTls)
         .await
         .unwrap_or_else(|e| {
@@ -143,8 +145,24 @@ impl TestDb {
         self.config_into(stream, start, &self.name, extra)
     }
 
+    /// Like [`config`](Self::config) with extra lines inside `[tables]`.
+    pub fn config_tables(&self, stream: &str, start: &str, tables_extra: &str) -> PathBuf {
+        self.config_full(stream, start, &self.name, tables_extra, "")
+    }
+
     /// Like [`config`](Self::config) but targeting another PostgreSQL database.
     pub fn config_into(&self, stream: &str, start: &str, pg_db: &str, extra: &str) -> PathBuf {
+        self.config_full(stream, start, pg_db, "", extra)
+    }
+
+    fn config_full(
+        &self,
+        stream: &str,
+        start: &str,
+        pg_db: &str,
+        tables_extra: &str,
+        extra: &str,
+    ) -> PathBuf {
         let path = self.dir.join(format!("{stream}.toml"));
         let server_id = 1000 + rand::random::<u32>() % 1_000_000;
         let text = format!(
@@ -169,6 +187,7 @@ database = "{pg_db}"
 
 [tables]
 include = ["{db}.*"]
+{tables_extra}
 
 [metrics]
 listen = ""
