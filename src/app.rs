@@ -12,20 +12,23 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, Notify};
+use tokio::sync::watch as channel;
 
 use crate::checkpoint::{self, CheckpointError, Resume, SledStore, StateStore};
 use crate::config::{Config, StartPosition};
 use crate::control::Command;
 use crate::metrics as m;
 use crate::position::BinlogPosition;
-use crate::progress::{unix_now, Progress};
+use crate::http;
+use crate::progress::Progress;
+use crate::status::StatusBoard;
 use crate::sink::postgres::{Applier, SinkError};
 use crate::sink::{connect as pg, ddl};
 use crate::source::binlog::{self, BinlogReader, ReaderControl, SourceError, StartFrom};
 use crate::source::connect::{self, Flavor};
 use crate::source::decode::{Decoder, Registry};
-use crate::source::preflight;
+use crate::source::{preflight, watch};
 
 /// Command-line choices that change how a run starts.
 #[derive(Debug, Clone, Default)]
@@ -56,6 +59,9 @@ pub enum AppError {
 
 const PAUSED_KEY: &str = "run/paused";
 
+/// File in the state directory holding the running daemon's pid.
+pub const PID_FILE: &str = "ferry.pid";
+
 /// Runs the daemon until stopped or a definite error.
 ///
 /// # Errors
@@ -66,19 +72,31 @@ pub async fn run(
     mut commands: mpsc::Receiver<Command>,
 ) -> Result<(), AppError> {
     let store = Arc::new(SledStore::open(&config.state_dir)?);
+    // The pid file lets `ferry pause` / `ferry resume` find the daemon (sled's lock already
+    // guarantees one daemon per state directory).
+    let pid_file = config.state_dir.join(PID_FILE);
+    let _ = std::fs::write(&pid_file, std::process::id().to_string());
     let paused = store.get(PAUSED_KEY)?.is_some();
-    let (control_tx, control_rx) = watch::channel(ReaderControl {
+    let (control_tx, control_rx) = channel::channel(ReaderControl {
         stop: false,
         paused,
     });
-    m::set_paused(paused);
     let abort = Arc::new(Notify::new());
     let progress = Arc::new(Progress::default());
+    let board = Arc::new(StatusBoard::new(&config.stream, progress.clone()));
+    board.set_paused(paused);
+    let metrics_handle = m::install();
+    if let Some(addr) = config.metrics_listen {
+        http::serve(addr, metrics_handle, board.clone())
+            .await
+            .map_err(|e| AppError::Target(format!("cannot listen on metrics.listen = {addr}: {e}")))?;
+    }
 
     // Operator commands.
     {
         let store = store.clone();
         let abort = abort.clone();
+        let board = board.clone();
         let deadline = options.drain_deadline.unwrap_or(Duration::from_secs(30));
         tokio::spawn(async move {
             let mut stopping = false;
@@ -87,13 +105,13 @@ pub async fn run(
                     Command::Pause => {
                         let _ = store.put(PAUSED_KEY, b"1").and_then(|_| store.flush());
                         control_tx.send_modify(|c| c.paused = true);
-                        m::set_paused(true);
+                        board.set_paused(true);
                         tracing::info!("paused: reading stops at the next transaction boundary");
                     }
                     Command::Resume => {
                         let _ = store.remove(PAUSED_KEY).and_then(|_| store.flush());
                         control_tx.send_modify(|c| c.paused = false);
-                        m::set_paused(false);
+                        board.set_paused(false);
                         tracing::info!("resumed");
                     }
                     Command::Reload => {
@@ -107,7 +125,7 @@ pub async fn run(
                     }
                     Command::Shutdown => {
                         stopping = true;
-                        m::set_phase("stopping");
+                        board.set_phase("stopping");
                         tracing::info!("stopping: finishing the transaction in flight");
                         control_tx.send_modify(|c| c.stop = true);
                         let abort = abort.clone();
@@ -122,25 +140,35 @@ pub async fn run(
         });
     }
 
-    // Lag gauge.
-    {
-        let progress = progress.clone();
+    // Lag gauge and throughput samples.
+    let ticker = {
+        let board = board.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(500));
             loop {
                 tick.tick().await;
-                m::lag(progress.lag_seconds(unix_now()));
+                board.tick();
             }
-        });
-    }
+        })
+    };
+    let watcher = {
+        let progress = progress.clone();
+        tokio::spawn(watch::run(config.source.clone(), board.clone(), move || {
+            progress.committed_time()
+        }))
+    };
 
     let result = tokio::select! {
-        r = supervise(&config, &options, store.clone(), control_rx, progress) => r,
+        r = supervise(&config, &options, store.clone(), control_rx, progress, board.clone()) => r,
         _ = abort.notified() => Ok(()),
     };
+    ticker.abort();
+    watcher.abort();
+    let _ = std::fs::remove_file(&pid_file);
     let _ = store.flush();
-    if result.is_err() {
-        m::set_phase("failed");
+    if let Err(e) = &result {
+        board.error(e.to_string());
+        board.set_phase("failed");
     }
     result
 }
@@ -149,8 +177,9 @@ async fn supervise(
     config: &Config,
     options: &RunOptions,
     store: Arc<SledStore>,
-    control: watch::Receiver<ReaderControl>,
+    control: channel::Receiver<ReaderControl>,
     progress: Arc<Progress>,
+    board: Arc<StatusBoard>,
 ) -> Result<(), AppError> {
     let report = preflight::run(config).await;
     for c in &report.checks {
@@ -224,7 +253,8 @@ async fn supervise(
         }
     };
     drop(client);
-    m::set_phase("streaming");
+    board.set_ready(true);
+    board.set_phase("streaming");
 
     let mut registry = Registry::new(tables);
     let mut backoff = Duration::from_millis(500);
@@ -325,6 +355,7 @@ async fn supervise(
                     _ => "the stream ended".to_string(),
                 };
                 m::restart();
+                board.error(why.clone());
                 tracing::warn!(error = %why, ?backoff, "transient error; resuming from the checkpoint");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));

@@ -15,18 +15,22 @@
 //! - [`checkpoint`]: exactly-once bookkeeping (PostgreSQL fence + local sled store).
 //! - [`change`]: the messages between source and sink.
 //! - [`schema`], [`select`], [`position`]: the table model, table selection, positions.
-//! - [`progress`], [`metrics`], [`control`]: lag accounting, Prometheus metrics, signals.
+//! - [`progress`], [`status`], [`metrics`], [`http`]: lag accounting, the status board,
+//!   Prometheus metrics and the HTTP endpoint.
+//! - [`control`]: signals → commands.
 
 pub mod app;
 pub mod change;
 pub mod checkpoint;
 pub mod config;
 pub mod control;
+pub mod http;
 pub mod metrics;
 pub mod position;
 pub mod progress;
 pub mod schema;
 pub mod select;
 pub mod sink;
+pub mod status;
 pub mod source;
 pub mod transform;

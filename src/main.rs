@@ -40,6 +40,45 @@ enum Cmd {
         #[arg(long, short, default_value = "config.toml", env = "FERRY_CONFIG")]
         config: PathBuf,
     },
+    /// Show the running daemon's state (from its HTTP status endpoint).
+    Status {
+        #[arg(long, short, default_value = "config.toml", env = "FERRY_CONFIG")]
+        config: PathBuf,
+        /// Print the raw JSON instead of the dashboard.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause replication at the next transaction boundary (sends SIGUSR1; survives restarts).
+    Pause {
+        #[arg(long, short, default_value = "config.toml", env = "FERRY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Resume replication (sends SIGUSR2).
+    Resume {
+        #[arg(long, short, default_value = "config.toml", env = "FERRY_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+/// Sends `signal` to the daemon whose pid file is in the config's state directory.
+fn signal_daemon(config: &std::path::Path, signal: i32, what: &str) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config)?;
+    let pid_path = config.state_dir.join(ferry::app::PID_FILE);
+    let pid: i32 = std::fs::read_to_string(&pid_path)
+        .with_context(|| format!("reading {} (is ferry running with this config?)", pid_path.display()))?
+        .trim()
+        .parse()
+        .context("the pid file does not hold a pid")?;
+    // SAFETY: kill(2) with a pid read from our own pid file and a valid signal number.
+    let rc = unsafe { libc::kill(pid, signal) };
+    if rc != 0 {
+        anyhow::bail!(
+            "cannot signal ferry (pid {pid}): {}; is it still running?",
+            std::io::Error::last_os_error()
+        );
+    }
+    println!("{what} requested (pid {pid})");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init_logging(level: &str, format: LogFormat) {
@@ -79,7 +118,6 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = Config::load(&config)?;
             init_logging(&config.log_level, config.log_format);
             runtime.block_on(async move {
-                let _metrics = ferry::metrics::install();
                 let commands = ferry::control::listen().context("installing signal handlers")?;
                 let options = RunOptions {
                     accept_target_rewind,
@@ -97,6 +135,28 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                         Ok(ExitCode::from(1))
                     }
                 }
+            })
+        }
+        Cmd::Pause { config } => signal_daemon(&config, libc::SIGUSR1, "pause"),
+        Cmd::Resume { config } => signal_daemon(&config, libc::SIGUSR2, "resume"),
+        Cmd::Status { config, json } => {
+            let config = Config::load(&config)?;
+            let addr = config
+                .metrics_listen
+                .context("metrics.listen is empty in the config: the daemon serves no status")?;
+            runtime.block_on(async move {
+                let (code, body) = ferry::http::get(addr, "/status")
+                    .await
+                    .with_context(|| format!("cannot reach ferry at http://{addr}/status (is it running?)"))?;
+                anyhow::ensure!(code == 200, "status endpoint answered HTTP {code}");
+                if json {
+                    println!("{body}");
+                } else {
+                    let snapshot: ferry::status::Snapshot =
+                        serde_json::from_str(&body).context("parsing the status JSON")?;
+                    print!("{}", ferry::status::render(&snapshot));
+                }
+                Ok(ExitCode::SUCCESS)
             })
         }
         Cmd::Validate { config } => {

@@ -23,6 +23,8 @@ pub struct Progress {
     last_read_time: AtomicU32,
     /// Last position committed in PostgreSQL.
     committed: Mutex<Option<BinlogPosition>>,
+    /// Source commit time of that position (Unix seconds).
+    committed_time: AtomicU32,
     /// Position of the last event read.
     read_position: Mutex<Option<BinlogPosition>>,
     /// Source transactions committed downstream in this process.
@@ -64,7 +66,10 @@ impl Progress {
     }
 
     /// Transactions up to and including `seq` are committed in PostgreSQL at `position`.
-    pub fn committed(&self, seq: u64, position: &BinlogPosition, txns: u64, rows: u64) {
+    pub fn committed(&self, seq: u64, position: &BinlogPosition, source_time: u32, txns: u64, rows: u64) {
+        if source_time != 0 {
+            self.committed_time.store(source_time, Ordering::Relaxed);
+        }
         let mut p = self.pending.lock().expect("progress lock");
         while p.front().is_some_and(|(s, _)| *s <= seq) {
             p.pop_front();
@@ -97,6 +102,10 @@ impl Progress {
 
     pub fn committed_position(&self) -> Option<BinlogPosition> {
         self.committed.lock().expect("progress lock").clone()
+    }
+
+    pub fn committed_time(&self) -> u32 {
+        self.committed_time.load(Ordering::Relaxed)
     }
 
     pub fn read_position(&self) -> Option<BinlogPosition> {
@@ -145,9 +154,9 @@ mod tests {
         p.begin(2, 105);
         p.heartbeat();
         assert_eq!(p.lag_seconds(110.0), 10.0);
-        p.committed(1, &BinlogPosition::new("b.000001", 10), 1, 1);
+        p.committed(1, &BinlogPosition::new("b.000001", 10), 0, 1, 1);
         assert_eq!(p.lag_seconds(110.0), 5.0);
-        p.committed(2, &BinlogPosition::new("b.000001", 20), 1, 1);
+        p.committed(2, &BinlogPosition::new("b.000001", 20), 0, 1, 1);
         assert_eq!(p.lag_seconds(110.0), 0.0);
         assert!(p.is_caught_up());
     }

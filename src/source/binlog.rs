@@ -240,7 +240,8 @@ impl BinlogReader {
                 let tme = |id: u64| stream.get_tme(id);
                 self.decoder.handle(&event, &tme, &begin)?
             };
-            self.progress.read(header.timestamp(), None);
+            let committed_position = out.committed.then(|| self.decoder.position());
+            self.progress.read(header.timestamp(), committed_position.as_ref());
             let mut messages = out.messages;
             if let Some(Need::Tables(names)) = out.need {
                 let conn = match &mut catalog_conn {

@@ -7,3 +7,4 @@ pub mod ddl;
 pub mod decode;
 pub mod mariadb;
 pub mod preflight;
+pub mod watch;

@@ -1,0 +1,259 @@
+//! The daemon's current state for humans and scripts: phase, pause, lag, positions, rates,
+//! per-table backfill progress and the last error — one struct the HTTP endpoint renders as
+//! JSON and `ferry status` renders as a dashboard.
+//!
+//! Guarantees: every field is read from the live pipeline state ([`Progress`]) at request time;
+//! rates are measured over the last ~10 seconds, not since start.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics as m;
+use crate::progress::{unix_now, Progress};
+
+/// Backfill progress of one table.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TableProgress {
+    pub rows_copied: u64,
+    pub rows_estimated: u64,
+    pub percent: f64,
+    pub eta_seconds: Option<f64>,
+    pub done: bool,
+}
+
+/// The last verification result.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct VerifySummary {
+    pub finished_at: f64,
+    pub tables: u64,
+    pub differing_rows: u64,
+    pub matched: bool,
+}
+
+/// What `/status` returns.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Snapshot {
+    pub stream: String,
+    pub version: String,
+    pub phase: String,
+    pub paused: bool,
+    pub ready: bool,
+    pub uptime_seconds: f64,
+    pub lag_seconds: f64,
+    pub lag_bytes: Option<u64>,
+    pub caught_up: bool,
+    pub checkpoint: Option<String>,
+    pub read_position: Option<String>,
+    pub source_end: Option<String>,
+    pub transactions_applied: u64,
+    pub rows_applied: u64,
+    pub rows_per_second: f64,
+    pub transactions_per_second: f64,
+    pub errors: u64,
+    pub last_error: Option<String>,
+    pub backfill: BTreeMap<String, TableProgress>,
+    pub verification: Option<VerifySummary>,
+}
+
+/// Shared, updated by the stages, read by the endpoint.
+pub struct StatusBoard {
+    stream: String,
+    pub progress: Arc<Progress>,
+    phase: Mutex<&'static str>,
+    paused: AtomicBool,
+    ready: AtomicBool,
+    started: Instant,
+    samples: Mutex<VecDeque<(Instant, u64, u64)>>,
+    errors: Mutex<(u64, Option<String>)>,
+    pub backfill: Mutex<BTreeMap<String, TableProgress>>,
+    pub verification: Mutex<Option<VerifySummary>>,
+    source_end: Mutex<Option<(String, u64)>>,
+    lag_bytes: Mutex<Option<u64>>,
+}
+
+impl StatusBoard {
+    pub fn new(stream: &str, progress: Arc<Progress>) -> Self {
+        Self {
+            stream: stream.to_string(),
+            progress,
+            phase: Mutex::new("starting"),
+            paused: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
+            started: Instant::now(),
+            samples: Mutex::new(VecDeque::new()),
+            errors: Mutex::new((0, None)),
+            backfill: Mutex::new(BTreeMap::new()),
+            verification: Mutex::new(None),
+            source_end: Mutex::new(None),
+            lag_bytes: Mutex::new(None),
+        }
+    }
+
+    pub fn set_phase(&self, phase: &'static str) {
+        *self.phase.lock().expect("status lock") = phase;
+        m::set_phase(phase);
+    }
+
+    pub fn phase(&self) -> &'static str {
+        *self.phase.lock().expect("status lock")
+    }
+
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Relaxed);
+        m::set_paused(paused);
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    pub fn error(&self, message: String) {
+        let mut e = self.errors.lock().expect("status lock");
+        e.0 += 1;
+        e.1 = Some(message);
+    }
+
+    /// The source's binlog end and the lag in bytes behind it.
+    pub fn set_source_end(&self, file: String, offset: u64, lag_bytes: Option<u64>) {
+        *self.source_end.lock().expect("status lock") = Some((file, offset));
+        *self.lag_bytes.lock().expect("status lock") = lag_bytes;
+        if let Some(b) = lag_bytes {
+            m::lag_bytes(b as f64);
+        }
+    }
+
+    /// Records a throughput sample (called periodically) and refreshes the lag gauge.
+    pub fn tick(&self) {
+        let now = Instant::now();
+        let rows = self.progress.rows.load(Ordering::Relaxed);
+        let txns = self.progress.transactions.load(Ordering::Relaxed);
+        let mut s = self.samples.lock().expect("status lock");
+        s.push_back((now, rows, txns));
+        while s.len() > 2 && now.duration_since(s[0].0).as_secs_f64() > 10.0 {
+            s.pop_front();
+        }
+        drop(s);
+        self.refresh_gauges();
+    }
+
+    pub fn refresh_gauges(&self) {
+        m::lag(self.progress.lag_seconds(unix_now()));
+    }
+
+    fn rates(&self) -> (f64, f64) {
+        let s = self.samples.lock().expect("status lock");
+        match (s.front(), s.back()) {
+            (Some(a), Some(b)) if b.0 > a.0 => {
+                let dt = b.0.duration_since(a.0).as_secs_f64();
+                ((b.1 - a.1) as f64 / dt, (b.2 - a.2) as f64 / dt)
+            }
+            _ => (0.0, 0.0),
+        }
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let (rows_per_second, transactions_per_second) = self.rates();
+        let errors = self.errors.lock().expect("status lock").clone();
+        Snapshot {
+            stream: self.stream.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            phase: self.phase().to_string(),
+            paused: self.paused.load(Ordering::Relaxed),
+            ready: self.ready(),
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
+            lag_seconds: self.progress.lag_seconds(unix_now()),
+            lag_bytes: *self.lag_bytes.lock().expect("status lock"),
+            caught_up: self.progress.is_caught_up(),
+            checkpoint: self.progress.committed_position().map(|p| p.to_string()),
+            read_position: self.progress.read_position().map(|p| p.to_string()),
+            source_end: self
+                .source_end
+                .lock()
+                .expect("status lock")
+                .as_ref()
+                .map(|(f, o)| format!("{f}:{o}")),
+            transactions_applied: self.progress.transactions.load(Ordering::Relaxed),
+            rows_applied: self.progress.rows.load(Ordering::Relaxed),
+            rows_per_second,
+            transactions_per_second,
+            errors: errors.0,
+            last_error: errors.1,
+            backfill: self.backfill.lock().expect("status lock").clone(),
+            verification: self.verification.lock().expect("status lock").clone(),
+        }
+    }
+
+    pub fn snapshot_json(&self) -> String {
+        serde_json::to_string_pretty(&self.snapshot()).expect("status serializes")
+    }
+}
+
+/// Renders a snapshot as the `ferry status` dashboard.
+pub fn render(s: &Snapshot) -> String {
+    let mut out = String::new();
+    let state = if s.paused {
+        "PAUSED".to_string()
+    } else {
+        s.phase.to_uppercase()
+    };
+    out.push_str(&format!("ferry {}  stream {:?}  {}\n", s.version, s.stream, state));
+    out.push_str(&format!(
+        "  lag         {:.1} s{}{}\n",
+        s.lag_seconds,
+        s.lag_bytes.map(|b| format!(", {b} bytes")).unwrap_or_default(),
+        if s.caught_up { "  (caught up)" } else { "" }
+    ));
+    out.push_str(&format!(
+        "  checkpoint  {}\n  read        {}\n  source end  {}\n",
+        s.checkpoint.as_deref().unwrap_or("-"),
+        s.read_position.as_deref().unwrap_or("-"),
+        s.source_end.as_deref().unwrap_or("-")
+    ));
+    out.push_str(&format!(
+        "  applied     {} rows, {} transactions  ({:.0} rows/s, {:.0} txn/s over 10 s)\n",
+        s.rows_applied, s.transactions_applied, s.rows_per_second, s.transactions_per_second
+    ));
+    out.push_str(&format!(
+        "  errors      {}{}\n",
+        s.errors,
+        s.last_error
+            .as_deref()
+            .map(|e| format!("  last: {e}"))
+            .unwrap_or_default()
+    ));
+    if !s.backfill.is_empty() {
+        out.push_str("  backfill\n");
+        for (t, p) in &s.backfill {
+            out.push_str(&format!(
+                "    {t:<40} {:>6.1}%  {:>10} / ~{:<10} {}\n",
+                p.percent,
+                p.rows_copied,
+                p.rows_estimated,
+                if p.done {
+                    "done".to_string()
+                } else {
+                    p.eta_seconds.map(|e| format!("ETA {e:.0} s")).unwrap_or_default()
+                }
+            ));
+        }
+    }
+    match &s.verification {
+        Some(v) => out.push_str(&format!(
+            "  verify      {} ({} tables, {} differing rows)\n",
+            if v.matched { "MATCH" } else { "DIFFERENCES" },
+            v.tables,
+            v.differing_rows
+        )),
+        None => out.push_str("  verify      not run yet\n"),
+    }
+    out.push_str(&format!("  uptime      {:.0} s\n", s.uptime_seconds));
+    out
+}
