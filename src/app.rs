@@ -12,23 +12,23 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Notify};
 use tokio::sync::watch as channel;
+use tokio::sync::{mpsc, Notify};
 
 use crate::checkpoint::{self, CheckpointError, Resume, SledStore, StateStore};
 use crate::config::{Config, StartPosition};
 use crate::control::Command;
+use crate::http;
 use crate::metrics as m;
 use crate::position::BinlogPosition;
-use crate::http;
 use crate::progress::Progress;
-use crate::status::StatusBoard;
 use crate::sink::postgres::{Applier, SinkError};
 use crate::sink::{connect as pg, ddl};
 use crate::source::binlog::{self, BinlogReader, ReaderControl, SourceError, StartFrom};
 use crate::source::connect::{self, Flavor};
 use crate::source::decode::{Decoder, Registry};
 use crate::source::{preflight, watch};
+use crate::status::StatusBoard;
 
 /// Command-line choices that change how a run starts.
 #[derive(Debug, Clone, Default)]
@@ -89,7 +89,9 @@ pub async fn run(
     if let Some(addr) = config.metrics_listen {
         http::serve(addr, metrics_handle, board.clone())
             .await
-            .map_err(|e| AppError::Target(format!("cannot listen on metrics.listen = {addr}: {e}")))?;
+            .map_err(|e| {
+                AppError::Target(format!("cannot listen on metrics.listen = {addr}: {e}"))
+            })?;
     }
 
     // Operator commands.
@@ -153,9 +155,11 @@ pub async fn run(
     };
     let watcher = {
         let progress = progress.clone();
-        tokio::spawn(watch::run(config.source.clone(), board.clone(), move || {
-            progress.committed_time()
-        }))
+        tokio::spawn(watch::run(
+            config.source.clone(),
+            board.clone(),
+            move || progress.committed_time(),
+        ))
     };
 
     let result = tokio::select! {

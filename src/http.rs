@@ -34,13 +34,19 @@ pub async fn serve(
             let metrics = metrics.clone();
             let board = board.clone();
             tokio::spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(5), handle(stream, metrics, board)).await;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(5), handle(stream, metrics, board))
+                        .await;
             });
         }
     }))
 }
 
-async fn handle(mut stream: TcpStream, metrics: PrometheusHandle, board: Arc<StatusBoard>) -> std::io::Result<()> {
+async fn handle(
+    mut stream: TcpStream,
+    metrics: PrometheusHandle,
+    board: Arc<StatusBoard>,
+) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -56,7 +62,11 @@ async fn handle(mut stream: TcpStream, metrics: PrometheusHandle, board: Arc<Sta
     let path = parts.next().unwrap_or("/");
     let path = path.split('?').next().unwrap_or(path);
     let (status, ctype, body) = if method != "GET" {
-        ("405 Method Not Allowed", "text/plain", "GET only\n".to_string())
+        (
+            "405 Method Not Allowed",
+            "text/plain",
+            "GET only\n".to_string(),
+        )
     } else {
         match path {
             "/metrics" => {
@@ -69,7 +79,11 @@ async fn handle(mut stream: TcpStream, metrics: PrometheusHandle, board: Arc<Sta
                 if board.ready() {
                     ("200 OK", "text/plain", "ready\n".to_string())
                 } else {
-                    ("503 Service Unavailable", "text/plain", "not ready\n".to_string())
+                    (
+                        "503 Service Unavailable",
+                        "text/plain",
+                        "not ready\n".to_string(),
+                    )
                 }
             }
             _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
@@ -92,7 +106,9 @@ pub async fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)>
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
     stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
         .await?;
     let mut raw = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))

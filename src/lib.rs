@@ -31,6 +31,6 @@ pub mod progress;
 pub mod schema;
 pub mod select;
 pub mod sink;
-pub mod status;
 pub mod source;
+pub mod status;
 pub mod transform;

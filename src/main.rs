@@ -65,7 +65,12 @@ fn signal_daemon(config: &std::path::Path, signal: i32, what: &str) -> anyhow::R
     let config = Config::load(config)?;
     let pid_path = config.state_dir.join(ferry::app::PID_FILE);
     let pid: i32 = std::fs::read_to_string(&pid_path)
-        .with_context(|| format!("reading {} (is ferry running with this config?)", pid_path.display()))?
+        .with_context(|| {
+            format!(
+                "reading {} (is ferry running with this config?)",
+                pid_path.display()
+            )
+        })?
         .trim()
         .parse()
         .context("the pid file does not hold a pid")?;
@@ -145,9 +150,9 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 .metrics_listen
                 .context("metrics.listen is empty in the config: the daemon serves no status")?;
             runtime.block_on(async move {
-                let (code, body) = ferry::http::get(addr, "/status")
-                    .await
-                    .with_context(|| format!("cannot reach ferry at http://{addr}/status (is it running?)"))?;
+                let (code, body) = ferry::http::get(addr, "/status").await.with_context(|| {
+                    format!("cannot reach ferry at http://{addr}/status (is it running?)")
+                })?;
                 anyhow::ensure!(code == 200, "status endpoint answered HTTP {code}");
                 if json {
                     println!("{body}");

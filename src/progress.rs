@@ -66,7 +66,14 @@ impl Progress {
     }
 
     /// Transactions up to and including `seq` are committed in PostgreSQL at `position`.
-    pub fn committed(&self, seq: u64, position: &BinlogPosition, source_time: u32, txns: u64, rows: u64) {
+    pub fn committed(
+        &self,
+        seq: u64,
+        position: &BinlogPosition,
+        source_time: u32,
+        txns: u64,
+        rows: u64,
+    ) {
         if source_time != 0 {
             self.committed_time.store(source_time, Ordering::Relaxed);
         }

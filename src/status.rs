@@ -204,11 +204,16 @@ pub fn render(s: &Snapshot) -> String {
     } else {
         s.phase.to_uppercase()
     };
-    out.push_str(&format!("ferry {}  stream {:?}  {}\n", s.version, s.stream, state));
+    out.push_str(&format!(
+        "ferry {}  stream {:?}  {}\n",
+        s.version, s.stream, state
+    ));
     out.push_str(&format!(
         "  lag         {:.1} s{}{}\n",
         s.lag_seconds,
-        s.lag_bytes.map(|b| format!(", {b} bytes")).unwrap_or_default(),
+        s.lag_bytes
+            .map(|b| format!(", {b} bytes"))
+            .unwrap_or_default(),
         if s.caught_up { "  (caught up)" } else { "" }
     ));
     out.push_str(&format!(
@@ -240,7 +245,9 @@ pub fn render(s: &Snapshot) -> String {
                 if p.done {
                     "done".to_string()
                 } else {
-                    p.eta_seconds.map(|e| format!("ETA {e:.0} s")).unwrap_or_default()
+                    p.eta_seconds
+                        .map(|e| format!("ETA {e:.0} s"))
+                        .unwrap_or_default()
                 }
             ));
         }

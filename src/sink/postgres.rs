@@ -588,8 +588,13 @@ impl Applier {
         self.store.save_checkpoint(&self.stream, &cp)?;
         self.store.flush_if_due(Duration::from_millis(500))?;
         self.resumed_from = Some(last.position.clone());
-        self.progress
-            .committed(last.seq, &last.position, last.source_time, g.transactions, g.rows);
+        self.progress.committed(
+            last.seq,
+            &last.position,
+            last.source_time,
+            g.transactions,
+            g.rows,
+        );
         let elapsed = g.started.map_or(started.elapsed(), |s| s.elapsed());
         m::apply_duration(elapsed.as_secs_f64());
         m::transactions_applied(g.transactions);

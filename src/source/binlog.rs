@@ -241,7 +241,8 @@ impl BinlogReader {
                 self.decoder.handle(&event, &tme, &begin)?
             };
             let committed_position = out.committed.then(|| self.decoder.position());
-            self.progress.read(header.timestamp(), committed_position.as_ref());
+            self.progress
+                .read(header.timestamp(), committed_position.as_ref());
             let mut messages = out.messages;
             if let Some(Need::Tables(names)) = out.need {
                 let conn = match &mut catalog_conn {

@@ -19,7 +19,11 @@ use crate::progress::unix_now;
 use crate::status::StatusBoard;
 
 /// Bytes between `from` and the source end, given the binlog list (name, size).
-pub fn lag_bytes(from: &BinlogPosition, end: &BinlogPosition, logs: &[(String, u64)]) -> Option<u64> {
+pub fn lag_bytes(
+    from: &BinlogPosition,
+    end: &BinlogPosition,
+    logs: &[(String, u64)],
+) -> Option<u64> {
     if from.file == end.file {
         return Some(end.offset.saturating_sub(from.offset));
     }
@@ -67,11 +71,13 @@ async fn expire_seconds(conn: &mut Conn) -> Result<u64, mysql_async::Error> {
             .find(|(k, _)| k == n)
             .and_then(|(_, v)| v.parse::<f64>().ok())
     };
-    Ok(match (get("binlog_expire_logs_seconds"), get("expire_logs_days")) {
-        (Some(s), _) if s > 0.0 => s as u64,
-        (_, Some(d)) if d > 0.0 => (d * 86_400.0) as u64,
-        _ => 0,
-    })
+    Ok(
+        match (get("binlog_expire_logs_seconds"), get("expire_logs_days")) {
+            (Some(s), _) if s > 0.0 => s as u64,
+            (_, Some(d)) if d > 0.0 => (d * 86_400.0) as u64,
+            _ => 0,
+        },
+    )
 }
 
 /// Polls until the process ends.
@@ -102,7 +108,13 @@ pub async fn run(config: SourceConfig, board: Arc<StatusBoard>, checkpoint_time:
             let committed = board.progress.committed_position();
             let lag = committed.as_ref().and_then(|p| lag_bytes(p, &end, &logs));
             if let Some(p) = &committed {
-                m::retention_headroom(retention_headroom(expire, p, checkpoint_time(), &end, unix_now()));
+                m::retention_headroom(retention_headroom(
+                    expire,
+                    p,
+                    checkpoint_time(),
+                    &end,
+                    unix_now(),
+                ));
             }
             board.set_source_end(end.file, end.offset, lag);
             Ok(())
@@ -127,17 +139,35 @@ mod tests {
             ("b.000003".to_string(), 300),
         ];
         let p = |f: &str, o| BinlogPosition::new(f, o);
-        assert_eq!(lag_bytes(&p("b.000003", 100), &p("b.000003", 300), &logs), Some(200));
-        assert_eq!(lag_bytes(&p("b.000001", 900), &p("b.000003", 300), &logs), Some(100 + 500 + 300));
-        assert_eq!(lag_bytes(&p("b.000003", 300), &p("b.000003", 300), &logs), Some(0));
+        assert_eq!(
+            lag_bytes(&p("b.000003", 100), &p("b.000003", 300), &logs),
+            Some(200)
+        );
+        assert_eq!(
+            lag_bytes(&p("b.000001", 900), &p("b.000003", 300), &logs),
+            Some(100 + 500 + 300)
+        );
+        assert_eq!(
+            lag_bytes(&p("b.000003", 300), &p("b.000003", 300), &logs),
+            Some(0)
+        );
     }
 
     #[test]
     fn headroom() {
         let p = |f: &str| BinlogPosition::new(f, 4);
-        assert_eq!(retention_headroom(0, &p("b.000001"), 100, &p("b.000002"), 200.0), f64::INFINITY);
-        assert_eq!(retention_headroom(3600, &p("b.000002"), 100, &p("b.000002"), 5000.0), 3600.0);
-        assert_eq!(retention_headroom(3600, &p("b.000001"), 1000, &p("b.000002"), 1600.0), 3000.0);
+        assert_eq!(
+            retention_headroom(0, &p("b.000001"), 100, &p("b.000002"), 200.0),
+            f64::INFINITY
+        );
+        assert_eq!(
+            retention_headroom(3600, &p("b.000002"), 100, &p("b.000002"), 5000.0),
+            3600.0
+        );
+        assert_eq!(
+            retention_headroom(3600, &p("b.000001"), 1000, &p("b.000002"), 1600.0),
+            3000.0
+        );
         assert!(retention_headroom(60, &p("b.000001"), 1000, &p("b.000002"), 2000.0) < 0.0);
     }
 }
