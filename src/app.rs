@@ -59,6 +59,15 @@ pub enum AppError {
 
 const PAUSED_KEY: &str = "run/paused";
 
+/// Awaits a stage task; a panic inside a stage is a bug, reported as such instead of hanging.
+async fn join<T>(handle: tokio::task::JoinHandle<T>) -> T {
+    match handle.await {
+        Ok(v) => v,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("pipeline stage cancelled: {e}"),
+    }
+}
+
 /// File in the state directory holding the running daemon's pid.
 pub const PID_FILE: &str = "ferry.pid";
 
@@ -313,7 +322,10 @@ async fn supervise(
             },
         };
         let committed_before = progress.committed_position();
-        let (read, apply) = tokio::join!(reader.run(), applier.run());
+        // Separate tasks so decoding and applying run on different worker threads.
+        let read = tokio::spawn(reader.run());
+        let apply = tokio::spawn(applier.run());
+        let (read, apply) = (join(read).await, join(apply).await);
         progress.reset_pending();
         let was_strict = strict_transactions > 0;
         strict_transactions = 0;

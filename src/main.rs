@@ -5,6 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+
+/// mimalloc: the apply path allocates small strings per value; glibc malloc spent ~45% of
+/// ferry's CPU in a catch-up profile.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 
 use ferry::app::{self, RunOptions};

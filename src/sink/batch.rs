@@ -1,62 +1,68 @@
 //! Batching of row operations into set-based statements without changing their meaning.
 //!
-//! A [`Segment`] collects one table's operations in source order as a set of deletes and a set
-//! of upserts whose keys are all distinct. Within such a segment, applying every delete and then
-//! every upsert (in arrival order) gives exactly the state sequential application gives: the
-//! operations touch different rows, and moving deletes earlier only removes rows, which cannot
-//! create a unique-key conflict among the upserts. An operation on a key the segment already
-//! holds closes the segment first. So every source row operation is applied exactly once, as
-//! itself — never merged away — which keeps `AFTER ROW` trigger counts and audit trails on the
-//! target identical to a one-by-one replay.
+//! A [`Segment`] collects one table's operations in source order into *generations*: the n-th
+//! operation on a key (within the segment) goes to generation n. Each generation therefore holds
+//! at most one operation per key, and every key's operations sit in successive generations in
+//! source order. Applying generation after generation — each as all its deletes, then all its
+//! upserts — gives exactly the state sequential application gives: within a generation the
+//! operations touch different rows, and a key's later operations always come in a later
+//! generation. Every source row operation is applied exactly once, as itself — never merged away —
+//! which keeps `AFTER ROW` trigger counts and audit trails on the target identical to a
+//! one-by-one replay. Operations on different keys may be reordered, which only matters to
+//! unique constraints checked per row: ferry creates its unique keys DEFERRABLE INITIALLY
+//! DEFERRED (checked at commit, on a consistent state), and falls back to one-by-one replay when
+//! a user-made immediate constraint objects.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use crate::change::{Key, RowOp};
 use crate::transform::Cell;
 
-/// One table's pending, order-independent operations.
+/// Operations of one generation: distinct keys.
 #[derive(Debug, Default)]
-pub struct Segment {
-    keys: HashSet<Key>,
+pub struct Generation {
     pub deletes: Vec<Key>,
     pub upserts: Vec<Vec<Cell>>,
 }
 
+/// One table's pending operations.
+#[derive(Debug, Default)]
+pub struct Segment {
+    /// Operations seen per key (the next operation on the key joins that generation).
+    seen: HashMap<Key, usize>,
+    generations: Vec<Generation>,
+    len: usize,
+}
+
 impl Segment {
     pub fn len(&self) -> usize {
-        self.deletes.len() + self.upserts.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
     }
 
-    /// True when `op` can join without closing the segment.
-    pub fn accepts(&self, op: &RowOp) -> bool {
-        !self.keys.contains(op.key())
-    }
-
-    /// Adds an operation the segment [`accepts`](Self::accepts).
+    /// Adds an operation after all earlier ones on its key.
     pub fn push(&mut self, op: RowOp) {
-        match op {
-            RowOp::Delete { key } => {
-                self.keys.insert(key.clone());
-                self.deletes.push(key);
-            }
-            RowOp::Upsert { key, row } => {
-                self.keys.insert(key);
-                self.upserts.push(row);
-            }
+        let slot = self.seen.entry(op.key().clone()).or_insert(0);
+        let g = *slot;
+        *slot += 1;
+        if self.generations.len() <= g {
+            self.generations.resize_with(g + 1, Generation::default);
         }
+        match op {
+            RowOp::Delete { key } => self.generations[g].deletes.push(key),
+            RowOp::Upsert { row, .. } => self.generations[g].upserts.push(row),
+        }
+        self.len += 1;
     }
 
-    /// Empties the segment, returning (deletes, upserts).
-    pub fn take(&mut self) -> (Vec<Key>, Vec<Vec<Cell>>) {
-        self.keys.clear();
-        (
-            std::mem::take(&mut self.deletes),
-            std::mem::take(&mut self.upserts),
-        )
+    /// Empties the segment, returning its generations in application order.
+    pub fn take(&mut self) -> Vec<Generation> {
+        self.seen.clear();
+        self.len = 0;
+        std::mem::take(&mut self.generations)
     }
 }
 
@@ -105,32 +111,28 @@ mod tests {
         m
     }
 
-    /// Applies ops through segments (deletes first, then upserts, closing on repeated keys).
+    /// Applies ops through a segment (generation by generation, deletes then upserts).
     fn segmented(ops: &[RowOp]) -> (std::collections::BTreeMap<String, String>, usize, usize) {
         let mut m = std::collections::BTreeMap::new();
         let mut seg = Segment::default();
+        for op in ops {
+            seg.push(op.clone());
+        }
+        assert_eq!(seg.len(), ops.len());
+        let gens = seg.take();
         let mut applied = 0;
-        let mut flushes = 0;
-        let mut flush = |seg: &mut Segment, m: &mut std::collections::BTreeMap<String, String>| {
-            let (d, u) = seg.take();
-            flushes += 1;
-            for k in d {
+        for g in &gens {
+            for k in &g.deletes {
                 m.remove(k[0].as_ref().unwrap());
                 applied += 1;
             }
-            for r in u {
+            for r in &g.upserts {
                 m.insert(r[0].clone().unwrap(), r[1].clone().unwrap());
                 applied += 1;
             }
-        };
-        for op in ops {
-            if !seg.accepts(op) {
-                flush(&mut seg, &mut m);
-            }
-            seg.push(op.clone());
         }
-        flush(&mut seg, &mut m);
-        (m, applied, flushes)
+        assert!(seg.is_empty());
+        (m, applied, gens.len())
     }
 
     #[test]
@@ -171,10 +173,12 @@ mod tests {
     }
 
     #[test]
-    fn distinct_keys_share_one_segment() {
+    fn generations_grow_with_repeats_not_with_length() {
         let ops: Vec<RowOp> = (0..100).map(|k| up(k, "x")).collect();
-        let (_, _, flushes) = segmented(&ops);
-        assert_eq!(flushes, 1);
+        assert_eq!(segmented(&ops).2, 1, "distinct keys share one generation");
+        let mut ops: Vec<RowOp> = (0..100).map(|k| up(k % 10, "x")).collect();
+        ops.push(del(3));
+        assert_eq!(segmented(&ops).2, 11, "ten ops per key, plus one delete");
     }
 
     #[test]

@@ -372,13 +372,8 @@ impl Applier {
                         .entry(key)
                         .or_insert_with(|| (table.clone(), Segment::default()))
                         .1;
-                    if !seg.accepts(&op) || seg.len() >= self.apply.batch_rows {
-                        let mut s = std::mem::take(seg);
-                        self.flush(&table, &mut s, statements, g).await?;
-                    }
-                    let seg = &mut segments.get_mut(&key).expect("inserted above").1;
                     seg.push(op);
-                    if strict {
+                    if strict || seg.len() >= self.apply.batch_rows {
                         let mut s = std::mem::take(seg);
                         self.flush(&table, &mut s, statements, g).await?;
                     }
@@ -476,30 +471,36 @@ impl Applier {
         let (_, st) = statements
             .get(&(Arc::as_ptr(table) as usize))
             .expect("statements are prepared before rows are buffered");
-        let (deletes, upserts) = seg.take();
-        if !deletes.is_empty() {
-            let cols = columns_of(&deletes, table.key.len());
-            let params: Vec<&(dyn ToSql + Sync)> =
-                cols.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
-            self.client
-                .execute(&st.delete, &params)
-                .await
-                .map_err(|e| self.apply_err(table, &e))?;
-            *g.applied
-                .entry((table.target_name.clone(), "delete"))
-                .or_default() += deletes.len() as u64;
-        }
-        if !upserts.is_empty() {
-            let cols = columns_of(&upserts, table.columns.len());
-            let params: Vec<&(dyn ToSql + Sync)> =
-                cols.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
-            self.client
-                .execute(&st.upsert, &params)
-                .await
-                .map_err(|e| self.apply_err(table, &e))?;
-            *g.applied
-                .entry((table.target_name.clone(), "upsert"))
-                .or_default() += upserts.len() as u64;
+        for generation in seg.take() {
+            let (deletes, upserts) = (generation.deletes, generation.upserts);
+            if !deletes.is_empty() {
+                let cols = columns_of(&deletes, table.key.len());
+                let params: Vec<&(dyn ToSql + Sync)> =
+                    cols.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+                let t0 = Instant::now();
+                self.client
+                    .execute(&st.delete, &params)
+                    .await
+                    .map_err(|e| self.apply_err(table, &e))?;
+                tracing::debug!(table = %table.target_name, rows = deletes.len(), elapsed = ?t0.elapsed(), "delete");
+                *g.applied
+                    .entry((table.target_name.clone(), "delete"))
+                    .or_default() += deletes.len() as u64;
+            }
+            if !upserts.is_empty() {
+                let cols = columns_of(&upserts, table.columns.len());
+                let params: Vec<&(dyn ToSql + Sync)> =
+                    cols.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+                let t0 = Instant::now();
+                self.client
+                    .execute(&st.upsert, &params)
+                    .await
+                    .map_err(|e| self.apply_err(table, &e))?;
+                tracing::debug!(table = %table.target_name, rows = upserts.len(), elapsed = ?t0.elapsed(), "upsert");
+                *g.applied
+                    .entry((table.target_name.clone(), "upsert"))
+                    .or_default() += upserts.len() as u64;
+            }
         }
         Ok(())
     }
@@ -567,7 +568,10 @@ impl Applier {
             .execute(checkpoint_stmt, &params)
             .await
             .map_err(|e| pg_err("writing the checkpoint", &e))?;
-        if let Err(e) = self.client.batch_execute("COMMIT").await {
+        let t0 = Instant::now();
+        let committed = self.client.batch_execute("COMMIT").await;
+        tracing::debug!(elapsed = ?t0.elapsed(), rows = g.rows, "commit");
+        if let Err(e) = committed {
             g.open = false;
             if e.code().is_some_and(|c| c.code() == "23505") {
                 return Err(SinkError::UniqueConflict {

@@ -25,13 +25,13 @@ use mysql_common::binlog::consts::EventType;
 use mysql_common::binlog::events::{
     Event, EventData, OptionalMetaExtractor, RowsEventData, TableMapEvent,
 };
-use mysql_common::binlog::row::BinlogRow;
 use mysql_common::binlog::value::BinlogValue;
 use mysql_common::constants::ColumnType;
 use mysql_common::value::Value;
 
 use super::ddl::{classify, Statement, TableRef};
 use super::mariadb;
+use super::rows::{images, TablePlan};
 use crate::change::{Commit, DeadLetter, Message, RowOp};
 use crate::position::{uuid_text, BinlogPosition, GtidSet};
 use crate::schema::{SourceName, Table};
@@ -157,6 +157,8 @@ pub struct Decoder {
     gtid: Option<GtidSet>,
     /// table_id → replicated table (None: not selected).
     bound: HashMap<u64, Option<Arc<Table>>>,
+    /// table_id → decoding plan of its table map (selected tables only).
+    plans: HashMap<u64, Arc<TablePlan>>,
     /// Statement the operator acknowledged (`--skip-ddl`): skipped once, then reloaded.
     skip_at: Option<BinlogPosition>,
     pub counters: Counters,
@@ -191,6 +193,7 @@ impl Decoder {
             standalone_pending: false,
             gtid,
             bound: HashMap::new(),
+            plans: HashMap::new(),
             skip_at,
             counters: Counters::default(),
         }
@@ -217,6 +220,7 @@ impl Decoder {
     /// Adds (or replaces) a table after a [`Need::Tables`]; its table ids are re-bound.
     pub fn register(&mut self, table: Table) -> Arc<Table> {
         self.bound.clear();
+        self.plans.clear();
         self.registry.insert(table)
     }
 
@@ -350,6 +354,12 @@ impl Decoder {
                         if !matches!(self.bound.get(&t.table_id()), Some(Some(b)) if Arc::ptr_eq(b, &table))
                         {
                             validate_table_map(&table, &t, &start)?;
+                            let plan = TablePlan::new(&t).map_err(|e| DecodeError::Corrupt {
+                                what: "table map",
+                                position: start.clone(),
+                                detail: format!("table {}: {e}", table.source),
+                            })?;
+                            self.plans.insert(t.table_id(), Arc::new(plan));
                             self.bound.insert(t.table_id(), Some(table));
                         }
                     }
@@ -391,14 +401,14 @@ impl Decoder {
                         return Ok(out);
                     }
                 };
-                let Some(map) = tme(id) else {
+                let Some(plan) = self.plans.get(&id).cloned() else {
                     return Err(DecodeError::Corrupt {
                         what: "rows event",
                         position: start,
                         detail: format!("no table map for table id {id}"),
                     });
                 };
-                self.rows(&table, &rows, map, &start, &mut out)?;
+                self.rows(&table, &rows, &plan, &start, &mut out)?;
             }
             EventData::TransactionPayloadEvent(_) => {
                 // Its inner events follow from the stream; nothing to do for the wrapper.
@@ -532,7 +542,7 @@ impl Decoder {
         &mut self,
         table: &Arc<Table>,
         rows: &RowsEventData<'_>,
-        map: &TableMapEvent<'static>,
+        plan: &TablePlan,
         start: &BinlogPosition,
         out: &mut Output,
     ) -> Result<(), DecodeError> {
@@ -545,12 +555,12 @@ impl Decoder {
             RowsEventData::DeleteRowsEvent(_) | RowsEventData::DeleteRowsEventV1(_)
         );
         let mut ops = Vec::new();
-        for pair in rows.rows(map) {
-            let (before, after) = pair.map_err(|e| DecodeError::Corrupt {
-                what: "row image",
-                position: start.clone(),
-                detail: format!("table {}: {e}", table.source),
-            })?;
+        let pairs = images(rows, plan).map_err(|e| DecodeError::Corrupt {
+            what: "row image",
+            position: start.clone(),
+            detail: format!("table {}: {e}", table.source),
+        })?;
+        for (before, after) in pairs {
             let before_cells = match &before {
                 Some(row) => match self.convert_row(table, row, None, start)? {
                     Converted::Cells(c) => Some(c),
@@ -605,7 +615,7 @@ impl Decoder {
     fn convert_row(
         &mut self,
         table: &Arc<Table>,
-        row: &BinlogRow,
+        row: &[Option<BinlogValue<'_>>],
         before: Option<&[Cell]>,
         start: &BinlogPosition,
     ) -> Result<Converted, DecodeError> {
@@ -622,7 +632,7 @@ impl Decoder {
         }
         let mut cells = Vec::with_capacity(row.len());
         for (i, rule) in table.columns.iter().enumerate() {
-            let Some(value) = row.as_ref(i) else {
+            let Some(value) = row.get(i).and_then(|v| v.as_ref()) else {
                 return Err(corrupt(table, start, "missing column value"));
             };
             let result = match value {
@@ -719,10 +729,10 @@ fn clean_rotate_name(bytes: &[u8], current: &str) -> Option<String> {
 
 /// A row image as JSON for the dead-letter table: values that are not valid UTF-8 text are kept
 /// as `{"hex": "..."}`, so nothing is lost.
-fn row_json(table: &Table, row: &BinlogRow) -> serde_json::Value {
+fn row_json(table: &Table, row: &[Option<BinlogValue<'_>>]) -> serde_json::Value {
     let mut map = serde_json::Map::new();
     for (i, col) in table.source_columns.iter().enumerate() {
-        let v = match row.as_ref(i) {
+        let v = match row.get(i).and_then(|v| v.as_ref()) {
             None => serde_json::Value::Null,
             Some(BinlogValue::Value(v)) => value_json(v),
             Some(BinlogValue::Jsonb(j)) => transform::json::jsonb_to_text(j)

@@ -7,4 +7,5 @@ pub mod ddl;
 pub mod decode;
 pub mod mariadb;
 pub mod preflight;
+pub mod rows;
 pub mod watch;

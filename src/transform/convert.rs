@@ -64,17 +64,17 @@ pub fn convert(rule: &ColumnRule, value: SourceValue<'_>) -> Result<Cell, ValueP
     }
     let text = match &rule.kind {
         ValueKind::Int { .. } => match v {
-            Value::Int(i) => i.to_string(),
-            Value::UInt(u) => u.to_string(),
+            Value::Int(i) => int_text(*i),
+            Value::UInt(u) => uint_text(*u),
             Value::Bytes(b) => integer_text(rule, b)?,
             _ => return Err(unexpected(rule, "non-integer value")),
         },
         ValueKind::UInt { bits } => match v {
-            Value::UInt(u) => u.to_string(),
+            Value::UInt(u) => uint_text(*u),
             // Without signedness metadata the decoder reads unsigned columns as signed: the bits
             // are right, only the interpretation is off.
             Value::Int(i) if *i < 0 => (i128::from(*i) + (1i128 << bits)).to_string(),
-            Value::Int(i) => i.to_string(),
+            Value::Int(i) => int_text(*i),
             Value::Bytes(b) => integer_text(rule, b)?,
             _ => return Err(unexpected(rule, "non-integer value")),
         },
@@ -188,6 +188,14 @@ pub fn convert(rule: &ColumnRule, value: SourceValue<'_>) -> Result<Cell, ValueP
         },
     };
     Ok(Some(text))
+}
+
+fn int_text(i: i64) -> String {
+    itoa::Buffer::new().format(i).to_owned()
+}
+
+fn uint_text(u: u64) -> String {
+    itoa::Buffer::new().format(u).to_owned()
 }
 
 fn ascii(b: &[u8]) -> String {

@@ -96,8 +96,16 @@ fn write_string(s: &str, out: &mut String) -> Result<(), ValueProblem> {
     Ok(())
 }
 
-/// Checks JSON text (MariaDB stores JSON as text) and returns it unchanged when valid.
+/// Checks JSON text (MariaDB stores JSON as text, validated by its `json_valid` check).
+///
+/// Fast path: text without a backslash cannot hold an escaped U+0000 (a raw NUL is caught by
+/// the charset decoder) and is only checked for well-formedness by a non-allocating pass.
 pub fn check_json_text(text: &str) -> Result<(), ValueProblem> {
+    if !text.contains('\\') {
+        return serde_json::from_str::<serde::de::IgnoredAny>(text)
+            .map(|_| ())
+            .map_err(|e| ValueProblem::new(ProblemKind::InvalidText, format!("invalid JSON: {e}")));
+    }
     let v: Json = serde_json::from_str(text)
         .map_err(|e| ValueProblem::new(ProblemKind::InvalidText, format!("invalid JSON: {e}")))?;
     if contains_nul(&v) {

@@ -1,0 +1,498 @@
+//! Replication benchmark (run it with `scripts/bench.sh replication`).
+//!
+//! Data: `users` (BIGINT UNSIGNED key, VARCHAR email with a unique key, VARCHAR name,
+//! DECIMAL(12,2), ENUM, SET, DATETIME(6), TIMESTAMP(3), TEXT, JSON; 1,000,000 rows) and `orders`
+//! (composite key, DECIMAL(14,4), SMALLINT UNSIGNED, DATE, VARCHAR; 2,000,000 rows).
+//! Workload: transactions of 10 single-row statements — 40% user updates, 30% order inserts,
+//! 20% user inserts, 10% order deletes.
+//!
+//! 1. Catch-up: the backlog (BENCH_CHANGES row changes) is written with ferry stopped; then ferry
+//!    starts and the time until its checkpoint reaches the source's end is measured (process
+//!    start to caught up, preflight included). Peak RSS is ferry's VmHWM. Repeated BENCH_RUNS
+//!    times into fresh target databases; medians reported.
+//! 2. Steady state: with ferry running, the workload runs at BENCH_STEADY_RATE row changes/s for
+//!    BENCH_STEADY_SECONDS; every transaction carries a marker row whose commit time the client
+//!    records; a trigger on the target stamps the marker with `clock_timestamp()` when ferry
+//!    writes it. Lag = target stamp − source commit time; p50/p99 reported.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mysql_async::prelude::Queryable;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio_postgres::NoTls;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn mysql_port() -> u16 {
+    env_u64("FERRY_MYSQL_PORT", 13306) as u16
+}
+
+fn pg_port() -> u16 {
+    env_u64("FERRY_PG_PORT", 15432) as u16
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+async fn my(db: Option<&str>) -> mysql_async::Conn {
+    let opts: mysql_async::Opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(mysql_port())
+        .user(Some("root"))
+        .db_name(db.map(str::to_string))
+        .prefer_socket(false)
+        .into();
+    mysql_async::Conn::new(opts).await.expect("connect to the bench MariaDB (scripts/dev-db.sh start)")
+}
+
+async fn pg(db: &str) -> tokio_postgres::Client {
+    let (c, conn) = tokio_postgres::Config::new()
+        .host("127.0.0.1")
+        .port(pg_port())
+        .user("postgres")
+        .dbname(db)
+        .connect(NoTls)
+        .await
+        .expect("connect to the bench PostgreSQL");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    c
+}
+
+const SCHEMA: &str = "
+CREATE TABLE users (
+  id BIGINT UNSIGNED PRIMARY KEY,
+  email VARCHAR(190) NOT NULL,
+  name VARCHAR(100),
+  balance DECIMAL(12,2) NOT NULL,
+  status ENUM('active','blocked','deleted') NOT NULL,
+  tags SET('vip','beta','newsletter') NOT NULL,
+  created DATETIME(6) NOT NULL,
+  seen TIMESTAMP(3) NULL,
+  bio TEXT,
+  prefs JSON,
+  UNIQUE KEY email (email)
+);
+CREATE TABLE orders (
+  user_id BIGINT UNSIGNED NOT NULL,
+  order_no INT NOT NULL,
+  amount DECIMAL(14,4) NOT NULL,
+  qty SMALLINT UNSIGNED NOT NULL,
+  ordered DATE NOT NULL,
+  note VARCHAR(200),
+  PRIMARY KEY (user_id, order_no)
+);
+CREATE TABLE marks (id BIGINT PRIMARY KEY, note VARCHAR(20));";
+
+async fn setup_source(users: u64, orders: u64) {
+    let mut c = my(None).await;
+    c.query_drop("DROP DATABASE IF EXISTS bench").await.expect("drop");
+    c.query_drop("CREATE DATABASE bench").await.expect("create");
+    let mut c = my(Some("bench")).await;
+    c.query_drop(SCHEMA).await.expect("schema");
+    let started = Instant::now();
+    let chunk = 200_000u64;
+    let mut from = 0;
+    while from < users {
+        let to = (from + chunk).min(users);
+        c.query_drop(format!(
+            "INSERT INTO users SELECT seq, CONCAT('user', seq, '@example.com'), CONCAT('User ', seq), \
+             (seq % 100000) / 100, ELT(1 + seq % 3, 'active','blocked','deleted'), \
+             ELT(1 + seq % 4, '', 'vip', 'beta,newsletter', 'vip,beta'), \
+             '2020-01-01 00:00:00' + INTERVAL seq SECOND + INTERVAL (seq % 1000000) MICROSECOND, \
+             FROM_UNIXTIME(1600000000 + seq), CONCAT('about user ', seq), \
+             JSON_OBJECT('lang', ELT(1 + seq % 2, 'en', 'fr'), 'n', seq) \
+             FROM seq_{}_to_{}",
+            from + 1,
+            to
+        ))
+        .await
+        .expect("users");
+        from = to;
+    }
+    let mut from = 0;
+    while from < orders {
+        let to = (from + chunk).min(orders);
+        c.query_drop(format!(
+            "INSERT INTO orders SELECT 1 + seq % {users}, seq, seq * 1.2345, seq % 500, \
+             '2020-01-01' + INTERVAL (seq % 1500) DAY, CONCAT('order ', seq) FROM seq_{}_to_{}",
+            from + 1,
+            to
+        ))
+        .await
+        .expect("orders");
+        from = to;
+    }
+    eprintln!("source data: {users} users, {orders} orders in {:.1?}", started.elapsed());
+}
+
+/// Generates transactions of the benchmark mix.
+struct Workload {
+    rng: StdRng,
+    users: u64,
+    orders: u64,
+    next_user: u64,
+    next_order: u64,
+    next_delete: u64,
+}
+
+impl Workload {
+    /// `base` = (largest user id, largest order number) on the source; `slot` separates
+    /// concurrent writers.
+    fn new(seed: u64, users: u64, orders: u64, base: (u64, u64), slot: u64) -> Self {
+        Self {
+            rng: StdRng::seed_from_u64(seed),
+            users,
+            orders,
+            next_user: base.0 + slot * 10_000_000,
+            next_order: base.1 + slot * 10_000_000,
+            next_delete: 1 + slot * 100_003 % orders,
+        }
+    }
+
+    /// One statement of the mix.
+    fn statement(&mut self) -> String {
+        let r = self.rng.gen_range(0..100);
+        if r < 40 {
+            let id = self.rng.gen_range(1..=self.users);
+            format!(
+                "UPDATE users SET balance = balance + 1.25, seen = NOW(3), name = 'Updated {}' WHERE id = {id}",
+                self.rng.gen::<u32>()
+            )
+        } else if r < 70 {
+            self.next_order += 1;
+            format!(
+                "INSERT INTO orders VALUES ({}, {}, {}.{:04}, {}, CURDATE(), 'bench order')",
+                self.rng.gen_range(1..=self.users),
+                self.next_order,
+                self.rng.gen_range(1..100_000),
+                self.rng.gen_range(0..10_000),
+                self.rng.gen_range(0..65_535)
+            )
+        } else if r < 90 {
+            self.next_user += 1;
+            let n = self.next_user;
+            format!(
+                "INSERT INTO users VALUES ({n}, 'new{n}@example.com', 'New {n}', 0.00, 'active', 'beta', NOW(6), NOW(3), 'fresh', '{{\"new\": true}}')"
+            )
+        } else {
+            // Each existing order is deleted at most once: exactly one row per statement.
+            self.next_delete = (self.next_delete + 7919) % self.orders + 1;
+            let k = self.next_delete;
+            format!("DELETE FROM orders WHERE user_id = {} AND order_no = {k}", 1 + k % self.users)
+        }
+    }
+
+    fn transaction(&mut self, statements: usize) -> String {
+        let mut sql = String::from("BEGIN;");
+        for _ in 0..statements {
+            sql.push_str(&self.statement());
+            sql.push(';');
+        }
+        sql.push_str("COMMIT");
+        sql
+    }
+}
+
+/// Largest user id and order number on the source, so new rows never collide.
+async fn id_base() -> (u64, u64) {
+    let mut c = my(Some("bench")).await;
+    let row: (Option<u64>, Option<i64>) = c
+        .query_first("SELECT (SELECT MAX(id) FROM users), (SELECT MAX(order_no) FROM orders)")
+        .await
+        .expect("max ids")
+        .expect("row");
+    (row.0.unwrap_or(0) + 1, row.1.unwrap_or(0) as u64 + 1)
+}
+
+/// Writes `txns` transactions of 10 statements over `conns` connections.
+async fn write_backlog(txns: u64, conns: u64, users: u64, orders: u64, round: u64) {
+    let per = txns / conns;
+    let base = id_base().await;
+    let mut tasks = Vec::new();
+    for w in 0..conns {
+        tasks.push(tokio::spawn(async move {
+            let mut c = my(Some("bench")).await;
+            let mut wl = Workload::new(round * 100 + w, users, orders, base, w);
+            for _ in 0..per {
+                c.query_drop(wl.transaction(10)).await.expect("backlog transaction");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("writer");
+    }
+}
+
+async fn master_position() -> (String, u64) {
+    let mut c = my(None).await;
+    let row: mysql_async::Row = c.query_first("SHOW MASTER STATUS").await.expect("status").expect("binlog");
+    (row.get(0).expect("file"), row.get(1).expect("pos"))
+}
+
+fn write_config(dir: &std::path::Path, stream: &str, db: &str, start: &str, metrics: u16) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("bench dir");
+    let path = dir.join(format!("{stream}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"stream = "{stream}"
+state_dir = "state-{stream}"
+[source]
+host = "127.0.0.1"
+port = {}
+user = "ferry"
+password = "ferry"
+server_id = {}
+start = "{start}"
+[target]
+host = "127.0.0.1"
+port = {}
+user = "postgres"
+database = "{db}"
+[tables]
+include = ["bench.*"]
+[metrics]
+listen = "127.0.0.1:{metrics}"
+[log]
+level = "warn"
+"#,
+            mysql_port(),
+            5_000_000 + metrics as u32,
+            pg_port()
+        ),
+    )
+    .expect("config");
+    let _ = std::fs::remove_dir_all(dir.join(format!("state-{stream}")));
+    path
+}
+
+fn spawn_ferry(config: &std::path::Path, log: &std::path::Path) -> Child {
+    let bin = root().join("target/release/ferry");
+    assert!(bin.exists(), "build the release binary first: cargo build --release");
+    let log = std::fs::File::create(log).expect("log");
+    Command::new(bin)
+        .args(["run", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn ferry")
+}
+
+fn peak_rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+async fn wait_caught_up(client: &tokio_postgres::Client, stream: &str, file: &str, pos: u64, child: &mut Child) {
+    let seq = |f: &str| f.rsplit('.').next().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            panic!("ferry exited early: {status}");
+        }
+        if let Ok(Some(r)) = client
+            .query_opt("SELECT binlog_file, binlog_offset FROM ferry.checkpoint WHERE stream = $1", &[&stream])
+            .await
+        {
+            let f: String = r.get(0);
+            let o: i64 = r.get(1);
+            if (seq(&f), o as u64) >= (seq(file), pos) {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
+    v[v.len() / 2]
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i]
+}
+
+async fn fresh_target(db: &str) {
+    let admin = pg("postgres").await;
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .await
+        .expect("drop target");
+    admin.batch_execute(&format!("CREATE DATABASE {db}")).await.expect("create target");
+    // The marker table, with the stamp column and trigger the steady-state run reads.
+    pg(db)
+        .await
+        .batch_execute(
+            "CREATE SCHEMA bench;
+             CREATE TABLE bench.marks (id bigint PRIMARY KEY, note varchar(20), applied_at timestamptz);
+             CREATE FUNCTION bench.stamp() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN NEW.applied_at := clock_timestamp(); RETURN NEW; END $$;
+             CREATE TRIGGER stamp BEFORE INSERT OR UPDATE ON bench.marks FOR EACH ROW EXECUTE FUNCTION bench.stamp();",
+        )
+        .await
+        .expect("marks table");
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let users = env_u64("BENCH_USERS", 1_000_000);
+    let orders = env_u64("BENCH_ORDERS", 2_000_000);
+    let changes = env_u64("BENCH_CHANGES", 200_000);
+    let runs = env_u64("BENCH_RUNS", 3);
+    let steady_seconds = env_u64("BENCH_STEADY_SECONDS", 60);
+    let steady_rate = env_u64("BENCH_STEADY_RATE", 5_000);
+    let dir = root().join("target/bench");
+
+    if env_u64("BENCH_REUSE_SOURCE", 0) == 0 {
+        setup_source(users, orders).await;
+    }
+
+    let mut rates = Vec::new();
+    let mut rss = Vec::new();
+    let mut cpu = Vec::new();
+    let txns = changes / 10;
+    let mut last_db = String::new();
+    for run in 0..runs {
+        let db = format!("bench_run_{run}");
+        fresh_target(&db).await;
+        let (f0, p0) = master_position().await;
+        let started = Instant::now();
+        write_backlog(txns, 4, users, orders, run + 1).await;
+        let written = started.elapsed();
+        let (f1, p1) = master_position().await;
+        let config = write_config(&dir, &format!("run{run}"), &db, &format!("{f0}:{p0}"), 19_190 + run as u16);
+        let client = pg(&db).await;
+        let t0 = Instant::now();
+        let mut child = spawn_ferry(&config, &dir.join(format!("run{run}.log")));
+        wait_caught_up(&client, &format!("run{run}"), &f1, p1, &mut child).await;
+        let secs = t0.elapsed().as_secs_f64();
+        let peak = peak_rss_mb(child.id());
+        let cpu_s = cpu_seconds(child.id());
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = child.wait();
+        let rate = (txns * 10) as f64 / secs;
+        eprintln!(
+            "run {run}: backlog of {} row changes written in {written:.1?}; ferry caught up in {secs:.2} s = {rate:.0} row changes/s, peak RSS {peak:.1} MB, CPU {cpu_s:.1} s",
+            txns * 10
+        );
+        rates.push(rate);
+        rss.push(peak);
+        cpu.push(cpu_s);
+        last_db = db;
+    }
+    let catchup_rate = median(&mut rates);
+    let catchup_rss = median(&mut rss);
+    println!(
+        "catch-up: median {catchup_rate:.0} row changes/s over {runs} runs of {} changes; median peak RSS {catchup_rss:.1} MB; median ferry CPU {:.1} s",
+        txns * 10,
+        median(&mut cpu)
+    );
+
+    if steady_seconds == 0 {
+        return;
+    }
+    // Steady state on the last run's target: ferry resumes from its checkpoint.
+    let config = write_config(&dir, "steady", &last_db, "current", 19_199);
+    let client = pg(&last_db).await;
+    let mut child = spawn_ferry(&config, &dir.join("steady.log"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let commits: Arc<std::sync::Mutex<HashMap<i64, f64>>> = Arc::default();
+    let sent = Arc::new(AtomicU64::new(0));
+    let txn_rate = steady_rate as f64 / 10.0;
+    let writers = 2u64;
+    let base = id_base().await;
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let commits = commits.clone();
+        let sent = sent.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = my(Some("bench")).await;
+            let mut wl = Workload::new(900 + w, users, orders, base, w + 5);
+            let interval = Duration::from_secs_f64(writers as f64 / txn_rate);
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let end = Instant::now() + Duration::from_secs(steady_seconds);
+            let mut i = 0i64;
+            while Instant::now() < end {
+                tick.tick().await;
+                i += 1;
+                let mark = (w as i64 + 1) * 1_000_000_000 + i;
+                let mut sql = String::from("BEGIN;");
+                for _ in 0..9 {
+                    sql.push_str(&wl.statement());
+                    sql.push(';');
+                }
+                sql.push_str(&format!("INSERT INTO marks VALUES ({mark}, 'm');COMMIT"));
+                c.query_drop(sql).await.expect("steady transaction");
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs_f64();
+                commits.lock().expect("lock").insert(mark, now);
+                sent.fetch_add(10, Ordering::Relaxed);
+            }
+        }));
+    }
+    let t0 = Instant::now();
+    let cpu0 = cpu_seconds(child.id());
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let cpu_used = cpu_seconds(child.id()) - cpu0;
+    let (f1, p1) = master_position().await;
+    wait_caught_up(&client, "steady", &f1, p1, &mut child).await;
+    let peak = peak_rss_mb(child.id());
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    let rows = client
+        .query("SELECT id, extract(epoch FROM applied_at)::float8 FROM bench.marks", &[])
+        .await
+        .expect("marks");
+    let commits = commits.lock().expect("lock");
+    let mut lags: Vec<f64> = rows
+        .iter()
+        .filter_map(|r| {
+            let id: i64 = r.get(0);
+            let applied: f64 = r.get(1);
+            commits.get(&id).map(|c| (applied - c).max(0.0))
+        })
+        .collect();
+    assert!(!lags.is_empty(), "no markers arrived");
+    let achieved = sent.load(Ordering::Relaxed) as f64 / elapsed;
+    let p50 = percentile(&mut lags, 0.50);
+    let p99 = percentile(&mut lags, 0.99);
+    let max = percentile(&mut lags, 1.0);
+    println!(
+        "steady state: {achieved:.0} row changes/s for {elapsed:.0} s; lag p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} markers; ferry CPU {:.0}% of one core; peak RSS {peak:.1} MB",
+        p50 * 1000.0,
+        p99 * 1000.0,
+        max * 1000.0,
+        lags.len(),
+        cpu_used / elapsed * 100.0
+    );
+}
