@@ -28,7 +28,10 @@ use rand::{Rng, SeedableRng};
 use tokio_postgres::NoTls;
 
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn mysql_port() -> u16 {
@@ -51,7 +54,9 @@ async fn my(db: Option<&str>) -> mysql_async::Conn {
         .db_name(db.map(str::to_string))
         .prefer_socket(false)
         .into();
-    mysql_async::Conn::new(opts).await.expect("connect to the bench MariaDB (scripts/dev-db.sh start)")
+    mysql_async::Conn::new(opts)
+        .await
+        .expect("connect to the bench MariaDB (scripts/dev-db.sh start)")
 }
 
 async fn pg(db: &str) -> tokio_postgres::Client {
@@ -96,7 +101,9 @@ CREATE TABLE marks (id BIGINT PRIMARY KEY, note VARCHAR(20));";
 
 async fn setup_source(users: u64, orders: u64) {
     let mut c = my(None).await;
-    c.query_drop("DROP DATABASE IF EXISTS bench").await.expect("drop");
+    c.query_drop("DROP DATABASE IF EXISTS bench")
+        .await
+        .expect("drop");
     c.query_drop("CREATE DATABASE bench").await.expect("create");
     let mut c = my(Some("bench")).await;
     c.query_drop(SCHEMA).await.expect("schema");
@@ -133,7 +140,10 @@ async fn setup_source(users: u64, orders: u64) {
         .expect("orders");
         from = to;
     }
-    eprintln!("source data: {users} users, {orders} orders in {:.1?}", started.elapsed());
+    eprintln!(
+        "source data: {users} users, {orders} orders in {:.1?}",
+        started.elapsed()
+    );
 }
 
 /// Generates transactions of the benchmark mix.
@@ -189,7 +199,10 @@ impl Workload {
             // Each existing order is deleted at most once: exactly one row per statement.
             self.next_delete = (self.next_delete + 7919) % self.orders + 1;
             let k = self.next_delete;
-            format!("DELETE FROM orders WHERE user_id = {} AND order_no = {k}", 1 + k % self.users)
+            format!(
+                "DELETE FROM orders WHERE user_id = {} AND order_no = {k}",
+                1 + k % self.users
+            )
         }
     }
 
@@ -225,7 +238,9 @@ async fn write_backlog(txns: u64, conns: u64, users: u64, orders: u64, round: u6
             let mut c = my(Some("bench")).await;
             let mut wl = Workload::new(round * 100 + w, users, orders, base, w);
             for _ in 0..per {
-                c.query_drop(wl.transaction(10)).await.expect("backlog transaction");
+                c.query_drop(wl.transaction(10))
+                    .await
+                    .expect("backlog transaction");
             }
         }));
     }
@@ -236,11 +251,21 @@ async fn write_backlog(txns: u64, conns: u64, users: u64, orders: u64, round: u6
 
 async fn master_position() -> (String, u64) {
     let mut c = my(None).await;
-    let row: mysql_async::Row = c.query_first("SHOW MASTER STATUS").await.expect("status").expect("binlog");
+    let row: mysql_async::Row = c
+        .query_first("SHOW MASTER STATUS")
+        .await
+        .expect("status")
+        .expect("binlog");
     (row.get(0).expect("file"), row.get(1).expect("pos"))
 }
 
-fn write_config(dir: &std::path::Path, stream: &str, db: &str, start: &str, metrics: u16) -> PathBuf {
+fn write_config(
+    dir: &std::path::Path,
+    stream: &str,
+    db: &str,
+    start: &str,
+    metrics: u16,
+) -> PathBuf {
     std::fs::create_dir_all(dir).expect("bench dir");
     let path = dir.join(format!("{stream}.toml"));
     std::fs::write(
@@ -266,10 +291,15 @@ include = ["bench.*"]
 listen = "127.0.0.1:{metrics}"
 [log]
 level = "warn"
+{}
 "#,
             mysql_port(),
             5_000_000 + metrics as u32,
-            pg_port()
+            pg_port(),
+            // Extra config lines for experiments, e.g. "[apply]\nbatch_rows = 10000".
+            std::env::var("BENCH_FERRY_CONFIG")
+                .unwrap_or_default()
+                .replace("\\n", "\n")
         ),
     )
     .expect("config");
@@ -279,7 +309,10 @@ level = "warn"
 
 fn spawn_ferry(config: &std::path::Path, log: &std::path::Path) -> Child {
     let bin = root().join("target/release/ferry");
-    assert!(bin.exists(), "build the release binary first: cargo build --release");
+    assert!(
+        bin.exists(),
+        "build the release binary first: cargo build --release"
+    );
     let log = std::fs::File::create(log).expect("log");
     Command::new(bin)
         .args(["run", "--config"])
@@ -308,14 +341,28 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-async fn wait_caught_up(client: &tokio_postgres::Client, stream: &str, file: &str, pos: u64, child: &mut Child) {
-    let seq = |f: &str| f.rsplit('.').next().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+async fn wait_caught_up(
+    client: &tokio_postgres::Client,
+    stream: &str,
+    file: &str,
+    pos: u64,
+    child: &mut Child,
+) {
+    let seq = |f: &str| {
+        f.rsplit('.')
+            .next()
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     loop {
         if let Some(status) = child.try_wait().expect("wait") {
             panic!("ferry exited early: {status}");
         }
         if let Ok(Some(r)) = client
-            .query_opt("SELECT binlog_file, binlog_offset FROM ferry.checkpoint WHERE stream = $1", &[&stream])
+            .query_opt(
+                "SELECT binlog_file, binlog_offset FROM ferry.checkpoint WHERE stream = $1",
+                &[&stream],
+            )
             .await
         {
             let f: String = r.get(0);
@@ -345,7 +392,17 @@ async fn fresh_target(db: &str) {
         .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
         .await
         .expect("drop target");
-    admin.batch_execute(&format!("CREATE DATABASE {db}")).await.expect("create target");
+    admin
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .await
+        .expect("create target");
+    if let Ok(settings) = std::env::var("BENCH_TARGET_SETTINGS") {
+        // Experiments only, e.g. "synchronous_commit = off".
+        admin
+            .batch_execute(&format!("ALTER DATABASE {db} SET {settings}"))
+            .await
+            .expect("target settings");
+    }
     // The marker table, with the stamp column and trigger the steady-state run reads.
     pg(db)
         .await
@@ -387,7 +444,13 @@ async fn main() {
         write_backlog(txns, 4, users, orders, run + 1).await;
         let written = started.elapsed();
         let (f1, p1) = master_position().await;
-        let config = write_config(&dir, &format!("run{run}"), &db, &format!("{f0}:{p0}"), 19_190 + run as u16);
+        let config = write_config(
+            &dir,
+            &format!("run{run}"),
+            &db,
+            &format!("{f0}:{p0}"),
+            19_190 + run as u16,
+        );
         let client = pg(&db).await;
         let t0 = Instant::now();
         let mut child = spawn_ferry(&config, &dir.join(format!("run{run}.log")));
@@ -395,7 +458,10 @@ async fn main() {
         let secs = t0.elapsed().as_secs_f64();
         let peak = peak_rss_mb(child.id());
         let cpu_s = cpu_seconds(child.id());
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         let _ = child.wait();
         let rate = (txns * 10) as f64 / secs;
         eprintln!(
@@ -451,7 +517,10 @@ async fn main() {
                 }
                 sql.push_str(&format!("INSERT INTO marks VALUES ({mark}, 'm');COMMIT"));
                 c.query_drop(sql).await.expect("steady transaction");
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs_f64();
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .expect("clock")
+                    .as_secs_f64();
                 commits.lock().expect("lock").insert(mark, now);
                 sent.fetch_add(10, Ordering::Relaxed);
             }
@@ -467,10 +536,16 @@ async fn main() {
     let (f1, p1) = master_position().await;
     wait_caught_up(&client, "steady", &f1, p1, &mut child).await;
     let peak = peak_rss_mb(child.id());
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
     let _ = child.wait();
     let rows = client
-        .query("SELECT id, extract(epoch FROM applied_at)::float8 FROM bench.marks", &[])
+        .query(
+            "SELECT id, extract(epoch FROM applied_at)::float8 FROM bench.marks",
+            &[],
+        )
         .await
         .expect("marks");
     let commits = commits.lock().expect("lock");

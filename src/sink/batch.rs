@@ -66,13 +66,14 @@ impl Segment {
     }
 }
 
-/// Column-major text arrays for `unnest($1::text[], ...)` parameters.
-pub fn columns_of(rows: &[Vec<Cell>], width: usize) -> Vec<Vec<Option<&str>>> {
-    let mut cols: Vec<Vec<Option<&str>>> =
-        (0..width).map(|_| Vec::with_capacity(rows.len())).collect();
+/// Column-major text arrays for `unnest($1::text[], ...)` parameters (cells are moved, not
+/// copied).
+pub fn into_columns(rows: Vec<Vec<Cell>>, width: usize) -> Vec<Vec<Cell>> {
+    let n = rows.len();
+    let mut cols: Vec<Vec<Cell>> = (0..width).map(|_| Vec::with_capacity(n)).collect();
     for row in rows {
-        for (c, cell) in row.iter().enumerate() {
-            cols[c].push(cell.as_deref());
+        for (c, cell) in row.into_iter().enumerate() {
+            cols[c].push(cell);
         }
     }
     cols
@@ -187,8 +188,8 @@ mod tests {
             vec![Some("1".to_string()), None],
             vec![Some("2".to_string()), Some("b".to_string())],
         ];
-        let cols = columns_of(&rows, 2);
-        assert_eq!(cols[0], vec![Some("1"), Some("2")]);
-        assert_eq!(cols[1], vec![None, Some("b")]);
+        let cols = into_columns(rows, 2);
+        assert_eq!(cols[0], vec![Some("1".to_string()), Some("2".to_string())]);
+        assert_eq!(cols[1], vec![None, Some("b".to_string())]);
     }
 }

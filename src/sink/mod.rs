@@ -3,4 +3,5 @@
 pub mod batch;
 pub mod connect;
 pub mod ddl;
+pub mod executor;
 pub mod postgres;

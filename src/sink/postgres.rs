@@ -13,26 +13,27 @@
 //!   million-row source transaction;
 //! - a channel that closes inside a source transaction (the reader failed) rolls the open
 //!   PostgreSQL transaction back: the caller resumes from the last checkpoint.
+//!
+//! This module is the batching half (messages → set-based [`Work`]); [`super::executor`] runs
+//! the work on PostgreSQL in its own task, so batching the next rows overlaps with PostgreSQL
+//! executing the current ones.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, Statement};
+use tokio_postgres::Client;
 
-use super::batch::{columns_of, Segment};
-use super::connect::{describe, is_transient};
-use super::ddl::{self, DdlError};
-use crate::change::{Commit, DeadLetter, Message};
-use crate::checkpoint::{self, Checkpoint, CheckpointError, SledStore, StateStore};
+use super::batch::{into_columns, Segment};
+use super::ddl::DdlError;
+use super::executor::{Executor, Op, Work};
+use crate::change::{Commit, Message};
+use crate::checkpoint::{CheckpointError, SledStore};
 use crate::config::ApplyConfig;
-use crate::metrics as m;
 use crate::position::BinlogPosition;
 use crate::progress::Progress;
 use crate::schema::{SourceName, Table};
-use crate::select::quote_ident;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -69,20 +70,6 @@ impl SinkError {
             _ => false,
         }
     }
-}
-
-fn pg_err(context: &str, e: &tokio_postgres::Error) -> SinkError {
-    SinkError::Postgres {
-        context: context.to_string(),
-        message: describe(e),
-        transient: is_transient(e),
-    }
-}
-
-/// Prepared statements of one table.
-struct TableStatements {
-    upsert: Statement,
-    delete: Statement,
 }
 
 /// The SQL ferry writes a table with (public for tests and the backfill).
@@ -147,18 +134,19 @@ pub fn delete_sql(t: &Table) -> String {
     )
 }
 
-/// One group being applied.
+/// Work items queued for the executor; each holds up to `apply.batch_rows` rows.
+const WORK_QUEUE: usize = 4;
+
+/// One group being batched.
 #[derive(Default)]
 struct Group {
-    /// BEGIN was sent.
+    /// BEGIN was queued.
     open: bool,
     in_source_txn: bool,
     transactions: u64,
     rows: u64,
     last: Option<Commit>,
     started: Option<Instant>,
-    /// (target table, op) → rows, for the metrics after commit.
-    applied: HashMap<(String, &'static str), u64>,
 }
 
 /// The sink stage.
@@ -173,9 +161,12 @@ pub struct Applier {
     /// Apply the next N source transactions one operation at a time (after a unique conflict in
     /// a batched group).
     pub strict_transactions: u64,
-    /// The last checkpoint written, to know where a failure happened.
+    /// Where this run resumed (for error messages until the first commit).
     pub resumed_from: Option<BinlogPosition>,
 }
+
+/// The executor is gone (it failed; its error is the one reported).
+struct ExecutorGone;
 
 type Segments = HashMap<usize, (Arc<Table>, Segment)>;
 
@@ -184,48 +175,63 @@ impl Applier {
     ///
     /// # Errors
     /// [`SinkError`]; `is_transient` tells whether a restart may succeed.
-    pub async fn run(mut self) -> Result<(), SinkError> {
-        let checkpoint_stmt = self
-            .client
-            .prepare_typed(
-                &checkpoint::upsert_sql(&self.ferry_schema),
-                &[Type::TEXT, Type::TEXT, Type::INT8, Type::TEXT, Type::INT8],
-            )
-            .await
-            .map_err(|e| pg_err("preparing the checkpoint statement", &e))?;
-        let mut statements: HashMap<usize, (Arc<Table>, TableStatements)> = HashMap::new();
+    pub async fn run(self) -> Result<(), SinkError> {
+        let (tx, work_rx) = mpsc::channel(WORK_QUEUE);
+        let executor = Executor {
+            client: self.client,
+            stream: self.stream,
+            ferry_schema: self.ferry_schema,
+            store: self.store,
+            progress: self.progress,
+            committed: self.resumed_from,
+        };
+        let exec = tokio::spawn(executor.run(work_rx));
+        let batcher = Batcher {
+            apply: self.apply,
+            rx: self.rx,
+            tx,
+            strict_transactions: self.strict_transactions,
+        };
+        let _ = batcher.run().await;
+        match exec.await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => panic!("sink executor cancelled: {e}"),
+        }
+    }
+}
+
+struct Batcher {
+    apply: ApplyConfig,
+    rx: mpsc::Receiver<Message>,
+    tx: mpsc::Sender<Work>,
+    strict_transactions: u64,
+}
+
+impl Batcher {
+    async fn send(&self, work: Work) -> Result<(), ExecutorGone> {
+        self.tx.send(work).await.map_err(|_| ExecutorGone)
+    }
+
+    async fn run(mut self) -> Result<(), ExecutorGone> {
         let mut segments: Segments = HashMap::new();
-        let mut last_checkpoint_write = Instant::now();
         // A commit whose position was not written yet (it touched no replicated table); written
         // once the stream goes quiet so the checkpoint never trails an idle source.
         let mut unwritten: Option<Commit> = None;
+        let mut last_write = Instant::now();
         loop {
             let first = match tokio::time::timeout(Duration::from_secs(1), self.rx.recv()).await {
                 Ok(Some(m)) => m,
                 Ok(None) => {
-                    // Graceful end: the last position is written even if it touched nothing.
                     if let Some(c) = unwritten.take() {
-                        self.write_position(
-                            c,
-                            &checkpoint_stmt,
-                            &mut statements,
-                            &mut segments,
-                            &mut last_checkpoint_write,
-                        )
-                        .await?;
+                        self.write_position(c).await?;
                     }
                     return Ok(());
                 }
                 Err(_) => {
                     if let Some(c) = unwritten.take() {
-                        self.write_position(
-                            c,
-                            &checkpoint_stmt,
-                            &mut statements,
-                            &mut segments,
-                            &mut last_checkpoint_write,
-                        )
-                        .await?;
+                        self.write_position(c).await?;
+                        last_write = Instant::now();
                     }
                     continue;
                 }
@@ -234,13 +240,7 @@ impl Applier {
             let mut next = Some(first);
             let mut channel_closed = false;
             while let Some(msg) = next.take() {
-                let result = self
-                    .handle(msg, &mut g, &mut statements, &mut segments)
-                    .await;
-                if let Err(e) = result {
-                    self.abort(&g).await;
-                    return Err(self.classify(e, &g));
-                }
+                self.handle(msg, &mut g, &mut segments).await?;
                 if !g.in_source_txn {
                     let full = g.rows >= self.apply.group_max_rows as u64;
                     let old = g
@@ -257,38 +257,38 @@ impl Applier {
             }
             if g.in_source_txn {
                 // The reader stopped mid-transaction: nothing of it may be committed.
-                self.abort(&g).await;
+                for (_, seg) in segments.values_mut() {
+                    seg.take();
+                }
+                self.send(Work::Rollback).await?;
                 return Ok(());
             }
-            let written_before = last_checkpoint_write;
-            if let Err(e) = self
-                .close_group(
-                    &mut g,
-                    &checkpoint_stmt,
-                    &mut statements,
-                    &mut segments,
-                    &mut last_checkpoint_write,
-                )
-                .await
-            {
-                self.abort(&g).await;
-                return Err(self.classify(e, &g));
+            for (table, seg) in segments.values_mut() {
+                if !seg.is_empty() {
+                    let table = table.clone();
+                    flush(&self.tx, &table, seg).await?;
+                }
             }
-            unwritten = if last_checkpoint_write == written_before {
-                g.last.clone()
-            } else {
-                None
-            };
+            if let Some(last) = g.last.take() {
+                // Transactions that touched no replicated table need no PostgreSQL transaction
+                // of their own; their position is written at most once a second.
+                let write = g.open || last_write.elapsed() >= Duration::from_secs(1);
+                unwritten = (!write).then(|| last.clone());
+                if write {
+                    last_write = Instant::now();
+                }
+                self.send(Work::Commit {
+                    commit: last,
+                    transactions: g.transactions,
+                    rows: g.rows,
+                    write,
+                    started: g.started.unwrap_or_else(Instant::now),
+                })
+                .await?;
+            }
             if channel_closed {
                 if let Some(c) = unwritten.take() {
-                    self.write_position(
-                        c,
-                        &checkpoint_stmt,
-                        &mut statements,
-                        &mut segments,
-                        &mut last_checkpoint_write,
-                    )
-                    .await?;
+                    self.write_position(c).await?;
                 }
                 return Ok(());
             }
@@ -296,75 +296,37 @@ impl Applier {
     }
 
     /// Writes the checkpoint of transactions that touched no replicated table.
-    async fn write_position(
-        &mut self,
-        commit: Commit,
-        checkpoint_stmt: &Statement,
-        statements: &mut HashMap<usize, (Arc<Table>, TableStatements)>,
-        segments: &mut Segments,
-        last_write: &mut Instant,
-    ) -> Result<(), SinkError> {
-        let mut g = Group {
-            last: Some(commit),
-            ..Group::default()
-        };
-        *last_write = Instant::now() - Duration::from_secs(2);
-        let result = self
-            .close_group(&mut g, checkpoint_stmt, statements, segments, last_write)
-            .await;
-        if result.is_err() {
-            self.abort(&g).await;
-        }
-        result
+    async fn write_position(&self, commit: Commit) -> Result<(), ExecutorGone> {
+        self.send(Work::Commit {
+            commit,
+            transactions: 0,
+            rows: 0,
+            write: true,
+            started: Instant::now(),
+        })
+        .await
     }
 
-    async fn begin(&self, g: &mut Group) -> Result<(), SinkError> {
+    async fn begin(&self, g: &mut Group) -> Result<(), ExecutorGone> {
+        g.in_source_txn = true;
+        g.started.get_or_insert_with(Instant::now);
         if !g.open {
-            self.client
-                .batch_execute("BEGIN")
-                .await
-                .map_err(|e| pg_err("BEGIN", &e))?;
             g.open = true;
-            g.started.get_or_insert_with(Instant::now);
+            self.send(Work::Begin).await?;
         }
         Ok(())
-    }
-
-    async fn abort(&self, g: &Group) {
-        if g.open {
-            let _ = self.client.batch_execute("ROLLBACK").await;
-        }
-    }
-
-    fn classify(&self, e: SinkError, g: &Group) -> SinkError {
-        match e {
-            SinkError::UniqueConflict {
-                target, message, ..
-            } => SinkError::UniqueConflict {
-                target,
-                message,
-                transactions: g.transactions + 1,
-            },
-            other => other,
-        }
     }
 
     async fn handle(
         &mut self,
         msg: Message,
         g: &mut Group,
-        statements: &mut HashMap<usize, (Arc<Table>, TableStatements)>,
         segments: &mut Segments,
-    ) -> Result<(), SinkError> {
+    ) -> Result<(), ExecutorGone> {
         match msg {
             Message::Rows { table, ops } => {
                 self.begin(g).await?;
-                g.in_source_txn = true;
                 let key = Arc::as_ptr(&table) as usize;
-                if let std::collections::hash_map::Entry::Vacant(slot) = statements.entry(key) {
-                    let prepared = self.prepare(&table).await?;
-                    slot.insert((table.clone(), prepared));
-                }
                 let strict = self.strict_transactions > 0;
                 for op in ops {
                     g.rows += 1;
@@ -374,37 +336,29 @@ impl Applier {
                         .1;
                     seg.push(op);
                     if strict || seg.len() >= self.apply.batch_rows {
-                        let mut s = std::mem::take(seg);
-                        self.flush(&table, &mut s, statements, g).await?;
+                        flush(&self.tx, &table, seg).await?;
                     }
                 }
             }
             Message::Truncate { table } => {
                 self.begin(g).await?;
-                g.in_source_txn = true;
-                let key = Arc::as_ptr(&table) as usize;
-                if let Some((_, seg)) = segments.get_mut(&key) {
-                    let mut s = std::mem::take(seg);
-                    self.flush(&table, &mut s, statements, g).await?;
+                if let Some((_, seg)) = segments.get_mut(&(Arc::as_ptr(&table) as usize)) {
+                    flush(&self.tx, &table, seg).await?;
                 }
-                self.client
-                    .batch_execute(&format!("TRUNCATE {}", table.target_quoted))
-                    .await
-                    .map_err(|e| self.apply_err(&table, &e))?;
-                *g.applied
-                    .entry((table.target_name.clone(), "truncate"))
-                    .or_default() += 1;
+                self.send(Work::Truncate(table)).await?;
             }
             Message::DeadLetter(d) => {
                 self.begin(g).await?;
-                g.in_source_txn = true;
-                self.dead_letter(&d).await?;
+                self.send(Work::DeadLetter(d)).await?;
             }
             Message::Commit(c) => {
                 g.in_source_txn = false;
                 g.transactions += 1;
                 g.started.get_or_insert_with(Instant::now);
                 g.last = Some(c);
+                if g.open {
+                    self.send(Work::SourceCommit).await?;
+                }
                 if self.strict_transactions > 0 {
                     self.strict_transactions -= 1;
                     if self.strict_transactions == 0 {
@@ -417,197 +371,35 @@ impl Applier {
         }
         Ok(())
     }
+}
 
-    async fn prepare(&self, t: &Table) -> Result<TableStatements, SinkError> {
-        // Cheap when the table exists; creates tables that appeared on the source mid-stream.
-        ddl::ensure_table(&self.client, t, true).await?;
-        let text_array = Type::TEXT_ARRAY;
-        let upsert = self
-            .client
-            .prepare_typed(&upsert_sql(t), &vec![text_array.clone(); t.columns.len()])
-            .await
-            .map_err(|e| self.apply_err(t, &e))?;
-        let delete = self
-            .client
-            .prepare_typed(&delete_sql(t), &vec![text_array; t.key.len()])
-            .await
-            .map_err(|e| self.apply_err(t, &e))?;
-        Ok(TableStatements { upsert, delete })
-    }
-
-    fn apply_err(&self, t: &Table, e: &tokio_postgres::Error) -> SinkError {
-        if is_transient(e) {
-            return pg_err(&format!("table {}", t.target_name), e);
-        }
-        if e.code().is_some_and(|c| c.code() == "23505") {
-            return SinkError::UniqueConflict {
-                target: format!("{}.{}", t.target_schema, t.target_name),
-                message: describe(e),
-                transactions: 0,
+/// Queues a segment's generations as set-based statements, in order.
+async fn flush(
+    tx: &mpsc::Sender<Work>,
+    table: &Arc<Table>,
+    seg: &mut Segment,
+) -> Result<(), ExecutorGone> {
+    for generation in seg.take() {
+        if !generation.deletes.is_empty() {
+            let rows = generation.deletes.len() as u64;
+            let work = Work::Apply {
+                table: table.clone(),
+                op: Op::Delete,
+                columns: into_columns(generation.deletes, table.key.len()),
+                rows,
             };
+            tx.send(work).await.map_err(|_| ExecutorGone)?;
         }
-        SinkError::Apply {
-            table: t.source.clone(),
-            target: format!("{}.{}", t.target_schema, t.target_name),
-            position: self
-                .resumed_from
-                .as_ref()
-                .map(|p| p.to_string())
-                .unwrap_or_else(|| "start".into()),
-            message: describe(e),
+        if !generation.upserts.is_empty() {
+            let rows = generation.upserts.len() as u64;
+            let work = Work::Apply {
+                table: table.clone(),
+                op: Op::Upsert,
+                columns: into_columns(generation.upserts, table.columns.len()),
+                rows,
+            };
+            tx.send(work).await.map_err(|_| ExecutorGone)?;
         }
     }
-
-    async fn flush(
-        &self,
-        table: &Arc<Table>,
-        seg: &mut Segment,
-        statements: &HashMap<usize, (Arc<Table>, TableStatements)>,
-        g: &mut Group,
-    ) -> Result<(), SinkError> {
-        if seg.is_empty() {
-            return Ok(());
-        }
-        let (_, st) = statements
-            .get(&(Arc::as_ptr(table) as usize))
-            .expect("statements are prepared before rows are buffered");
-        for generation in seg.take() {
-            let (deletes, upserts) = (generation.deletes, generation.upserts);
-            if !deletes.is_empty() {
-                let cols = columns_of(&deletes, table.key.len());
-                let params: Vec<&(dyn ToSql + Sync)> =
-                    cols.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
-                let t0 = Instant::now();
-                self.client
-                    .execute(&st.delete, &params)
-                    .await
-                    .map_err(|e| self.apply_err(table, &e))?;
-                tracing::debug!(table = %table.target_name, rows = deletes.len(), elapsed = ?t0.elapsed(), "delete");
-                *g.applied
-                    .entry((table.target_name.clone(), "delete"))
-                    .or_default() += deletes.len() as u64;
-            }
-            if !upserts.is_empty() {
-                let cols = columns_of(&upserts, table.columns.len());
-                let params: Vec<&(dyn ToSql + Sync)> =
-                    cols.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
-                let t0 = Instant::now();
-                self.client
-                    .execute(&st.upsert, &params)
-                    .await
-                    .map_err(|e| self.apply_err(table, &e))?;
-                tracing::debug!(table = %table.target_name, rows = upserts.len(), elapsed = ?t0.elapsed(), "upsert");
-                *g.applied
-                    .entry((table.target_name.clone(), "upsert"))
-                    .or_default() += upserts.len() as u64;
-            }
-        }
-        Ok(())
-    }
-
-    async fn dead_letter(&self, d: &DeadLetter) -> Result<(), SinkError> {
-        let sql = format!(
-            "INSERT INTO {}.dead_letter (stream, source_table, binlog_position, column_name, kind, reason, row_image) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb)",
-            quote_ident(&self.ferry_schema)
-        );
-        let row = d.row.to_string();
-        self.client
-            .execute(
-                &sql,
-                &[
-                    &self.stream,
-                    &d.table.source.to_string(),
-                    &d.position.to_string(),
-                    &d.column,
-                    &d.kind,
-                    &d.reason,
-                    &row,
-                ],
-            )
-            .await
-            .map_err(|e| pg_err("writing a dead-letter row", &e))?;
-        m::dead_letter(&d.table.target_name, d.kind);
-        tracing::warn!(table = %d.table.source, column = %d.column, position = %d.position, kind = d.kind, "row dead-lettered");
-        Ok(())
-    }
-
-    async fn close_group(
-        &mut self,
-        g: &mut Group,
-        checkpoint_stmt: &Statement,
-        statements: &mut HashMap<usize, (Arc<Table>, TableStatements)>,
-        segments: &mut Segments,
-        last_write: &mut Instant,
-    ) -> Result<(), SinkError> {
-        for (_, (table, seg)) in segments.iter_mut() {
-            if !seg.is_empty() {
-                let table = table.clone();
-                self.flush(&table, seg, statements, g).await?;
-            }
-        }
-        let Some(last) = g.last.clone() else {
-            return Ok(());
-        };
-        // Transactions that touched no replicated table need no PostgreSQL transaction of
-        // their own; their position is written at most once a second.
-        if !g.open && last_write.elapsed() < Duration::from_secs(1) {
-            self.progress.settled(last.seq, g.transactions);
-            return Ok(());
-        }
-        let started = Instant::now();
-        self.begin(g).await?;
-        let params: [&(dyn ToSql + Sync); 5] = [
-            &self.stream,
-            &last.position.file,
-            &(last.position.offset as i64),
-            &last.gtid,
-            &i64::from(last.source_time),
-        ];
-        self.client
-            .execute(checkpoint_stmt, &params)
-            .await
-            .map_err(|e| pg_err("writing the checkpoint", &e))?;
-        let t0 = Instant::now();
-        let committed = self.client.batch_execute("COMMIT").await;
-        tracing::debug!(elapsed = ?t0.elapsed(), rows = g.rows, "commit");
-        if let Err(e) = committed {
-            g.open = false;
-            if e.code().is_some_and(|c| c.code() == "23505") {
-                return Err(SinkError::UniqueConflict {
-                    target: "(deferred unique constraint)".into(),
-                    message: describe(&e),
-                    transactions: g.transactions,
-                });
-            }
-            return Err(pg_err("COMMIT", &e));
-        }
-        g.open = false;
-        *last_write = Instant::now();
-        let cp = Checkpoint {
-            position: last.position.clone(),
-            gtid: last.gtid.clone(),
-            source_time: last.source_time,
-        };
-        self.store.save_checkpoint(&self.stream, &cp)?;
-        self.store.flush_if_due(Duration::from_millis(500))?;
-        self.resumed_from = Some(last.position.clone());
-        self.progress.committed(
-            last.seq,
-            &last.position,
-            last.source_time,
-            g.transactions,
-            g.rows,
-        );
-        let elapsed = g.started.map_or(started.elapsed(), |s| s.elapsed());
-        m::apply_duration(elapsed.as_secs_f64());
-        m::transactions_applied(g.transactions);
-        for ((table, op), n) in g.applied.drain() {
-            m::rows_applied(&table, op, n);
-        }
-        if let Ok(seq) = last.position.file_sequence() {
-            m::checkpoint(seq, last.position.offset, last.source_time);
-        }
-        Ok(())
-    }
+    Ok(())
 }

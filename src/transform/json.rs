@@ -104,7 +104,9 @@ pub fn check_json_text(text: &str) -> Result<(), ValueProblem> {
     if !text.contains('\\') {
         return serde_json::from_str::<serde::de::IgnoredAny>(text)
             .map(|_| ())
-            .map_err(|e| ValueProblem::new(ProblemKind::InvalidText, format!("invalid JSON: {e}")));
+            .map_err(|e| {
+                ValueProblem::new(ProblemKind::InvalidText, format!("invalid JSON: {e}"))
+            });
     }
     let v: Json = serde_json::from_str(text)
         .map_err(|e| ValueProblem::new(ProblemKind::InvalidText, format!("invalid JSON: {e}")))?;

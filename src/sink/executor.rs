@@ -1,0 +1,340 @@
+//! The half of the sink that talks to PostgreSQL: executes [`Work`] in order on one connection —
+//! BEGIN, set-based statements, dead letters, TRUNCATE, and the checkpoint + COMMIT that close a
+//! group — then records the committed position locally and in the progress counters.
+//!
+//! It runs as its own task so the batcher ([`super::postgres`]) keeps reading and batching the
+//! next rows while PostgreSQL executes the current statement; a small bounded queue between them
+//! keeps memory flat.
+//!
+//! Guarantees: work is executed strictly in the order received; the checkpoint is written in the
+//! same transaction as the rows it covers; the local store and progress are updated only after
+//! PostgreSQL confirmed the COMMIT; on any error the open transaction is abandoned (the server
+//! rolls it back) and the error names the table and the last committed position.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Statement};
+
+use super::connect::{describe, is_transient};
+use super::ddl;
+use super::postgres::{delete_sql, upsert_sql, SinkError};
+use crate::change::{Commit, DeadLetter};
+use crate::checkpoint::{self, Checkpoint, SledStore, StateStore};
+use crate::metrics as m;
+use crate::position::BinlogPosition;
+use crate::progress::Progress;
+use crate::schema::Table;
+use crate::select::quote_ident;
+
+/// Kind of set-based statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Upsert,
+    Delete,
+}
+
+impl Op {
+    pub fn label(self) -> &'static str {
+        match self {
+            Op::Upsert => "upsert",
+            Op::Delete => "delete",
+        }
+    }
+}
+
+/// One unit of work for PostgreSQL.
+#[derive(Debug)]
+pub enum Work {
+    Begin,
+    /// Rows as column-major text arrays (upsert: every column; delete: the key columns).
+    Apply {
+        table: Arc<Table>,
+        op: Op,
+        columns: Vec<Vec<Option<String>>>,
+        rows: u64,
+    },
+    Truncate(Arc<Table>),
+    DeadLetter(Box<DeadLetter>),
+    /// A source transaction ended inside the current group (for conflict replay accounting).
+    SourceCommit,
+    /// Close the group: write the checkpoint and COMMIT (`write`), or only account for
+    /// transactions that touched nothing (`!write`).
+    Commit {
+        commit: Commit,
+        transactions: u64,
+        rows: u64,
+        write: bool,
+        started: Instant,
+    },
+    /// The source stopped inside a transaction: discard the open group.
+    Rollback,
+}
+
+struct TableStatements {
+    upsert: Statement,
+    delete: Statement,
+}
+
+/// Executes work on the target.
+pub struct Executor {
+    pub client: Client,
+    pub stream: String,
+    pub ferry_schema: String,
+    pub store: Arc<SledStore>,
+    pub progress: Arc<Progress>,
+    /// Last committed position (for error messages).
+    pub committed: Option<BinlogPosition>,
+}
+
+impl Executor {
+    /// Runs until the queue closes.
+    ///
+    /// # Errors
+    /// The first failure; see [`SinkError`].
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Work>) -> Result<(), SinkError> {
+        let checkpoint_stmt = self
+            .client
+            .prepare_typed(
+                &checkpoint::upsert_sql(&self.ferry_schema),
+                &[Type::TEXT, Type::TEXT, Type::INT8, Type::TEXT, Type::INT8],
+            )
+            .await
+            .map_err(|e| pg_err("preparing the checkpoint statement", &e))?;
+        let mut statements: HashMap<usize, (Arc<Table>, TableStatements)> = HashMap::new();
+        let mut open = false;
+        let mut group_transactions = 0u64;
+        let mut applied: HashMap<(String, &'static str), u64> = HashMap::new();
+        while let Some(work) = rx.recv().await {
+            let result = match work {
+                Work::Begin => {
+                    group_transactions = 0;
+                    open = true;
+                    self.client
+                        .batch_execute("BEGIN")
+                        .await
+                        .map_err(|e| pg_err("BEGIN", &e))
+                }
+                Work::Apply {
+                    table,
+                    op,
+                    columns,
+                    rows,
+                } => {
+                    let key = Arc::as_ptr(&table) as usize;
+                    if let std::collections::hash_map::Entry::Vacant(slot) = statements.entry(key) {
+                        let prepared = self.prepare(&table).await?;
+                        slot.insert((table.clone(), prepared));
+                    }
+                    let (_, st) = &statements[&key];
+                    let stmt = match op {
+                        Op::Upsert => &st.upsert,
+                        Op::Delete => &st.delete,
+                    };
+                    let params: Vec<&(dyn ToSql + Sync)> =
+                        columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+                    let t0 = Instant::now();
+                    let r = self
+                        .client
+                        .execute(stmt, &params)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| self.apply_err(&table, &e, group_transactions));
+                    tracing::trace!(table = %table.target_name, op = op.label(), rows, elapsed = ?t0.elapsed(), "statement");
+                    *applied
+                        .entry((table.target_name.clone(), op.label()))
+                        .or_default() += rows;
+                    r
+                }
+                Work::Truncate(table) => {
+                    let r = self
+                        .client
+                        .batch_execute(&format!("TRUNCATE {}", table.target_quoted))
+                        .await
+                        .map_err(|e| self.apply_err(&table, &e, group_transactions));
+                    *applied
+                        .entry((table.target_name.clone(), "truncate"))
+                        .or_default() += 1;
+                    r
+                }
+                Work::DeadLetter(d) => self.dead_letter(&d).await,
+                Work::SourceCommit => {
+                    group_transactions += 1;
+                    Ok(())
+                }
+                Work::Rollback => {
+                    if open {
+                        let _ = self.client.batch_execute("ROLLBACK").await;
+                    }
+                    open = false;
+                    applied.clear();
+                    Ok(())
+                }
+                Work::Commit {
+                    commit,
+                    transactions,
+                    rows,
+                    write,
+                    started,
+                } => {
+                    let r = if write {
+                        self.commit(&checkpoint_stmt, &commit, transactions, rows, open, started)
+                            .await
+                    } else {
+                        self.progress.settled(commit.seq, transactions);
+                        Ok(())
+                    };
+                    open = false;
+                    if r.is_ok() {
+                        for ((table, op), n) in applied.drain() {
+                            m::rows_applied(&table, op, n);
+                        }
+                    }
+                    r
+                }
+            };
+            if let Err(e) = result {
+                if open {
+                    let _ = self.client.batch_execute("ROLLBACK").await;
+                }
+                return Err(e);
+            }
+        }
+        if open {
+            let _ = self.client.batch_execute("ROLLBACK").await;
+        }
+        Ok(())
+    }
+
+    async fn prepare(&self, t: &Table) -> Result<TableStatements, SinkError> {
+        // Cheap when the table exists; creates tables that appeared on the source mid-stream.
+        ddl::ensure_table(&self.client, t, true).await?;
+        let upsert = self
+            .client
+            .prepare_typed(&upsert_sql(t), &vec![Type::TEXT_ARRAY; t.columns.len()])
+            .await
+            .map_err(|e| self.apply_err(t, &e, 0))?;
+        let delete = self
+            .client
+            .prepare_typed(&delete_sql(t), &vec![Type::TEXT_ARRAY; t.key.len()])
+            .await
+            .map_err(|e| self.apply_err(t, &e, 0))?;
+        Ok(TableStatements { upsert, delete })
+    }
+
+    fn apply_err(&self, t: &Table, e: &tokio_postgres::Error, transactions: u64) -> SinkError {
+        if is_transient(e) {
+            return pg_err(&format!("table {}", t.target_name), e);
+        }
+        if e.code().is_some_and(|c| c.code() == "23505") {
+            return SinkError::UniqueConflict {
+                target: format!("{}.{}", t.target_schema, t.target_name),
+                message: describe(e),
+                transactions: transactions + 1,
+            };
+        }
+        SinkError::Apply {
+            table: t.source.clone(),
+            target: format!("{}.{}", t.target_schema, t.target_name),
+            position: self
+                .committed
+                .as_ref()
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "start".into()),
+            message: describe(e),
+        }
+    }
+
+    async fn dead_letter(&self, d: &DeadLetter) -> Result<(), SinkError> {
+        let sql = format!(
+            "INSERT INTO {}.dead_letter (stream, source_table, binlog_position, column_name, kind, reason, row_image) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb)",
+            quote_ident(&self.ferry_schema)
+        );
+        let row = d.row.to_string();
+        self.client
+            .execute(
+                &sql,
+                &[
+                    &self.stream,
+                    &d.table.source.to_string(),
+                    &d.position.to_string(),
+                    &d.column,
+                    &d.kind,
+                    &d.reason,
+                    &row,
+                ],
+            )
+            .await
+            .map_err(|e| pg_err("writing a dead-letter row", &e))?;
+        m::dead_letter(&d.table.target_name, d.kind);
+        tracing::warn!(table = %d.table.source, column = %d.column, position = %d.position, kind = d.kind, "row dead-lettered");
+        Ok(())
+    }
+
+    async fn commit(
+        &mut self,
+        checkpoint_stmt: &Statement,
+        last: &Commit,
+        transactions: u64,
+        rows: u64,
+        open: bool,
+        started: Instant,
+    ) -> Result<(), SinkError> {
+        let params: [&(dyn ToSql + Sync); 5] = [
+            &self.stream,
+            &last.position.file,
+            &(last.position.offset as i64),
+            &last.gtid,
+            &i64::from(last.source_time),
+        ];
+        self.client
+            .execute(checkpoint_stmt, &params)
+            .await
+            .map_err(|e| pg_err("writing the checkpoint", &e))?;
+        if open {
+            if let Err(e) = self.client.batch_execute("COMMIT").await {
+                if e.code().is_some_and(|c| c.code() == "23505") {
+                    return Err(SinkError::UniqueConflict {
+                        target: "(deferred unique constraint)".into(),
+                        message: describe(&e),
+                        transactions,
+                    });
+                }
+                return Err(pg_err("COMMIT", &e));
+            }
+        }
+        let cp = Checkpoint {
+            position: last.position.clone(),
+            gtid: last.gtid.clone(),
+            source_time: last.source_time,
+        };
+        self.store.save_checkpoint(&self.stream, &cp)?;
+        self.store.flush_if_due(Duration::from_millis(500))?;
+        self.committed = Some(last.position.clone());
+        self.progress.committed(
+            last.seq,
+            &last.position,
+            last.source_time,
+            transactions,
+            rows,
+        );
+        m::apply_duration(started.elapsed().as_secs_f64());
+        m::transactions_applied(transactions);
+        if let Ok(seq) = last.position.file_sequence() {
+            m::checkpoint(seq, last.position.offset, last.source_time);
+        }
+        Ok(())
+    }
+}
+
+pub fn pg_err(context: &str, e: &tokio_postgres::Error) -> SinkError {
+    SinkError::Postgres {
+        context: context.to_string(),
+        message: describe(e),
+        transient: is_transient(e),
+    }
+}
