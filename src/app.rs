@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::sync::watch as channel;
 use tokio::sync::{mpsc, Notify};
 
+use crate::backfill;
 use crate::checkpoint::{self, CheckpointError, Resume, SledStore, StateStore};
 use crate::config::{Config, StartPosition};
 use crate::control::Command;
@@ -55,9 +56,44 @@ pub enum AppError {
     Sink(#[from] SinkError),
     #[error("finding the source's current binlog position: {0}")]
     StartPosition(String),
+    #[error(transparent)]
+    Backfill(#[from] crate::backfill::BackfillError),
 }
 
 const PAUSED_KEY: &str = "run/paused";
+
+/// Builds the unique constraints of backfilled tables once the stream passed the copy's end.
+fn spawn_unique_builder(
+    config: Config,
+    tables: Vec<crate::schema::Table>,
+    progress: Arc<Progress>,
+    end: BinlogPosition,
+) {
+    tokio::spawn(async move {
+        loop {
+            let reached = progress.committed_position().is_some_and(|p| {
+                p.partial_cmp(&end)
+                    .is_some_and(|o| o != std::cmp::Ordering::Less)
+            });
+            if reached {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        tracing::info!(%end, "the stream passed the backfill's end: the target is consistent; building unique constraints");
+        let client = match pg::connect(&config.target).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %pg::describe(&e), "cannot connect to build unique constraints; they are built on the next start");
+                return;
+            }
+        };
+        if let Err(e) = backfill::finish_unique_constraints(&config, &tables, &client).await {
+            m::error("backfill", false);
+            tracing::error!(error = %e, "building unique constraints failed; replication continues without them");
+        }
+    });
+}
 
 /// Awaits a stage task; a panic inside a stage is a bug, reported as such instead of hanging.
 async fn join<T>(handle: tokio::task::JoinHandle<T>) -> T {
@@ -211,12 +247,6 @@ async fn supervise(
         .batch_execute(&checkpoint::create_tables_sql(&config.target.ferry_schema))
         .await
         .map_err(|e| AppError::Target(pg::describe(&e)))?;
-    for t in &tables {
-        ddl::ensure_table(&client, t, true)
-            .await
-            .map_err(|e| AppError::Target(e.to_string()))?;
-    }
-
     let target_cp = checkpoint::read_target(&client, &config.target.ferry_schema, &config.stream)
         .await
         .map_err(|e| AppError::Target(pg::describe(&e)))?;
@@ -228,6 +258,55 @@ async fn supervise(
         options.accept_target_rewind,
         &config.state_dir,
     )?;
+    let fresh = resume == Resume::Fresh;
+    let mut backoff = Duration::from_millis(500);
+    let backfill = loop {
+        match backfill::run_if_needed(
+            config,
+            flavor,
+            &tables,
+            &client,
+            fresh,
+            &store,
+            &board,
+            control.clone(),
+        )
+        .await
+        {
+            Ok(outcome) => break outcome,
+            Err(e) if control.borrow().stop => {
+                tracing::info!(reason = %e, "stopped during the backfill");
+                return Ok(());
+            }
+            Err(e) if e.is_transient() => {
+                m::error("backfill", true);
+                board.error(e.to_string());
+                tracing::warn!(error = %e, ?backoff, "backfill interrupted; resuming after the last finished chunks");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => {
+                m::error("backfill", false);
+                return Err(e.into());
+            }
+        }
+    };
+    for t in &tables {
+        ddl::ensure_table(&client, t, true)
+            .await
+            .map_err(|e| AppError::Target(e.to_string()))?;
+    }
+    let resume = match (&backfill, resume) {
+        (Some(outcome), Resume::Fresh) => Resume::From(checkpoint::Checkpoint {
+            position: outcome.start.clone(),
+            gtid: None,
+            source_time: 0,
+        }),
+        (_, r) => r,
+    };
+    if let Some(end) = backfill.as_ref().and_then(|b| b.end.clone()) {
+        spawn_unique_builder(config.clone(), tables.clone(), progress.clone(), end);
+    }
     let mut start = match resume {
         Resume::From(cp) => {
             tracing::info!(position = %cp.position, "resuming from the target's checkpoint");
@@ -270,7 +349,7 @@ async fn supervise(
     board.set_phase("streaming");
 
     let mut registry = Registry::new(tables);
-    let mut backoff = Duration::from_millis(500);
+    backoff = Duration::from_millis(500);
     let mut strict_transactions = 0;
     loop {
         let (tx, rx) = mpsc::channel(config.apply.channel_capacity);

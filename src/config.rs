@@ -85,6 +85,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub apply: RawApply,
     #[serde(default)]
+    pub backfill: RawBackfill,
+    #[serde(default)]
     pub types: RawTypes,
     #[serde(default)]
     pub metrics: RawMetrics,
@@ -234,6 +236,45 @@ fn default_channel() -> usize {
     4096
 }
 
+/// Copying the rows that exist before streaming starts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackfill {
+    /// Copy existing rows when a stream starts without a checkpoint. Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Tables copied at once; each uses one source and one target connection. Default 2.
+    #[serde(default = "default_parallel_tables")]
+    pub parallel_tables: usize,
+    /// Rows per chunk (one source statement, one target transaction). Default 50000.
+    #[serde(default = "default_chunk_rows")]
+    pub chunk_rows: usize,
+    /// Upper bound on rows copied per second over all tables; 0 = unlimited. Default 0.
+    #[serde(default)]
+    pub rows_per_second: u64,
+}
+
+impl Default for RawBackfill {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            parallel_tables: default_parallel_tables(),
+            chunk_rows: default_chunk_rows(),
+            rows_per_second: 0,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_parallel_tables() -> usize {
+    2
+}
+fn default_chunk_rows() -> usize {
+    50_000
+}
+
 /// Type mapping options and policies for values PostgreSQL cannot hold.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -333,6 +374,16 @@ pub struct TargetConfig {
     pub ferry_schema: String,
 }
 
+/// Validated backfill settings.
+#[derive(Debug, Clone)]
+pub struct BackfillConfig {
+    pub enabled: bool,
+    pub parallel_tables: usize,
+    pub chunk_rows: usize,
+    /// 0 = unlimited.
+    pub rows_per_second: u64,
+}
+
 /// Validated apply tuning.
 #[derive(Debug, Clone)]
 pub struct ApplyConfig {
@@ -357,6 +408,7 @@ pub struct Config {
     pub target: TargetConfig,
     pub tables: TableSelector,
     pub apply: ApplyConfig,
+    pub backfill: BackfillConfig,
     pub types: TypeOptions,
     pub metrics_listen: Option<SocketAddr>,
     pub log_level: String,
@@ -448,6 +500,18 @@ impl RawConfig {
             group_max_wait: Duration::from_millis(self.apply.group_max_wait_ms),
             channel_capacity: self.apply.channel_capacity.max(16),
         };
+        if self.backfill.parallel_tables == 0 || self.backfill.chunk_rows == 0 {
+            return Err(ConfigError::Invalid {
+                key: "backfill.parallel_tables",
+                message: "parallel_tables and chunk_rows must be at least 1".into(),
+            });
+        }
+        let backfill = BackfillConfig {
+            enabled: self.backfill.enabled,
+            parallel_tables: self.backfill.parallel_tables,
+            chunk_rows: self.backfill.chunk_rows,
+            rows_per_second: self.backfill.rows_per_second,
+        };
         let types = TypeOptions {
             tinyint1_as_boolean: self.types.tinyint1_as_boolean,
             zero_date: parse_policy("types.zero_date", self.types.zero_date.as_deref())?,
@@ -484,6 +548,7 @@ impl RawConfig {
             target,
             tables,
             apply,
+            backfill,
             types,
             metrics_listen,
             log_level: self.log.level,

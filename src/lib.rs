@@ -8,6 +8,7 @@
 //! ```
 //!
 //! - [`app`]: wires the stages; owns run state, restarts and shutdown.
+//! - [`backfill`]: copies existing rows before streaming (copy first, then replay).
 //! - [`config`]: `config.toml` → validated [`config::Config`].
 //! - [`source`]: MySQL/MariaDB connection, preflight, catalog, binlog stage and decoder.
 //! - [`transform`]: every MySQL → PostgreSQL value rule (pure).
@@ -20,6 +21,7 @@
 //! - [`control`]: signals → commands.
 
 pub mod app;
+pub mod backfill;
 pub mod change;
 pub mod checkpoint;
 pub mod config;

@@ -15,8 +15,41 @@ use crate::schema::{Index, Table};
 use crate::select::quote_ident;
 use crate::transform::PgType;
 
-/// `CREATE SCHEMA` + `CREATE TABLE` (without secondary indexes).
+/// `CREATE SCHEMA` + `CREATE TABLE` with the primary key (without secondary indexes).
 pub fn create_table_sql(t: &Table) -> String {
+    let mut sql = create_bare_table_sql(t);
+    sql.pop(); // closing parenthesis
+    sql.push_str(&format!(",\n    {}\n)", primary_key_clause(t)));
+    sql
+}
+
+fn primary_key_clause(t: &Table) -> String {
+    let key: Vec<&str> = t
+        .key
+        .iter()
+        .map(|i| t.columns[*i].quoted.as_str())
+        .collect();
+    format!(
+        "CONSTRAINT {} PRIMARY KEY ({})",
+        quote_ident(&crate::select::fit_identifier(&format!(
+            "{}_pkey",
+            t.target_name
+        ))),
+        key.join(", ")
+    )
+}
+
+/// `ALTER TABLE ... ADD PRIMARY KEY`, for tables created bare for a fast bulk copy.
+pub fn add_primary_key_sql(t: &Table) -> String {
+    format!(
+        "ALTER TABLE {} ADD {}",
+        t.target_quoted,
+        primary_key_clause(t)
+    )
+}
+
+/// `CREATE SCHEMA` + `CREATE TABLE` with columns only: the fastest target for a bulk copy.
+pub fn create_bare_table_sql(t: &Table) -> String {
     let mut cols = Vec::new();
     for (i, c) in t.columns.iter().enumerate() {
         let not_null = if !c.nullable || t.is_key_column(i) {
@@ -26,19 +59,6 @@ pub fn create_table_sql(t: &Table) -> String {
         };
         cols.push(format!("{} {}{}", c.quoted, c.pg_type.sql(), not_null));
     }
-    let key: Vec<&str> = t
-        .key
-        .iter()
-        .map(|i| t.columns[*i].quoted.as_str())
-        .collect();
-    cols.push(format!(
-        "CONSTRAINT {} PRIMARY KEY ({})",
-        quote_ident(&crate::select::fit_identifier(&format!(
-            "{}_pkey",
-            t.target_name
-        ))),
-        key.join(", ")
-    ));
     format!(
         "CREATE SCHEMA IF NOT EXISTS {};\nCREATE TABLE {} (\n    {}\n)",
         quote_ident(&t.target_schema),
@@ -52,10 +72,32 @@ pub fn index_sql(t: &Table) -> Vec<String> {
     t.indexes.iter().map(|i| one_index(t, i)).collect()
 }
 
+/// Whether an index becomes a unique constraint (prefix-unique keys do not, see module docs).
+pub fn is_unique_constraint(index: &Index) -> bool {
+    index.unique && index.columns.iter().all(|(_, p)| p.is_none())
+}
+
+/// Non-unique secondary indexes only (built right after a bulk copy).
+pub fn plain_index_sql(t: &Table) -> Vec<String> {
+    t.indexes
+        .iter()
+        .filter(|i| !is_unique_constraint(i))
+        .map(|i| one_index(t, i))
+        .collect()
+}
+
+/// Unique constraints only (built once the target is consistent again after a bulk copy).
+pub fn unique_index_sql(t: &Table) -> Vec<String> {
+    t.indexes
+        .iter()
+        .filter(|i| is_unique_constraint(i))
+        .map(|i| one_index(t, i))
+        .collect()
+}
+
 fn one_index(t: &Table, index: &Index) -> String {
     let name = quote_ident(&t.target_index_name(index));
-    let has_prefix = index.columns.iter().any(|(_, p)| p.is_some());
-    if index.unique && !has_prefix {
+    if is_unique_constraint(index) {
         let cols: Vec<&str> = index
             .columns
             .iter()
@@ -154,11 +196,11 @@ pub async fn ensure_table(
     Ok(true)
 }
 
-/// Creates the secondary indexes of a table ferry created (after a backfill).
-pub async fn create_indexes(client: &Client, t: &Table) -> Result<(), DdlError> {
-    for sql in index_sql(t) {
+/// Runs DDL statements for a table, naming it in errors.
+pub async fn run_all(client: &Client, t: &Table, statements: &[String]) -> Result<(), DdlError> {
+    for sql in statements {
         client
-            .batch_execute(&sql)
+            .batch_execute(sql)
             .await
             .map_err(|e| DdlError::Create {
                 table: format!("{}.{}", t.target_schema, t.target_name),
@@ -284,6 +326,16 @@ mod tests {
         assert!(sql.contains("\"bio\" text,"), "{sql}");
         assert!(sql.contains("\"balance\" numeric(12,2)"), "{sql}");
         assert!(sql.contains("PRIMARY KEY (\"id\")"), "{sql}");
+    }
+
+    #[test]
+    fn bare_tables_have_no_key_and_full_tables_exactly_one() {
+        let t = table();
+        assert!(!create_bare_table_sql(&t).contains("PRIMARY KEY"));
+        assert_eq!(create_table_sql(&t).matches("PRIMARY KEY").count(), 1);
+        assert!(add_primary_key_sql(&t).ends_with("PRIMARY KEY (\"id\")"));
+        assert_eq!(plain_index_sql(&t).len(), 1);
+        assert_eq!(unique_index_sql(&t).len(), 1);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod connect;
+pub mod copy;
 pub mod ddl;
 pub mod executor;
 pub mod postgres;

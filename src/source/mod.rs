@@ -8,4 +8,5 @@ pub mod decode;
 pub mod mariadb;
 pub mod preflight;
 pub mod rows;
+pub mod snapshot;
 pub mod watch;

@@ -142,17 +142,30 @@ impl TestDb {
 
     /// Writes a config for one ferry stream over this database; `extra` is appended verbatim.
     pub fn config(&self, stream: &str, start: &str, extra: &str) -> PathBuf {
-        self.config_into(stream, start, &self.name, extra)
+        self.config_full(stream, start, &self.name, "", "enabled = false", extra)
     }
 
     /// Like [`config`](Self::config) with extra lines inside `[tables]`.
     pub fn config_tables(&self, stream: &str, start: &str, tables_extra: &str) -> PathBuf {
-        self.config_full(stream, start, &self.name, tables_extra, "")
+        self.config_full(
+            stream,
+            start,
+            &self.name,
+            tables_extra,
+            "enabled = false",
+            "",
+        )
     }
 
     /// Like [`config`](Self::config) but targeting another PostgreSQL database.
     pub fn config_into(&self, stream: &str, start: &str, pg_db: &str, extra: &str) -> PathBuf {
-        self.config_full(stream, start, pg_db, "", extra)
+        self.config_full(stream, start, pg_db, "", "enabled = false", extra)
+    }
+
+    /// A stream that backfills existing rows first; `backfill` holds extra `[backfill]` lines.
+    pub fn config_backfill(&self, stream: &str, backfill: &str, extra: &str) -> PathBuf {
+        let lines = format!("enabled = true\n{backfill}");
+        self.config_full(stream, "current", &self.name, "", &lines, extra)
     }
 
     fn config_full(
@@ -161,6 +174,7 @@ impl TestDb {
         start: &str,
         pg_db: &str,
         tables_extra: &str,
+        backfill: &str,
         extra: &str,
     ) -> PathBuf {
         let path = self.dir.join(format!("{stream}.toml"));
@@ -188,6 +202,9 @@ database = "{pg_db}"
 [tables]
 include = ["{db}.*"]
 {tables_extra}
+
+[backfill]
+{backfill}
 
 [metrics]
 listen = ""

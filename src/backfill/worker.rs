@@ -1,0 +1,285 @@
+//! Copies one table: a reader task pages through the source in key order and converts each chunk
+//! to `COPY` text (the CPU work), while the writer loads the previous chunk into PostgreSQL with
+//! its progress record in the same transaction.
+//!
+//! Guarantees: chunks are written in key order, each exactly once (see `state`); values go
+//! through the same `transform` rules as streaming, with the same policies (refuse stops with
+//! table, column, key and fix; substitutes are counted; dead-lettered rows are kept in
+//! `ferry.dead_letter` and not copied); the pause and stop flags are honoured between chunks; the
+//! rate limit is shared by all tables.
+
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use mysql_async::Row;
+use tokio::sync::{mpsc, watch, Mutex};
+use tokio_postgres::types::ToSql;
+
+use super::state::{self, TableState};
+use super::{BackfillError, Tracker};
+use crate::config::Config;
+use crate::metrics as m;
+use crate::schema::Table;
+use crate::select::quote_ident;
+use crate::sink::connect as pg;
+use crate::sink::copy::{copy_sql, encode_row, write_chunk};
+use crate::source::binlog::ReaderControl;
+use crate::source::connect;
+use crate::source::snapshot::{ChunkReader, KeyValue};
+use crate::transform::{self, convert, resolve, Resolution, SourceValue};
+
+/// Shared rows-per-second limit (a simple pacing clock; 0 = unlimited).
+pub struct RateLimiter {
+    per_second: u64,
+    next: Mutex<Instant>,
+}
+
+impl RateLimiter {
+    pub fn new(per_second: u64) -> Self {
+        Self {
+            per_second,
+            next: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Waits until `rows` more rows may be written.
+    pub async fn take(&self, rows: u64) {
+        if self.per_second == 0 {
+            return;
+        }
+        let wait = {
+            let mut next = self.next.lock().await;
+            let now = Instant::now();
+            let start = (*next).max(now);
+            *next = start + Duration::from_secs_f64(rows as f64 / self.per_second as f64);
+            start.saturating_duration_since(now)
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// One converted chunk ready for `COPY`.
+struct Encoded {
+    data: BytesMut,
+    rows: u64,
+    last_key: Vec<KeyValue>,
+    /// Dead-lettered rows (JSON objects) of this chunk.
+    dead: Vec<serde_json::Value>,
+}
+
+fn table_err(table: &Table, message: impl Into<String>) -> BackfillError {
+    BackfillError::Table {
+        table: table.source.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Converts a chunk's rows; problems follow the configured policies.
+fn encode(
+    config: &Config,
+    table: &Table,
+    rows: &[Row],
+) -> Result<(BytesMut, u64, Vec<serde_json::Value>), BackfillError> {
+    let mut buf = BytesMut::with_capacity(rows.len() * 128);
+    let mut cells = Vec::with_capacity(table.columns.len());
+    let mut copied = 0;
+    let mut dead = Vec::new();
+    'rows: for row in rows {
+        cells.clear();
+        for (i, rule) in table.columns.iter().enumerate() {
+            let value = row.as_ref(i).unwrap_or(&mysql_async::Value::NULL);
+            match convert(rule, SourceValue::Query(value)) {
+                Ok(cell) => cells.push(cell),
+                Err(problem) => {
+                    let nullable = rule.nullable && !table.is_key_column(i);
+                    match resolve(&config.types, &problem, nullable) {
+                        Resolution::Substitute(cell) => {
+                            m::substituted(problem.kind.label(), 1);
+                            cells.push(cell);
+                        }
+                        Resolution::DeadLetter => {
+                            dead.push(serde_json::json!({
+                                "source_table": table.source.to_string(),
+                                "column_name": rule.source_name,
+                                "kind": problem.kind.label(),
+                                "reason": problem.detail,
+                                "row_image": row_json(table, row),
+                            }));
+                            m::dead_letter(&table.target_name, problem.kind.label());
+                            continue 'rows;
+                        }
+                        Resolution::Refuse => {
+                            let key: Vec<String> = table
+                                .key
+                                .iter()
+                                .map(|k| {
+                                    row.as_ref(*k).map(|v| v.as_sql(false)).unwrap_or_default()
+                                })
+                                .collect();
+                            return Err(table_err(
+                                table,
+                                format!(
+                                    "column `{}` of the row with key ({}) = ({}): {problem}. Fix: {}",
+                                    rule.source_name,
+                                    table.key_names().join(", "),
+                                    key.join(", "),
+                                    transform::suggested_fix(problem.kind)
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        encode_row(&mut buf, &cells);
+        copied += 1;
+    }
+    Ok((buf, copied, dead))
+}
+
+fn row_json(table: &Table, row: &Row) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    for (i, col) in table.source_columns.iter().enumerate() {
+        let v = match row.as_ref(i) {
+            None | Some(mysql_async::Value::NULL) => serde_json::Value::Null,
+            Some(mysql_async::Value::Bytes(b)) => match std::str::from_utf8(b) {
+                Ok(s) if !s.contains('\0') => serde_json::json!(s),
+                _ => serde_json::json!({ "hex": hex::encode(b) }),
+            },
+            Some(other) => serde_json::json!(other.as_sql(false)),
+        };
+        map.insert(col.name.clone(), v);
+    }
+    serde_json::Value::Object(map)
+}
+
+async fn wait_while_paused(control: &mut watch::Receiver<ReaderControl>) -> bool {
+    loop {
+        let c = *control.borrow();
+        if c.stop {
+            return false;
+        }
+        if !c.paused {
+            return true;
+        }
+        if control.changed().await.is_err() {
+            return false;
+        }
+    }
+}
+
+/// Copies `table` from where `st` left off.
+///
+/// # Errors
+/// Source/target failures and refused values.
+pub async fn copy_table(
+    config: &Config,
+    table: &Table,
+    st: TableState,
+    tracker: &Tracker,
+    limiter: &RateLimiter,
+    control: watch::Receiver<ReaderControl>,
+) -> Result<(), BackfillError> {
+    let name = table.source.to_string();
+    let schema = config.target.ferry_schema.clone();
+    let estimated = table.estimated_rows.max(st.rows_copied);
+    let conn = connect::connect(&config.source)
+        .await
+        .map_err(|e| BackfillError::Source(e.to_string()))?;
+    let mut reader = ChunkReader::new(conn, table, config.backfill.chunk_rows)
+        .await
+        .map_err(|e| BackfillError::Source(format!("table {name}: {e}")))?;
+    let mut client = pg::connect(&config.target)
+        .await
+        .map_err(|e| BackfillError::Postgres(pg::describe(&e)))?;
+    // A chunk and its progress row commit together, so losing the last commits in a target
+    // crash only makes the copy redo those chunks: waiting for each WAL flush buys nothing.
+    client
+        .batch_execute("SET synchronous_commit = off")
+        .await
+        .map_err(|e| BackfillError::Postgres(pg::describe(&e)))?;
+    let (tx, mut rx) = mpsc::channel::<Encoded>(2);
+    let read_config = config.clone();
+    let read_table = table.clone();
+    let mut read_control = control.clone();
+    let mut last_key = st.last_key.clone();
+    let read_task = tokio::spawn(async move {
+        loop {
+            if !wait_while_paused(&mut read_control).await {
+                return Ok(());
+            }
+            let chunk = reader
+                .read(last_key.as_deref())
+                .await
+                .map_err(|e| BackfillError::Source(format!("table {}: {e}", read_table.source)))?;
+            let Some(key) = chunk.last_key else {
+                return Ok(());
+            };
+            let (data, rows, dead) = encode(&read_config, &read_table, &chunk.rows)?;
+            last_key = Some(key.clone());
+            if tx
+                .send(Encoded {
+                    data,
+                    rows,
+                    last_key: key,
+                    dead,
+                })
+                .await
+                .is_err()
+            {
+                return Ok(());
+            }
+        }
+    });
+    let copy = copy_sql(table);
+    let progress = state::progress_sql(&schema);
+    let dead_sql = format!(
+        "INSERT INTO {}.dead_letter (stream, source_table, binlog_position, column_name, kind, reason, row_image) \
+         SELECT $1, e->>'source_table', 'backfill', e->>'column_name', e->>'kind', e->>'reason', e->'row_image' \
+         FROM jsonb_array_elements($2::text::jsonb) AS e",
+        quote_ident(&schema)
+    );
+    let mut copied = st.rows_copied;
+    let started = Instant::now();
+    while let Some(chunk) = rx.recv().await {
+        limiter.take(chunk.rows).await;
+        let key_json = serde_json::to_string(&chunk.last_key).expect("keys serialize");
+        let n = chunk.rows as i64;
+        let params: [&(dyn ToSql + Sync); 4] = [&config.stream, &name, &key_json, &n];
+        let dead =
+            (!chunk.dead.is_empty()).then(|| serde_json::Value::Array(chunk.dead).to_string());
+        write_chunk(
+            &mut client,
+            &copy,
+            chunk.data,
+            &progress,
+            &params,
+            dead.as_deref()
+                .map(|d| (dead_sql.as_str(), &config.stream, d)),
+        )
+        .await
+        .map_err(|e| table_err(table, pg::describe(&e)))?;
+        copied += chunk.rows;
+        m::backfill_rows(&name, chunk.rows);
+        tracker.set(&name, copied, estimated, false);
+    }
+    match read_task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => {
+            return Err(BackfillError::Source(format!(
+                "table {name}: reader cancelled: {e}"
+            )))
+        }
+    }
+    if control.borrow().stop {
+        return Ok(());
+    }
+    state::mark_copied(&client, &schema, &config.stream, &name)
+        .await
+        .map_err(|e| table_err(table, pg::describe(&e)))?;
+    tracker.set(&name, copied, copied, true);
+    tracing::info!(table = %name, rows = copied, elapsed = ?started.elapsed(), "table copied");
+    Ok(())
+}
