@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The built-in demo: a private MariaDB (binlog ROW/FULL/FULL) and PostgreSQL, a `shop` database
-# with sample data and a live write load, and ferry replicating it while this script shows
-# progress. Ends after DEMO_SECONDS (default 45) with a row-for-row comparison, or on Ctrl-C.
+# with sample data, and ferry copying it (backfill) and then streaming a live write load while
+# this script shows progress. Ends after DEMO_SECONDS (default 45) with a row-for-row comparison,
+# or on Ctrl-C.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 DEMO_SECONDS="${DEMO_SECONDS:-45}"
@@ -55,6 +56,17 @@ rm -rf .ferry-dev/state/demo
 say "ferry validate (preflight: binlog settings, privileges, keys, target)"
 "$FERRY" validate --config config.toml
 
+say "Writing sample data on MariaDB (200,000 users, 600,000 orders) before ferry starts"
+my shop <<'SQL'
+INSERT INTO users (email, name, balance, status, tags, created, seen, bio, prefs)
+SELECT CONCAT('user', seq, '@example.com'), CONCAT('User ', seq), (seq % 10000) / 100,
+       ELT(1 + seq % 3, 'active', 'blocked', 'deleted'), ELT(1 + seq % 4, '', 'vip', 'beta,newsletter', 'vip,beta'),
+       '2024-01-01 00:00:00' + INTERVAL seq SECOND, FROM_UNIXTIME(1700000000 + seq),
+       CONCAT('bio of user ', seq), JSON_OBJECT('lang', ELT(1 + seq % 2, 'en', 'fr'), 'n', seq)
+FROM seq_1_to_200000;
+INSERT INTO orders SELECT 1 + seq % 200000, seq, seq * 1.2345, seq % 500, '2024-01-01' + INTERVAL (seq % 365) DAY,
+       CONCAT('order ', seq) FROM seq_1_to_600000;
+SQL
 say "Starting ferry run (log: .ferry-dev/demo-ferry.log)"
 "$FERRY" run --config config.toml >.ferry-dev/demo-ferry.log 2>&1 &
 FERRY_PID=$!
@@ -72,25 +84,15 @@ for _ in $(seq 1 50); do
   sleep 0.2
 done
 
-say "Writing sample data (20,000 users, 60,000 orders) and a live load"
-my shop <<'SQL'
-INSERT INTO users (email, name, balance, status, tags, created, seen, bio, prefs)
-SELECT CONCAT('user', seq, '@example.com'), CONCAT('User ', seq), (seq % 10000) / 100,
-       ELT(1 + seq % 3, 'active', 'blocked', 'deleted'), ELT(1 + seq % 4, '', 'vip', 'beta,newsletter', 'vip,beta'),
-       '2024-01-01 00:00:00' + INTERVAL seq SECOND, FROM_UNIXTIME(1700000000 + seq),
-       CONCAT('bio of user ', seq), JSON_OBJECT('lang', ELT(1 + seq % 2, 'en', 'fr'), 'n', seq)
-FROM seq_1_to_20000;
-INSERT INTO orders SELECT 1 + seq % 20000, seq, seq * 1.2345, seq % 500, '2024-01-01' + INTERVAL (seq % 365) DAY,
-       CONCAT('order ', seq) FROM seq_1_to_60000;
-SQL
+say "Starting a live write load while ferry backfills, then streams"
 (
   i=0
   while true; do
     i=$((i + 1))
     my shop -e "BEGIN;
-      UPDATE users SET balance = balance + 1.25, seen = NOW(3) WHERE id = 1 + FLOOR(RAND() * 20000);
-      INSERT INTO orders VALUES (1 + FLOOR(RAND() * 20000), 100000 + $i, 9.99, 1, CURDATE(), 'live');
-      DELETE FROM orders WHERE user_id = 1 + FLOOR(RAND() * 20000) AND order_no < 1000 LIMIT 1;
+      UPDATE users SET balance = balance + 1.25, seen = NOW(3) WHERE id = 1 + FLOOR(RAND() * 200000);
+      INSERT INTO orders VALUES (1 + FLOOR(RAND() * 200000), 100000 + $i, 9.99, 1, CURDATE(), 'live');
+      DELETE FROM orders WHERE user_id = 1 + FLOOR(RAND() * 200000) AND order_no < 1000 LIMIT 1;
       INSERT INTO users (email, created) VALUES (CONCAT('live', $i, '@example.com'), NOW(6));
       COMMIT;" || true
     sleep 0.05
