@@ -63,6 +63,14 @@ pub fn convert(rule: &ColumnRule, value: SourceValue<'_>) -> Result<Cell, ValueP
         return Ok(None);
     }
     let text = match &rule.kind {
+        // mysql_common reads a signed MEDIUMINT from the binlog without sign extension
+        // (`eat_i24_le`), so -1 arrives as 16777215: restore the sign from the 24-bit pattern.
+        ValueKind::Int { bits: 24 } if from_binlog => match v {
+            Value::Int(i) if (0x80_0000..0x100_0000).contains(i) => int_text(i - 0x100_0000),
+            Value::Int(i) => int_text(*i),
+            Value::UInt(u) => uint_text(*u),
+            _ => return Err(unexpected(rule, "non-integer value")),
+        },
         ValueKind::Int { .. } => match v {
             Value::Int(i) => int_text(*i),
             Value::UInt(u) => uint_text(*u),
@@ -147,8 +155,11 @@ pub fn convert(rule: &ColumnRule, value: SourceValue<'_>) -> Result<Cell, ValueP
             Value::Time(neg, days, h, m, s, us) => temporal::time(*neg, *days, *h, *m, *s, *us),
             _ => return Err(unexpected(rule, "non-time value")),
         },
+        // Query results arrive in the session character set (utf8mb4), converted by the
+        // server; binlog images carry the column's own bytes.
         ValueKind::Text { charset } => match v {
-            Value::Bytes(b) => charset.decode(b)?.into_owned(),
+            Value::Bytes(b) if from_binlog => charset.decode(b)?.into_owned(),
+            Value::Bytes(b) => Charset::Utf8.decode(b)?.into_owned(),
             _ => return Err(unexpected(rule, "non-string value")),
         },
         ValueKind::Bytes { pad_to } => match v {
@@ -383,6 +394,26 @@ mod tests {
         assert_eq!(
             bl(&rule("tinyint", "tinyint(4)"), Value::Int(-128)).expect("min"),
             some("-128")
+        );
+    }
+
+    #[test]
+    fn signed_mediumint_from_the_binlog_is_sign_extended() {
+        let r = rule("mediumint", "mediumint(9)");
+        assert_eq!(
+            bl(&r, Value::Int(0x80_0000)).expect("min"),
+            some("-8388608")
+        );
+        assert_eq!(bl(&r, Value::Int(0xFF_FFFF)).expect("-1"), some("-1"));
+        assert_eq!(bl(&r, Value::Int(8_388_607)).expect("max"), some("8388607"));
+        assert_eq!(
+            q(&r, Value::Int(-8_388_608)).expect("query path"),
+            some("-8388608")
+        );
+        let u = rule("mediumint", "mediumint(8) unsigned");
+        assert_eq!(
+            bl(&u, Value::Int(16_777_215)).expect("unsigned max"),
+            some("16777215")
         );
     }
 

@@ -255,7 +255,17 @@ listen = ""
                 .await
                 .ok()
                 .flatten();
-            if let Some(r) = row {
+            // A backfill keeps the checkpoint at its start until every table is copied.
+            let copying = client
+                .query_opt(
+                    "SELECT NOT copied FROM ferry.backfill_run WHERE stream = $1",
+                    &[&stream],
+                )
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|r| r.get::<_, bool>(0));
+            if let (Some(r), false) = (row, copying) {
                 let f: String = r.get(0);
                 let o: i64 = r.get(1);
                 if (seq(&f), o as u64) >= want {
