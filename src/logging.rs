@@ -1,7 +1,10 @@
 //! Logging setup: a `tracing` subscriber writing to stderr (text or JSON) whose level filter can
 //! be swapped while the daemon runs, so SIGHUP can apply a new `log.level`.
 //!
-//! Guarantees: colours only when stderr is a terminal (journald gets plain text); `RUST_LOG`, when set and valid at start, wins over `log.level` for the whole run
+//! Guarantees: row values stay out of the log at every level but TRACE: the PostgreSQL driver
+//! logs statement parameters at DEBUG, so its `tokio_postgres::query` target is held at INFO
+//! unless the filter names `tokio_postgres` itself. Colours only when stderr is a terminal
+//! (journald gets plain text); `RUST_LOG`, when set and valid at start, wins over `log.level` for the whole run
 //! (a reload reports that it cannot apply `log.level` instead of silently ignoring it); an invalid
 //! new level is refused and the current one stays.
 
@@ -41,10 +44,11 @@ impl std::fmt::Debug for LogControl {
 
 /// Installs the global subscriber; `level` is a tracing filter such as `info` or `ferry=debug`.
 pub fn init(level: &str, format: LogFormat) -> LogControl {
-    let (filter, from_env) = match EnvFilter::try_from_default_env() {
-        Ok(f) => (f, true),
-        Err(_) => (
-            EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info")),
+    let env = std::env::var(EnvFilter::DEFAULT_ENV).ok();
+    let (filter, from_env) = match env.and_then(|e| EnvFilter::try_new(guard(&e)).ok()) {
+        Some(f) => (f, true),
+        None => (
+            EnvFilter::try_new(guard(level)).unwrap_or_else(|_| EnvFilter::new(guard("info"))),
             false,
         ),
     };
@@ -61,6 +65,16 @@ pub fn init(level: &str, format: LogFormat) -> LogControl {
     LogControl { handle, from_env }
 }
 
+/// Holds the driver target that logs statement parameters (row values) at INFO, unless the
+/// filter mentions `tokio_postgres` (an explicit choice).
+fn guard(filter: &str) -> String {
+    if filter.trim().is_empty() || filter.contains("tokio_postgres") {
+        filter.to_string()
+    } else {
+        format!("{filter},tokio_postgres::query=info")
+    }
+}
+
 impl LogControl {
     /// Replaces the level filter.
     ///
@@ -70,12 +84,33 @@ impl LogControl {
         if self.from_env {
             return Err(LogError::OverriddenByEnv);
         }
-        let filter = EnvFilter::try_new(level).map_err(|e| LogError::BadLevel {
+        let filter = EnvFilter::try_new(guard(level)).map_err(|e| LogError::BadLevel {
             level: level.to_string(),
             message: e.to_string(),
         })?;
         self.handle
             .reload(filter)
             .map_err(|e| LogError::Reload(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_values_stay_out_of_debug_logs_unless_asked_for() {
+        assert_eq!(guard("debug"), "debug,tokio_postgres::query=info");
+        assert_eq!(
+            guard("info,ferry=debug"),
+            "info,ferry=debug,tokio_postgres::query=info"
+        );
+        assert_eq!(
+            guard("debug,tokio_postgres=trace"),
+            "debug,tokio_postgres=trace"
+        );
+        for f in ["debug", "warn", "info,ferry=trace"] {
+            EnvFilter::try_new(guard(f)).expect("guarded filters parse");
+        }
     }
 }
