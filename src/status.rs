@@ -314,3 +314,64 @@ pub fn render(s: &Snapshot) -> String {
     out.push_str(&format!("  uptime      {:.0} s\n", s.uptime_seconds));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            stream: "s".into(),
+            version: "0.1.0".into(),
+            phase: "streaming".into(),
+            paused: false,
+            paused_since: None,
+            ready: true,
+            uptime_seconds: 12.0,
+            lag_seconds: 0.0,
+            lag_bytes: Some(0),
+            caught_up: true,
+            checkpoint: Some("b.000001:4".into()),
+            read_position: None,
+            source_end: Some("b.000001:4".into()),
+            transactions_applied: 3,
+            rows_applied: 7,
+            rows_per_second: 1.0,
+            transactions_per_second: 0.5,
+            errors: 2,
+            errors_per_minute: 6.0,
+            last_error: Some("target unreachable".into()),
+            backfill: BTreeMap::new(),
+            verification: None,
+        }
+    }
+
+    #[test]
+    fn dashboard_shows_state_lag_positions_rates_and_errors() {
+        let out = render(&snapshot());
+        assert!(out.contains("STREAMING"), "{out}");
+        assert!(out.contains("0.0 s, 0 bytes  (caught up)"), "{out}");
+        assert!(out.contains("checkpoint  b.000001:4"), "{out}");
+        assert!(
+            out.contains("errors      2 (6.0/min over 10 s)  last: target unreachable"),
+            "{out}"
+        );
+        let paused = Snapshot {
+            paused: true,
+            paused_since: Some(unix_now() - 65.0),
+            ..snapshot()
+        };
+        let out = render(&paused);
+        assert!(out.contains("PAUSED (for 6"), "{out}");
+    }
+
+    #[test]
+    fn snapshots_from_older_daemons_still_parse() {
+        let mut json: serde_json::Value = serde_json::to_value(snapshot()).expect("serializes");
+        let obj = json.as_object_mut().expect("object");
+        obj.remove("paused_since");
+        obj.remove("errors_per_minute");
+        let back: Snapshot = serde_json::from_value(json).expect("new fields default");
+        assert_eq!(back.errors_per_minute, 0.0);
+    }
+}
