@@ -8,7 +8,13 @@
 //! the source transaction in flight, commits it with its checkpoint and returns `Ok`; a second
 //! stop request (or the drain deadline) abandons the open PostgreSQL transaction, which the
 //! server rolls back, leaving the last checkpoint intact.
+//!
+//! Operator commands: pause/resume (persisted in the local store with the time the pause began,
+//! so a pause survives restarts), reload (see [`crate::reload`]), stop. Under systemd the daemon
+//! reports READY=1 once preflight passed and the pipeline starts, pings the watchdog, and keeps a
+//! STATUS= line with phase, lag and checkpoint ([`crate::notify`]).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,12 +23,15 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::backfill;
 use crate::checkpoint::{self, CheckpointError, Resume, SledStore, StateStore};
-use crate::config::{Config, StartPosition};
+use crate::config::{ApplyConfig, Config, StartPosition};
 use crate::control::Command;
 use crate::http;
+use crate::logging::LogControl;
 use crate::metrics as m;
+use crate::notify::{self, Notifier};
 use crate::position::BinlogPosition;
-use crate::progress::Progress;
+use crate::progress::{unix_now, Progress};
+use crate::reload::{self, Running};
 use crate::sink::postgres::{Applier, SinkError};
 use crate::sink::{connect as pg, ddl};
 use crate::source::binlog::{self, BinlogReader, ReaderControl, SourceError, StartFrom};
@@ -40,16 +49,35 @@ pub struct RunOptions {
     pub skip_ddl: Option<BinlogPosition>,
     /// How long a graceful stop may take before ferry abandons the open transaction.
     pub drain_deadline: Option<Duration>,
+    /// The config file, re-read on SIGHUP (`None`: reload has nothing to read).
+    pub config_path: Option<PathBuf>,
+    /// The log filter a reload may change (`None`: the caller set up logging itself).
+    pub log: Option<LogControl>,
 }
+
+/// Exit status for definite errors: only the operator can fix them, so restarting cannot help
+/// (`RestartPreventExitStatus=78` in the systemd unit). 78 is `EX_CONFIG` of sysexits.h.
+pub const EXIT_DEFINITE: u8 = 78;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("preflight failed:\n{0}")]
-    Preflight(String),
+    #[error("preflight failed:\n{failures}")]
+    Preflight {
+        failures: String,
+        /// Some failure is not just an unreachable server.
+        definite: bool,
+    },
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error("setting up the target: {0}")]
     Target(String),
+    #[error("the target is unreachable: {0}")]
+    TargetUnreachable(String),
+    #[error("cannot listen on metrics.listen = {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error(transparent)]
@@ -60,6 +88,45 @@ pub enum AppError {
     Backfill(#[from] crate::backfill::BackfillError),
 }
 
+impl AppError {
+    /// Whether only the operator can fix it (the daemon should not be restarted automatically):
+    /// invalid settings, a rewound target, a schema change, a purged binlog, refused data. An
+    /// unreachable server, a busy port or a local store that is still locked may pass by itself.
+    pub fn is_definite(&self) -> bool {
+        match self {
+            AppError::Preflight { definite, .. } => *definite,
+            AppError::Checkpoint(CheckpointError::Store { .. } | CheckpointError::Postgres(_)) => {
+                false
+            }
+            AppError::Checkpoint(_) => true,
+            AppError::Target(_) => true,
+            AppError::TargetUnreachable(_) | AppError::Listen { .. } => false,
+            AppError::Source(e) => !e.is_transient(),
+            AppError::Sink(e) => !e.is_transient(),
+            AppError::StartPosition(_) => false,
+            AppError::Backfill(e) => !e.is_transient(),
+        }
+    }
+
+    /// The process exit status for this error: [`EXIT_DEFINITE`] or 1.
+    pub fn exit_code(&self) -> u8 {
+        if self.is_definite() {
+            EXIT_DEFINITE
+        } else {
+            1
+        }
+    }
+}
+
+fn target_err(e: &tokio_postgres::Error) -> AppError {
+    if pg::is_transient(e) {
+        AppError::TargetUnreachable(pg::describe(e))
+    } else {
+        AppError::Target(pg::describe(e))
+    }
+}
+
+/// Local-store key of the pause flag; the value is the Unix time the pause began.
 const PAUSED_KEY: &str = "run/paused";
 
 /// Builds the unique constraints of backfilled tables once the stream passed the copy's end.
@@ -95,6 +162,15 @@ fn spawn_unique_builder(
     });
 }
 
+/// When the persisted pause began (older stores hold "1": treat it as now).
+fn paused_since(value: &[u8]) -> f64 {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|t| *t > 1e9)
+        .unwrap_or_else(unix_now)
+}
+
 /// Awaits a stage task; a panic inside a stage is a bug, reported as such instead of hanging.
 async fn join<T>(handle: tokio::task::JoinHandle<T>) -> T {
     match handle.await {
@@ -116,27 +192,53 @@ pub async fn run(
     options: RunOptions,
     mut commands: mpsc::Receiver<Command>,
 ) -> Result<(), AppError> {
+    let notifier = match Notifier::from_env() {
+        Ok(n) => n.map(Arc::new),
+        Err(e) => {
+            tracing::warn!(error = %e, "systemd notifications disabled");
+            None
+        }
+    };
+    // The watchdog runs from the first moment: preflight against a slow server may take a while.
+    let watchdog = match (&notifier, notify::watchdog_interval()) {
+        (Some(n), Some(every)) => {
+            let n = n.clone();
+            Some(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    n.watchdog();
+                }
+            }))
+        }
+        _ => None,
+    };
     let store = Arc::new(SledStore::open(&config.state_dir)?);
     // The pid file lets `ferry pause` / `ferry resume` find the daemon (sled's lock already
     // guarantees one daemon per state directory).
     let pid_file = config.state_dir.join(PID_FILE);
     let _ = std::fs::write(&pid_file, std::process::id().to_string());
-    let paused = store.get(PAUSED_KEY)?.is_some();
+    let paused_at = store.get(PAUSED_KEY)?.map(|v| paused_since(&v));
     let (control_tx, control_rx) = channel::channel(ReaderControl {
         stop: false,
-        paused,
+        paused: paused_at.is_some(),
     });
+    let (apply_tx, apply_rx) = channel::channel(config.apply.clone());
     let abort = Arc::new(Notify::new());
+    // Before anything records a metric: installing sets every gauge to its initial value.
+    let metrics_handle = m::install();
     let progress = Arc::new(Progress::default());
     let board = Arc::new(StatusBoard::new(&config.stream, progress.clone()));
-    board.set_paused(paused);
-    let metrics_handle = m::install();
+    if let Some(since) = paused_at {
+        board.set_paused(true, since);
+        tracing::info!("paused (since before this start): resume with SIGUSR2 or `ferry resume`");
+    } else {
+        board.set_paused(false, 0.0);
+    }
     if let Some(addr) = config.metrics_listen {
         http::serve(addr, metrics_handle, board.clone())
             .await
-            .map_err(|e| {
-                AppError::Target(format!("cannot listen on metrics.listen = {addr}: {e}"))
-            })?;
+            .map_err(|source| AppError::Listen { addr, source })?;
     }
 
     // Operator commands.
@@ -144,25 +246,48 @@ pub async fn run(
         let store = store.clone();
         let abort = abort.clone();
         let board = board.clone();
+        let notifier = notifier.clone();
         let deadline = options.drain_deadline.unwrap_or(Duration::from_secs(30));
+        let text = options
+            .config_path
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default();
+        let mut running = Running::new(config.clone(), &text);
+        let config_path = options.config_path.clone();
+        let log = options.log.clone();
         tokio::spawn(async move {
             let mut stopping = false;
             while let Some(cmd) = commands.recv().await {
                 match cmd {
                     Command::Pause => {
-                        let _ = store.put(PAUSED_KEY, b"1").and_then(|_| store.flush());
+                        let now = unix_now();
+                        let _ = store
+                            .put(PAUSED_KEY, now.to_string().as_bytes())
+                            .and_then(|_| store.flush());
                         control_tx.send_modify(|c| c.paused = true);
-                        board.set_paused(true);
+                        board.set_paused(true, now);
                         tracing::info!("paused: reading stops at the next transaction boundary");
                     }
                     Command::Resume => {
                         let _ = store.remove(PAUSED_KEY).and_then(|_| store.flush());
                         control_tx.send_modify(|c| c.paused = false);
-                        board.set_paused(false);
+                        board.set_paused(false, 0.0);
                         tracing::info!("resumed");
                     }
                     Command::Reload => {
-                        tracing::info!("reload requested (nothing reloadable changed)");
+                        if let Some(n) = &notifier {
+                            n.reloading();
+                        }
+                        reload_config(
+                            &mut running,
+                            config_path.as_deref(),
+                            log.as_ref(),
+                            &apply_tx,
+                        );
+                        if let Some(n) = &notifier {
+                            n.ready(&board.status_line());
+                        }
                     }
                     Command::Shutdown if stopping => {
                         tracing::warn!(
@@ -173,6 +298,10 @@ pub async fn run(
                     Command::Shutdown => {
                         stopping = true;
                         board.set_phase("stopping");
+                        board.set_ready(false);
+                        if let Some(n) = &notifier {
+                            n.stopping(&board.status_line());
+                        }
                         tracing::info!("stopping: finishing the transaction in flight");
                         control_tx.send_modify(|c| c.stop = true);
                         let abort = abort.clone();
@@ -187,14 +316,20 @@ pub async fn run(
         });
     }
 
-    // Lag gauge and throughput samples.
+    // Lag gauge, throughput samples and systemd's status line.
     let ticker = {
         let board = board.clone();
+        let notifier = notifier.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(500));
+            let mut n = 0u64;
             loop {
                 tick.tick().await;
                 board.tick();
+                n += 1;
+                if let (Some(notifier), true) = (&notifier, n % 10 == 0) {
+                    notifier.status(&board.status_line());
+                }
             }
         })
     };
@@ -202,54 +337,147 @@ pub async fn run(
         let progress = progress.clone();
         tokio::spawn(watch::run(
             config.source.clone(),
+            config.tables.clone(),
             board.clone(),
             move || progress.committed_time(),
         ))
     };
 
+    let pipeline = Pipeline {
+        store: store.clone(),
+        control: control_rx,
+        apply: apply_rx,
+        progress,
+        board: board.clone(),
+        notifier: notifier.clone(),
+    };
     let result = tokio::select! {
-        r = supervise(&config, &options, store.clone(), control_rx, progress, board.clone()) => r,
+        r = supervise(&config, &options, pipeline) => r,
         _ = abort.notified() => Ok(()),
     };
     ticker.abort();
     watcher.abort();
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     let _ = std::fs::remove_file(&pid_file);
     let _ = store.flush();
     if let Err(e) = &result {
         board.error(e.to_string());
         board.set_phase("failed");
+        if let Some(n) = &notifier {
+            n.status(&format!("failed: {e}"));
+        }
     }
     result
+}
+
+/// SIGHUP: re-reads the config file and applies what can change safely (see [`crate::reload`]).
+fn reload_config(
+    running: &mut Running,
+    path: Option<&std::path::Path>,
+    log: Option<&LogControl>,
+    apply_tx: &channel::Sender<ApplyConfig>,
+) {
+    let Some(path) = path else {
+        tracing::warn!("reload requested, but ferry was started without a config file to re-read");
+        return;
+    };
+    let plan = match running.reload(path) {
+        Ok(plan) => plan,
+        Err(e) => {
+            tracing::error!(error = %e, "reload: the config file is not valid; nothing changed");
+            return;
+        }
+    };
+    let mut applied = Vec::new();
+    for key in &plan.applied {
+        if key == "log.level" {
+            let level = &running.config.log_level;
+            match log.map(|l| l.set_level(level)) {
+                Some(Ok(())) => applied.push(format!("log.level = {level:?}")),
+                Some(Err(e)) => tracing::warn!(error = %e, "reload: log.level not applied"),
+                None => {
+                    tracing::warn!("reload: log.level not applied (logging is not reloadable here)")
+                }
+            }
+        }
+    }
+    let apply = &running.config.apply;
+    for key in &plan.applied {
+        match key.as_str() {
+            "apply.batch_rows" => applied.push(format!("{key} = {}", apply.batch_rows)),
+            "apply.group_max_rows" => applied.push(format!("{key} = {}", apply.group_max_rows)),
+            "apply.group_max_wait_ms" => {
+                applied.push(format!("{key} = {}", apply.group_max_wait.as_millis()))
+            }
+            _ => {}
+        }
+    }
+    if plan.applied.iter().any(|k| k.starts_with("apply.")) {
+        apply_tx.send_replace(apply.clone());
+    }
+    if applied.is_empty() {
+        tracing::info!("reload: no reloadable key changed");
+    } else {
+        tracing::info!(changed = %applied.join(", "), "reloaded configuration");
+    }
+    if !plan.need_restart.is_empty() {
+        tracing::warn!(
+            keys = %plan.need_restart.join(", "),
+            reloadable = %reload::RELOADABLE.join(", "),
+            "reload: these changed keys take effect only after a restart; running with their old values"
+        );
+    }
+}
+
+/// What the supervised pipeline shares with the rest of the daemon.
+struct Pipeline {
+    store: Arc<SledStore>,
+    control: channel::Receiver<ReaderControl>,
+    /// Current apply tuning (changed by reloads).
+    apply: channel::Receiver<ApplyConfig>,
+    progress: Arc<Progress>,
+    board: Arc<StatusBoard>,
+    notifier: Option<Arc<Notifier>>,
 }
 
 async fn supervise(
     config: &Config,
     options: &RunOptions,
-    store: Arc<SledStore>,
-    control: channel::Receiver<ReaderControl>,
-    progress: Arc<Progress>,
-    board: Arc<StatusBoard>,
+    pipeline: Pipeline,
 ) -> Result<(), AppError> {
+    let Pipeline {
+        store,
+        control,
+        apply,
+        progress,
+        board,
+        notifier,
+    } = pipeline;
     let report = preflight::run(config).await;
     for c in &report.checks {
         tracing::info!(check = c.name, ok = c.ok, detail = %c.detail, "preflight");
     }
     if !report.passed() {
-        return Err(AppError::Preflight(report.failures()));
+        return Err(AppError::Preflight {
+            failures: report.failures(),
+            definite: report.has_definite_failure(),
+        });
     }
     let flavor = report.server.as_ref().map_or(Flavor::MySql, |s| s.flavor);
     let tables = report.tables;
 
     let client = pg::connect(&config.target)
         .await
-        .map_err(|e| AppError::Target(pg::describe(&e)))?;
+        .map_err(|e| target_err(&e))?;
     client
         .batch_execute(&checkpoint::create_tables_sql(&config.target.ferry_schema))
         .await
-        .map_err(|e| AppError::Target(pg::describe(&e)))?;
+        .map_err(|e| target_err(&e))?;
     let target_cp = checkpoint::read_target(&client, &config.target.ferry_schema, &config.stream)
         .await
-        .map_err(|e| AppError::Target(pg::describe(&e)))?;
+        .map_err(|e| target_err(&e))?;
     let local_cp = store.load_checkpoint(&config.stream)?;
     let resume = checkpoint::reconcile(
         &config.stream,
@@ -310,6 +538,10 @@ async fn supervise(
     let mut start = match resume {
         Resume::From(cp) => {
             tracing::info!(position = %cp.position, "resuming from the target's checkpoint");
+            progress.resume_at(&cp.position, cp.source_time);
+            if let Ok(seq) = cp.position.file_sequence() {
+                m::checkpoint(seq, cp.position.offset, cp.source_time);
+            }
             StartFrom::Position(cp.position)
         }
         Resume::Fresh => {
@@ -336,9 +568,13 @@ async fn supervise(
                 };
                 checkpoint::write_target(&client, &config.target.ferry_schema, &config.stream, &cp)
                     .await
-                    .map_err(|e| AppError::Target(pg::describe(&e)))?;
+                    .map_err(|e| target_err(&e))?;
                 store.save_checkpoint(&config.stream, &cp)?;
                 store.flush()?;
+                progress.resume_at(p, 0);
+                if let Ok(seq) = p.file_sequence() {
+                    m::checkpoint(seq, p.offset, 0);
+                }
                 tracing::info!(position = %p, "new stream: starting");
             }
             start
@@ -347,6 +583,10 @@ async fn supervise(
     drop(client);
     board.set_ready(true);
     board.set_phase("streaming");
+    tracing::info!(paused = board.paused(), "preflight passed; streaming");
+    if let Some(n) = &notifier {
+        n.ready(&board.status_line());
+    }
 
     let mut registry = Registry::new(tables);
     backoff = Duration::from_millis(500);
@@ -388,7 +628,7 @@ async fn supervise(
         };
         let applier = Applier {
             client,
-            apply: config.apply.clone(),
+            apply: apply.clone(),
             stream: config.stream.clone(),
             ferry_schema: config.target.ferry_schema.clone(),
             rx,

@@ -18,7 +18,9 @@
 //! - [`schema`], [`select`], [`position`]: the table model, table selection, positions.
 //! - [`progress`], [`status`], [`metrics`], [`http`]: lag accounting, the status board,
 //!   Prometheus metrics and the HTTP endpoint.
-//! - [`control`]: signals → commands.
+//! - [`control`]: signals → commands; [`reload`]: what SIGHUP may change.
+//! - [`notify`]: systemd's notify protocol (READY, WATCHDOG, STATUS); [`logging`]: the
+//!   subscriber whose level SIGHUP can change.
 
 pub mod app;
 pub mod backfill;
@@ -27,9 +29,12 @@ pub mod checkpoint;
 pub mod config;
 pub mod control;
 pub mod http;
+pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod position;
 pub mod progress;
+pub mod reload;
 pub mod schema;
 pub mod select;
 pub mod sink;

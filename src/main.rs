@@ -1,5 +1,10 @@
 //! The `ferry` command line: parses arguments, sets up logging and the runtime, and calls into
 //! the library.
+//!
+//! Exit status of `ferry run`: 0 stopped on request; 78 (`EX_CONFIG`) a definite error only the
+//! operator can fix (invalid config, preflight refusal, rewound target, schema change, purged
+//! binlog, refused data) — the systemd unit does not restart on it; 1 an error that may pass by
+//! itself (a server unreachable at start) — systemd restarts ferry after `RestartSec`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +18,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 
 use ferry::app::{self, RunOptions};
-use ferry::config::{Config, LogFormat};
+use ferry::config::Config;
+use ferry::logging;
 use ferry::position::BinlogPosition;
 
 #[derive(Parser)]
@@ -91,18 +97,6 @@ fn signal_daemon(config: &std::path::Path, signal: i32, what: &str) -> anyhow::R
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_logging(level: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match real_main(cli) {
@@ -125,14 +119,23 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             accept_target_rewind,
             skip_ddl,
         } => {
-            let config = Config::load(&config)?;
-            init_logging(&config.log_level, config.log_format);
+            let config_path = config;
+            let config = match Config::load(&config_path) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("ferry: {e}");
+                    return Ok(ExitCode::from(app::EXIT_DEFINITE));
+                }
+            };
+            let log = logging::init(&config.log_level, config.log_format);
             runtime.block_on(async move {
                 let commands = ferry::control::listen().context("installing signal handlers")?;
                 let options = RunOptions {
                     accept_target_rewind,
                     skip_ddl,
                     drain_deadline: None,
+                    config_path: Some(config_path),
+                    log: Some(log),
                 };
                 match app::run(config, options, commands).await {
                     Ok(()) => {
@@ -140,9 +143,14 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                         Ok(ExitCode::SUCCESS)
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, "stopped on a definite error");
+                        let code = e.exit_code();
+                        if e.is_definite() {
+                            tracing::error!(error = %e, exit_status = code, "stopped on a definite error: fix it, then start ferry again");
+                        } else {
+                            tracing::error!(error = %e, exit_status = code, "stopped on an error that may pass; a supervisor may restart ferry");
+                        }
                         eprintln!("ferry: {e}");
-                        Ok(ExitCode::from(1))
+                        Ok(ExitCode::from(code))
                     }
                 }
             })
@@ -171,7 +179,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Validate { config } => {
             let config = Config::load(&config)?;
-            init_logging("warn", config.log_format);
+            logging::init("warn", config.log_format);
             runtime.block_on(async move {
                 let report = ferry::source::preflight::run(&config).await;
                 for c in &report.checks {

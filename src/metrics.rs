@@ -23,6 +23,7 @@ pub const CHECKPOINT_FILE: &str = "ferry_checkpoint_binlog_file_sequence";
 pub const CHECKPOINT_OFFSET: &str = "ferry_checkpoint_binlog_offset_bytes";
 pub const CHECKPOINT_TIMESTAMP: &str = "ferry_checkpoint_source_timestamp_seconds";
 pub const RETENTION_HEADROOM: &str = "ferry_binlog_retention_headroom_seconds";
+pub const TABLE_ROWS: &str = "ferry_table_rows";
 pub const DEAD_LETTER_ROWS: &str = "ferry_dead_letter_rows_total";
 pub const VALUES_SUBSTITUTED: &str = "ferry_values_substituted_total";
 pub const BACKFILL_ROWS: &str = "ferry_backfill_rows_total";
@@ -53,8 +54,9 @@ pub const ALL: &[(&str, &str)] = &[
     (CHECKPOINT_OFFSET, "Byte offset of the last committed checkpoint within its binlog file."),
     (CHECKPOINT_TIMESTAMP, "Source commit time (Unix seconds) of the last committed transaction."),
     (RETENTION_HEADROOM, "Seconds until the source may purge the binlog file ferry still needs (binlog_expire_logs_seconds minus the file's age)."),
+    (TABLE_ROWS, "Estimated rows of each replicated table on the source (information_schema TABLE_ROWS, refreshed every minute; label table). The denominator for drift ratios."),
     (DEAD_LETTER_ROWS, "Rows written to the dead-letter table instead of being applied (labels table, kind)."),
-    (VALUES_SUBSTITUTED, "Values replaced under a null/value policy (label kind)."),
+    (VALUES_SUBSTITUTED, "Values replaced under a null/value policy, counted as their source transaction is read (label kind)."),
     (BACKFILL_ROWS, "Rows copied by the backfill (label table)."),
     (BACKFILL_PROGRESS, "Backfill progress 0..1 (label table)."),
     (DRIFT_ROWS, "Rows found different between source and target by the last verification (label table)."),
@@ -155,6 +157,10 @@ pub fn lag_bytes(bytes: f64) {
 
 pub fn retention_headroom(seconds: f64) {
     gauge!(RETENTION_HEADROOM).set(seconds);
+}
+
+pub fn table_rows(table: &str, rows: u64) {
+    gauge!(TABLE_ROWS, "table" => table.to_string()).set(rows as f64);
 }
 
 pub fn dead_letter(table: &str, kind: &'static str) {

@@ -6,6 +6,10 @@
 //! now minus the source time of the oldest transaction not yet committed in PostgreSQL (or of the
 //! last event read, when the reader is behind but holds nothing pending). It never grows while
 //! the source is idle and ferry is caught up.
+//!
+//! While paused the reader reads no further than the first event of the next transaction and
+//! reports its source time here ([`Progress::unread`]); so lag stays 0 while the source is idle
+//! and grows from the first unread transaction's commit time as soon as the source has one.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -21,6 +25,8 @@ pub struct Progress {
     /// Set on a replication heartbeat (the source had nothing more to send), cleared on events.
     caught_up: AtomicBool,
     last_read_time: AtomicU32,
+    /// Source time of the first transaction the paused reader has seen but not read (0: none).
+    unread: AtomicU32,
     /// Last position committed in PostgreSQL.
     committed: Mutex<Option<BinlogPosition>>,
     /// Source commit time of that position (Unix seconds).
@@ -65,6 +71,27 @@ impl Progress {
         self.caught_up.store(true, Ordering::Relaxed);
     }
 
+    /// The paused reader holds the first event of a transaction it has not read; `ts` is its
+    /// source time. Cleared by [`Progress::read_unread`] when reading resumes.
+    pub fn unread(&self, ts: u32) {
+        self.caught_up.store(false, Ordering::Relaxed);
+        self.unread.store(ts.max(1), Ordering::Relaxed);
+    }
+
+    /// The reader resumed and is reading the transaction it held.
+    pub fn read_unread(&self) {
+        self.unread.store(0, Ordering::Relaxed);
+    }
+
+    /// The run resumes from `position` (committed earlier, at source time `source_time`); nothing
+    /// was applied by this process yet.
+    pub fn resume_at(&self, position: &BinlogPosition, source_time: u32) {
+        if source_time != 0 {
+            self.committed_time.store(source_time, Ordering::Relaxed);
+        }
+        *self.committed.lock().expect("progress lock") = Some(position.clone());
+    }
+
     /// Transactions up to and including `seq` are committed in PostgreSQL at `position`.
     pub fn committed(
         &self,
@@ -104,6 +131,7 @@ impl Progress {
 
     pub fn is_caught_up(&self) -> bool {
         self.caught_up.load(Ordering::Relaxed)
+            && self.unread.load(Ordering::Relaxed) == 0
             && self.pending.lock().expect("progress lock").is_empty()
     }
 
@@ -121,12 +149,17 @@ impl Progress {
 
     /// Replication lag in seconds (see the module docs).
     pub fn lag_seconds(&self, now: f64) -> f64 {
-        let oldest = self
+        let pending = self
             .pending
             .lock()
             .expect("progress lock")
             .front()
             .map(|(_, t)| *t);
+        let unread = Some(self.unread.load(Ordering::Relaxed)).filter(|t| *t != 0);
+        let oldest = match (pending, unread) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         match oldest {
             Some(ts) => (now - f64::from(ts)).max(0.0),
             None if self.caught_up.load(Ordering::Relaxed) => 0.0,
@@ -166,6 +199,49 @@ mod tests {
         p.committed(2, &BinlogPosition::new("b.000001", 20), 0, 1, 1);
         assert_eq!(p.lag_seconds(110.0), 0.0);
         assert!(p.is_caught_up());
+    }
+
+    #[test]
+    fn paused_lag_is_zero_while_idle_and_grows_from_the_first_unread_transaction() {
+        let p = Progress::default();
+        p.begin(1, 100);
+        p.committed(1, &BinlogPosition::new("b.000001", 10), 100, 1, 1);
+        p.heartbeat();
+        // Paused, source idle: heartbeats keep coming, nothing is unread.
+        assert_eq!(p.lag_seconds(500.0), 0.0);
+        // The source commits at 600; the paused reader sees its first event and holds it.
+        p.unread(600);
+        assert!(!p.is_caught_up());
+        assert_eq!(p.lag_seconds(610.0), 10.0);
+        assert_eq!(p.lag_seconds(700.0), 100.0, "lag grows while paused");
+        // Resumed: the held transaction is read and becomes pending, then committed.
+        p.read_unread();
+        p.begin(2, 600);
+        assert_eq!(p.lag_seconds(700.0), 100.0);
+        p.committed(2, &BinlogPosition::new("b.000001", 20), 600, 1, 1);
+        p.heartbeat();
+        assert_eq!(p.lag_seconds(700.0), 0.0);
+        assert!(p.is_caught_up());
+    }
+
+    #[test]
+    fn lag_counts_from_the_older_of_pending_and_unread() {
+        let p = Progress::default();
+        p.begin(1, 100);
+        p.unread(150);
+        assert_eq!(p.lag_seconds(200.0), 100.0);
+    }
+
+    #[test]
+    fn resume_at_sets_the_checkpoint_without_counting_anything() {
+        let p = Progress::default();
+        p.resume_at(&BinlogPosition::new("b.000002", 4), 1234);
+        assert_eq!(
+            p.committed_position(),
+            Some(BinlogPosition::new("b.000002", 4))
+        );
+        assert_eq!(p.committed_time(), 1234);
+        assert_eq!(p.transactions.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub struct Snapshot {
     pub version: String,
     pub phase: String,
     pub paused: bool,
+    /// Unix time the current pause began (`None` when not paused).
+    #[serde(default)]
+    pub paused_since: Option<f64>,
     pub ready: bool,
     pub uptime_seconds: f64,
     pub lag_seconds: f64,
@@ -54,6 +57,9 @@ pub struct Snapshot {
     pub rows_per_second: f64,
     pub transactions_per_second: f64,
     pub errors: u64,
+    /// Errors per minute over the last ~10 seconds.
+    #[serde(default)]
+    pub errors_per_minute: f64,
     pub last_error: Option<String>,
     pub backfill: BTreeMap<String, TableProgress>,
     pub verification: Option<VerifySummary>,
@@ -65,9 +71,12 @@ pub struct StatusBoard {
     pub progress: Arc<Progress>,
     phase: Mutex<&'static str>,
     paused: AtomicBool,
+    /// Unix time the current pause began.
+    paused_since: Mutex<Option<f64>>,
     ready: AtomicBool,
     started: Instant,
-    samples: Mutex<VecDeque<(Instant, u64, u64)>>,
+    /// (when, rows, transactions, errors) samples for the rates.
+    samples: Mutex<VecDeque<(Instant, u64, u64, u64)>>,
     errors: Mutex<(u64, Option<String>)>,
     pub backfill: Mutex<BTreeMap<String, TableProgress>>,
     pub verification: Mutex<Option<VerifySummary>>,
@@ -82,6 +91,7 @@ impl StatusBoard {
             progress,
             phase: Mutex::new("starting"),
             paused: AtomicBool::new(false),
+            paused_since: Mutex::new(None),
             ready: AtomicBool::new(false),
             started: Instant::now(),
             samples: Mutex::new(VecDeque::new()),
@@ -102,9 +112,21 @@ impl StatusBoard {
         *self.phase.lock().expect("status lock")
     }
 
-    pub fn set_paused(&self, paused: bool) {
+    /// Records the pause state; `since` is when the pause began (Unix seconds), kept from the
+    /// first call while the pause lasts.
+    pub fn set_paused(&self, paused: bool, since: f64) {
         self.paused.store(paused, Ordering::Relaxed);
+        let mut s = self.paused_since.lock().expect("status lock");
+        *s = if paused {
+            Some(s.unwrap_or(since))
+        } else {
+            None
+        };
         m::set_paused(paused);
+    }
+
+    pub fn paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed)
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -135,8 +157,9 @@ impl StatusBoard {
         let now = Instant::now();
         let rows = self.progress.rows.load(Ordering::Relaxed);
         let txns = self.progress.transactions.load(Ordering::Relaxed);
+        let errors = self.errors.lock().expect("status lock").0;
         let mut s = self.samples.lock().expect("status lock");
-        s.push_back((now, rows, txns));
+        s.push_back((now, rows, txns, errors));
         while s.len() > 2 && now.duration_since(s[0].0).as_secs_f64() > 10.0 {
             s.pop_front();
         }
@@ -148,25 +171,47 @@ impl StatusBoard {
         m::lag(self.progress.lag_seconds(unix_now()));
     }
 
-    fn rates(&self) -> (f64, f64) {
+    /// Rows/s, transactions/s and errors/min over the sample window.
+    fn rates(&self) -> (f64, f64, f64) {
         let s = self.samples.lock().expect("status lock");
         match (s.front(), s.back()) {
             (Some(a), Some(b)) if b.0 > a.0 => {
                 let dt = b.0.duration_since(a.0).as_secs_f64();
-                ((b.1 - a.1) as f64 / dt, (b.2 - a.2) as f64 / dt)
+                (
+                    b.1.saturating_sub(a.1) as f64 / dt,
+                    b.2.saturating_sub(a.2) as f64 / dt,
+                    b.3.saturating_sub(a.3) as f64 * 60.0 / dt,
+                )
             }
-            _ => (0.0, 0.0),
+            _ => (0.0, 0.0, 0.0),
         }
     }
 
+    /// One line for systemd's `STATUS=` (shown by `systemctl status`).
+    pub fn status_line(&self) -> String {
+        let lag = self.progress.lag_seconds(unix_now());
+        let state = if self.paused() {
+            "PAUSED".to_string()
+        } else {
+            self.phase().to_string()
+        };
+        let checkpoint = self
+            .progress
+            .committed_position()
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "-".into());
+        format!("{state}; lag {lag:.1} s; checkpoint {checkpoint}")
+    }
+
     pub fn snapshot(&self) -> Snapshot {
-        let (rows_per_second, transactions_per_second) = self.rates();
+        let (rows_per_second, transactions_per_second, errors_per_minute) = self.rates();
         let errors = self.errors.lock().expect("status lock").clone();
         Snapshot {
             stream: self.stream.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             phase: self.phase().to_string(),
-            paused: self.paused.load(Ordering::Relaxed),
+            paused: self.paused(),
+            paused_since: *self.paused_since.lock().expect("status lock"),
             ready: self.ready(),
             uptime_seconds: self.started.elapsed().as_secs_f64(),
             lag_seconds: self.progress.lag_seconds(unix_now()),
@@ -185,6 +230,7 @@ impl StatusBoard {
             rows_per_second,
             transactions_per_second,
             errors: errors.0,
+            errors_per_minute,
             last_error: errors.1,
             backfill: self.backfill.lock().expect("status lock").clone(),
             verification: self.verification.lock().expect("status lock").clone(),
@@ -200,7 +246,10 @@ impl StatusBoard {
 pub fn render(s: &Snapshot) -> String {
     let mut out = String::new();
     let state = if s.paused {
-        "PAUSED".to_string()
+        match s.paused_since {
+            Some(t) => format!("PAUSED (for {:.0} s)", (unix_now() - t).max(0.0)),
+            None => "PAUSED".to_string(),
+        }
     } else {
         s.phase.to_uppercase()
     };
@@ -227,8 +276,9 @@ pub fn render(s: &Snapshot) -> String {
         s.rows_applied, s.transactions_applied, s.rows_per_second, s.transactions_per_second
     ));
     out.push_str(&format!(
-        "  errors      {}{}\n",
+        "  errors      {} ({:.1}/min over 10 s){}\n",
         s.errors,
+        s.errors_per_minute,
         s.last_error
             .as_deref()
             .map(|e| format!("  last: {e}"))
@@ -263,4 +313,65 @@ pub fn render(s: &Snapshot) -> String {
     }
     out.push_str(&format!("  uptime      {:.0} s\n", s.uptime_seconds));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            stream: "s".into(),
+            version: "0.1.0".into(),
+            phase: "streaming".into(),
+            paused: false,
+            paused_since: None,
+            ready: true,
+            uptime_seconds: 12.0,
+            lag_seconds: 0.0,
+            lag_bytes: Some(0),
+            caught_up: true,
+            checkpoint: Some("b.000001:4".into()),
+            read_position: None,
+            source_end: Some("b.000001:4".into()),
+            transactions_applied: 3,
+            rows_applied: 7,
+            rows_per_second: 1.0,
+            transactions_per_second: 0.5,
+            errors: 2,
+            errors_per_minute: 6.0,
+            last_error: Some("target unreachable".into()),
+            backfill: BTreeMap::new(),
+            verification: None,
+        }
+    }
+
+    #[test]
+    fn dashboard_shows_state_lag_positions_rates_and_errors() {
+        let out = render(&snapshot());
+        assert!(out.contains("STREAMING"), "{out}");
+        assert!(out.contains("0.0 s, 0 bytes  (caught up)"), "{out}");
+        assert!(out.contains("checkpoint  b.000001:4"), "{out}");
+        assert!(
+            out.contains("errors      2 (6.0/min over 10 s)  last: target unreachable"),
+            "{out}"
+        );
+        let paused = Snapshot {
+            paused: true,
+            paused_since: Some(unix_now() - 65.0),
+            ..snapshot()
+        };
+        let out = render(&paused);
+        assert!(out.contains("PAUSED (for 6"), "{out}");
+    }
+
+    #[test]
+    fn snapshots_from_older_daemons_still_parse() {
+        let mut json: serde_json::Value = serde_json::to_value(snapshot()).expect("serializes");
+        let obj = json.as_object_mut().expect("object");
+        obj.remove("paused_since");
+        obj.remove("errors_per_minute");
+        let back: Snapshot = serde_json::from_value(json).expect("new fields default");
+        assert_eq!(back.errors_per_minute, 0.0);
+    }
 }

@@ -162,7 +162,7 @@ async fn backfill_refuses_a_non_empty_target_table() {
     let config = db.config_backfill("main", "", "");
     let mut ferry = Ferry::start(&config, &[]);
     let status = ferry.wait_exit(Duration::from_secs(60)).await;
-    assert_eq!(status.code(), Some(1));
+    assert_eq!(status.code(), Some(78), "a definite error (EX_CONFIG)");
     let log = ferry.log();
     assert!(
         log.contains("already holds 1 rows") && log.contains("TRUNCATE"),

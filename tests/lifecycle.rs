@@ -79,7 +79,11 @@ async fn sigterm_drains_then_a_rewound_target_is_refused() {
         .expect("rewind");
     let mut refused = Ferry::start(&config, &[]);
     let status = refused.wait_exit(Duration::from_secs(30)).await;
-    assert_eq!(status.code(), Some(1), "a rewound target is refused");
+    assert_eq!(
+        status.code(),
+        Some(78),
+        "a rewound target is refused as a definite error (no automatic restart)"
+    );
     let log = refused.log();
     assert!(
         log.contains("restored or rewound") && log.contains("--accept-target-rewind"),
@@ -130,8 +134,8 @@ async fn schema_change_on_a_replicated_table_stops_before_later_rows() {
     let status = ferry.wait_exit(Duration::from_secs(60)).await;
     assert_eq!(
         status.code(),
-        Some(1),
-        "ferry stops on the ALTER:\n{}",
+        Some(78),
+        "ferry stops on the ALTER with the definite-error status:\n{}",
         ferry.log()
     );
     let log = ferry.log();
@@ -224,7 +228,7 @@ async fn purged_start_position_is_a_definite_error() {
     let config = db.config("main", "mariadb-bin.000000:4", "");
     let mut ferry = Ferry::start(&config, &[]);
     let status = ferry.wait_exit(Duration::from_secs(30)).await;
-    assert_eq!(status.code(), Some(1));
+    assert_eq!(status.code(), Some(78), "a purged position is definite");
     let log = ferry.log();
     assert!(
         log.contains("has been purged") && log.contains("oldest available"),

@@ -108,6 +108,8 @@ impl Executor {
         let mut open = false;
         let mut group_transactions = 0u64;
         let mut applied: HashMap<(String, &'static str), u64> = HashMap::new();
+        // Dead letters of the open group, counted once it commits.
+        let mut dead_letters: Vec<(String, &'static str)> = Vec::new();
         while let Some(work) = rx.recv().await {
             let result = match work {
                 Work::Begin => {
@@ -160,7 +162,11 @@ impl Executor {
                         .or_default() += 1;
                     r
                 }
-                Work::DeadLetter(d) => self.dead_letter(&d).await,
+                Work::DeadLetter(d) => {
+                    let r = self.dead_letter(&d).await;
+                    dead_letters.push((d.table.target_name.clone(), d.kind));
+                    r
+                }
                 Work::SourceCommit => {
                     group_transactions += 1;
                     Ok(())
@@ -171,6 +177,7 @@ impl Executor {
                     }
                     open = false;
                     applied.clear();
+                    dead_letters.clear();
                     Ok(())
                 }
                 Work::Commit {
@@ -191,6 +198,9 @@ impl Executor {
                     if r.is_ok() {
                         for ((table, op), n) in applied.drain() {
                             m::rows_applied(&table, op, n);
+                        }
+                        for (table, kind) in dead_letters.drain(..) {
+                            m::dead_letter(&table, kind);
                         }
                     }
                     r
@@ -270,7 +280,6 @@ impl Executor {
             )
             .await
             .map_err(|e| pg_err("writing a dead-letter row", &e))?;
-        m::dead_letter(&d.table.target_name, d.kind);
         tracing::warn!(table = %d.table.source, column = %d.column, position = %d.position, kind = d.kind, "row dead-lettered");
         Ok(())
     }
@@ -322,7 +331,9 @@ impl Executor {
             transactions,
             rows,
         );
-        m::apply_duration(started.elapsed().as_secs_f64());
+        let elapsed = started.elapsed();
+        tracing::debug!(position = %last.position, transactions, rows, ?elapsed, "committed");
+        m::apply_duration(elapsed.as_secs_f64());
         m::transactions_applied(transactions);
         if let Ok(seq) = last.position.file_sequence() {
             m::checkpoint(seq, last.position.offset, last.source_time);

@@ -14,6 +14,9 @@
 //! - a channel that closes inside a source transaction (the reader failed) rolls the open
 //!   PostgreSQL transaction back: the caller resumes from the last checkpoint.
 //!
+//! Apply tuning (`apply.batch_rows`, `group_max_rows`, `group_max_wait_ms`) may change while
+//! running (SIGHUP); a new value takes effect at the next group, never inside one.
+//!
 //! This module is the batching half (messages → set-based [`Work`]); [`super::executor`] runs
 //! the work on PostgreSQL in its own task, so batching the next rows overlaps with PostgreSQL
 //! executing the current ones.
@@ -22,7 +25,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_postgres::Client;
 
 use super::batch::{into_columns, Segment};
@@ -152,7 +155,8 @@ struct Group {
 /// The sink stage.
 pub struct Applier {
     pub client: Client,
-    pub apply: ApplyConfig,
+    /// Apply tuning; a new value (SIGHUP) takes effect at the next group.
+    pub apply: watch::Receiver<ApplyConfig>,
     pub stream: String,
     pub ferry_schema: String,
     pub rx: mpsc::Receiver<Message>,
@@ -186,8 +190,11 @@ impl Applier {
             committed: self.resumed_from,
         };
         let exec = tokio::spawn(executor.run(work_rx));
+        let mut tuning = self.apply;
+        let apply = tuning.borrow_and_update().clone();
         let batcher = Batcher {
-            apply: self.apply,
+            apply,
+            tuning,
             rx: self.rx,
             tx,
             strict_transactions: self.strict_transactions,
@@ -203,6 +210,7 @@ impl Applier {
 
 struct Batcher {
     apply: ApplyConfig,
+    tuning: watch::Receiver<ApplyConfig>,
     rx: mpsc::Receiver<Message>,
     tx: mpsc::Sender<Work>,
     strict_transactions: u64,
@@ -236,6 +244,9 @@ impl Batcher {
                     continue;
                 }
             };
+            if self.tuning.has_changed().unwrap_or(false) {
+                self.apply = self.tuning.borrow_and_update().clone();
+            }
             let mut g = Group::default();
             let mut next = Some(first);
             let mut channel_closed = false;

@@ -8,6 +8,11 @@
 //! start position the source has purged is a definite error naming the oldest binlog still
 //! available. A slow sink slows this stage (bounded channel) instead of growing memory.
 //!
+//! Pause: at a transaction boundary the stage stops handling events. It still takes heartbeats
+//! and file-level events off the stream, and at most the first event of the next transaction,
+//! which it holds unhandled: its source time is what lag is measured from while paused
+//! ([`Progress::unread`]). Nothing of that transaction reaches the sink until the pause ends.
+//!
 //! Restart: the stage holds no state worth keeping — the caller restarts it from the position
 //! committed in PostgreSQL.
 
@@ -18,6 +23,7 @@ use futures_util::StreamExt;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn};
 use mysql_common::binlog::consts::{BinlogChecksumAlg, EventType};
+use mysql_common::binlog::events::Event;
 use mysql_common::packets::{GnoInterval, Sid};
 use tokio::sync::{mpsc, watch};
 
@@ -177,44 +183,61 @@ impl BinlogReader {
         let silence = self.config.heartbeat * 3 + Duration::from_millis(500);
         let progress = self.progress.clone();
         let begin = move |seq: u64, ts: u32| progress.begin(seq, ts);
+        // While paused: the first event of the next transaction, taken off the stream (so its
+        // source time is known) but not handled until the pause ends.
+        let mut held: Option<Event> = None;
         loop {
             let control = *self.control.borrow();
-            if !self.decoder.in_transaction() {
-                if control.stop {
-                    return Ok(());
-                }
-                if control.paused {
-                    m::set_paused(true);
-                    // Reading stops; the connection stays open (the server buffers until its
-                    // net_write_timeout, after which a resume reconnects from the checkpoint).
-                    while self.control.borrow().paused && !self.control.borrow().stop {
-                        if self.control.changed().await.is_err() {
-                            return Ok(());
-                        }
-                    }
-                    m::set_paused(false);
-                    continue;
-                }
+            let boundary = !self.decoder.in_transaction();
+            if boundary && control.stop {
+                return Ok(());
             }
-            let next = tokio::select! {
-                biased;
-                r = tokio::time::timeout(silence, stream.next()) => r,
-                changed = self.control.changed(), if !self.decoder.in_transaction() => {
-                    if changed.is_err() {
+            let paused = boundary && control.paused;
+            let event = match held.take() {
+                Some(ev) if !paused => {
+                    self.progress.read_unread();
+                    ev
+                }
+                Some(ev) => {
+                    // Paused with a transaction waiting: read nothing more until resumed. The
+                    // connection stays open (the server buffers until its net_write_timeout,
+                    // after which a resume reconnects from the checkpoint).
+                    held = Some(ev);
+                    if self.control.changed().await.is_err() {
                         return Ok(());
                     }
                     continue;
                 }
-            };
-            let event = match next {
-                Err(_) => return Err(SourceError::Silent(silence)),
-                Ok(None) => return Err(SourceError::Closed),
-                Ok(Some(Err(e))) => return Err(stream_err(&self.config, e)),
-                Ok(Some(Ok(ev))) => ev,
+                None => {
+                    let next = tokio::select! {
+                        biased;
+                        r = tokio::time::timeout(silence, stream.next()) => r,
+                        changed = self.control.changed(), if boundary => {
+                            if changed.is_err() {
+                                return Ok(());
+                            }
+                            continue;
+                        }
+                    };
+                    match next {
+                        Err(_) => return Err(SourceError::Silent(silence)),
+                        Ok(None) => return Err(SourceError::Closed),
+                        Ok(Some(Err(e))) => return Err(stream_err(&self.config, e)),
+                        Ok(Some(Ok(ev))) => ev,
+                    }
+                }
             };
             let header = event.header();
             if is_heartbeat(&event) {
                 self.progress.heartbeat();
+                continue;
+            }
+            let bookkeeping = is_bookkeeping(header.event_type_raw());
+            if paused && !bookkeeping {
+                // Paused: keep it for later; only its time is used (lag grows honestly from
+                // the first transaction ferry has not read).
+                self.progress.unread(header.timestamp());
+                held = Some(event);
                 continue;
             }
             m::binlog_event(header.event_type_raw());
@@ -241,8 +264,15 @@ impl BinlogReader {
                 self.decoder.handle(&event, &tme, &begin)?
             };
             let committed_position = out.committed.then(|| self.decoder.position());
-            self.progress
-                .read(header.timestamp(), committed_position.as_ref());
+            // File-level events (format description, GTID list, ...) carry the time the binlog
+            // file was opened, which says nothing about how far behind the reader is.
+            let ts = if bookkeeping { 0 } else { header.timestamp() };
+            self.progress.read(ts, committed_position.as_ref());
+            if out.committed {
+                for (kind, n) in self.decoder.counters.substituted.drain() {
+                    m::substituted(kind, n);
+                }
+            }
             let mut messages = out.messages;
             if let Some(Need::Tables(names)) = out.need {
                 let conn = match &mut catalog_conn {
@@ -270,6 +300,21 @@ impl BinlogReader {
             }
         }
     }
+}
+
+/// Events that belong to the binlog file rather than to a transaction: handled even while paused
+/// (they carry no change), and their timestamps are not a measure of lag.
+pub fn is_bookkeeping(raw_type: u8) -> bool {
+    matches!(
+        raw_type,
+        3   // STOP
+        | 4   // ROTATE
+        | 15  // FORMAT_DESCRIPTION
+        | 35  // PREVIOUS_GTIDS
+        | 161 // MariaDB BINLOG_CHECKPOINT
+        | 163 // MariaDB GTID_LIST
+        | 164 // MariaDB START_ENCRYPTION
+    )
 }
 
 /// `Ok(Err(purged))` when the position's file is gone from the source.

@@ -26,6 +26,9 @@ pub struct Check {
     pub detail: String,
     /// What to do when it failed.
     pub fix: Option<String>,
+    /// The failure may pass by itself (a server not reachable yet), so retrying later makes
+    /// sense; otherwise only the operator can fix it.
+    pub transient: bool,
 }
 
 impl Check {
@@ -35,6 +38,7 @@ impl Check {
             ok: true,
             detail: detail.into(),
             fix: None,
+            transient: false,
         }
     }
 
@@ -44,7 +48,13 @@ impl Check {
             ok: false,
             detail: detail.into(),
             fix: Some(fix.into()),
+            transient: false,
         }
+    }
+
+    fn transient(mut self, transient: bool) -> Self {
+        self.transient = transient;
+        self
     }
 }
 
@@ -72,6 +82,12 @@ impl Report {
         self.checks.iter().all(|c| c.ok)
     }
 
+    /// Some check failed for a reason only the operator can fix (not merely an unreachable
+    /// server).
+    pub fn has_definite_failure(&self) -> bool {
+        self.checks.iter().any(|c| !c.ok && !c.transient)
+    }
+
     /// The failed checks as one message.
     pub fn failures(&self) -> String {
         self.checks
@@ -89,11 +105,14 @@ pub async fn run(config: &Config) -> Report {
     let mut server = None;
     let mut tables = Vec::new();
     match connect::connect(&config.source).await {
-        Err(e) => checks.push(Check::fail(
-            "source reachable",
-            e.to_string(),
-            "check source.host/port/user and the password; the user needs REPLICATION SLAVE, REPLICATION CLIENT (MariaDB: BINLOG MONITOR) and SELECT",
-        )),
+        Err(e) => checks.push(
+            Check::fail(
+                "source reachable",
+                e.to_string(),
+                "check source.host/port/user and the password; the user needs REPLICATION SLAVE, REPLICATION CLIENT (MariaDB: BINLOG MONITOR) and SELECT",
+            )
+            .transient(!e.is_definite()),
+        ),
         Ok(mut conn) => {
             match check_source(&mut conn, config, &mut checks).await {
                 Ok((info, t)) => {
@@ -258,11 +277,14 @@ async fn check_target(config: &Config, checks: &mut Vec<Check>) {
     let client = match pg::connect(&config.target).await {
         Ok(c) => c,
         Err(e) => {
-            checks.push(Check::fail(
-                "target reachable",
-                e.to_string(),
-                "check target.host/port/user/database and the password; the database must exist",
-            ));
+            checks.push(
+                Check::fail(
+                    "target reachable",
+                    e.to_string(),
+                    "check target.host/port/user/database and the password; the database must exist",
+                )
+                .transient(pg::is_transient(&e)),
+            );
             return;
         }
     };

@@ -1,8 +1,9 @@
-//! Watches the source from the side: its current binlog end (for lag in bytes) and its binlog
-//! retention (for the headroom before it purges the file ferry still needs).
+//! Watches the source from the side: its current binlog end (for lag in bytes), its binlog
+//! retention (for the headroom before it purges the file ferry still needs) and the estimated
+//! size of each replicated table (the denominator of drift ratios in alerts).
 //!
-//! Guarantees: read-only, one connection, polled every few seconds; failures only leave the
-//! gauges stale (logged at debug), they never affect replication.
+//! Guarantees: read-only, one connection, polled every two seconds (table sizes every minute);
+//! failures only leave the gauges stale (logged at debug), they never affect replication.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use crate::config::SourceConfig;
 use crate::metrics as m;
 use crate::position::BinlogPosition;
 use crate::progress::unix_now;
+use crate::select::{fold_name, TableSelector};
 use crate::status::StatusBoard;
 
 /// Bytes between `from` and the source end, given the binlog list (name, size).
@@ -80,10 +82,36 @@ async fn expire_seconds(conn: &mut Conn) -> Result<u64, mysql_async::Error> {
     )
 }
 
+/// Estimated rows per replicated table, labelled like the other per-table metrics (the
+/// PostgreSQL table name).
+async fn table_rows(
+    conn: &mut Conn,
+    selector: &TableSelector,
+) -> Result<Vec<(String, u64)>, mysql_async::Error> {
+    let rows: Vec<(String, String, Option<u64>)> = conn
+        .query(
+            "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES \
+             WHERE TABLE_TYPE = 'BASE TABLE' \
+             AND TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')",
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter(|(db, table, _)| selector.matches(db, table))
+        .map(|(_, table, n)| (fold_name(&table), n.unwrap_or(0)))
+        .collect())
+}
+
 /// Polls until the process ends.
-pub async fn run(config: SourceConfig, board: Arc<StatusBoard>, checkpoint_time: impl Fn() -> u32) {
+pub async fn run(
+    config: SourceConfig,
+    selector: TableSelector,
+    board: Arc<StatusBoard>,
+    checkpoint_time: impl Fn() -> u32,
+) {
     let mut conn: Option<Conn> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(2));
+    let mut sizes_due = tokio::time::Instant::now();
     loop {
         tick.tick().await;
         if conn.is_none() {
@@ -117,6 +145,12 @@ pub async fn run(config: SourceConfig, board: Arc<StatusBoard>, checkpoint_time:
                 ));
             }
             board.set_source_end(end.file, end.offset, lag);
+            if tokio::time::Instant::now() >= sizes_due {
+                for (table, rows) in table_rows(c, &selector).await? {
+                    m::table_rows(&table, rows);
+                }
+                sizes_due = tokio::time::Instant::now() + Duration::from_secs(60);
+            }
             Ok(())
         }
         .await;

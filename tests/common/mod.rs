@@ -168,6 +168,20 @@ impl TestDb {
         self.config_full(stream, "current", &self.name, "", &lines, extra)
     }
 
+    /// Like [`config`](Self::config) with the HTTP endpoint (`metrics.listen`) on `listen`
+    /// (e.g. from [`free_listen_addr`]); `extra` must not contain a `[metrics]` table.
+    pub fn config_metrics(&self, stream: &str, start: &str, listen: &str, extra: &str) -> PathBuf {
+        self.config_with(
+            stream,
+            start,
+            &self.name,
+            "",
+            "enabled = false",
+            listen,
+            extra,
+        )
+    }
+
     fn config_full(
         &self,
         stream: &str,
@@ -175,6 +189,20 @@ impl TestDb {
         pg_db: &str,
         tables_extra: &str,
         backfill: &str,
+        extra: &str,
+    ) -> PathBuf {
+        self.config_with(stream, start, pg_db, tables_extra, backfill, "", extra)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn config_with(
+        &self,
+        stream: &str,
+        start: &str,
+        pg_db: &str,
+        tables_extra: &str,
+        backfill: &str,
+        metrics_listen: &str,
         extra: &str,
     ) -> PathBuf {
         let path = self.dir.join(format!("{stream}.toml"));
@@ -207,7 +235,7 @@ include = ["{db}.*"]
 {backfill}
 
 [metrics]
-listen = ""
+listen = "{metrics_listen}"
 {extra}
 "#,
             my = mysql_port(),
@@ -299,25 +327,79 @@ fn seq(file: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A loopback address with a port that was free a moment ago (bind to port 0, then release).
+pub fn free_listen_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").to_string()
+}
+
+/// A plain HTTP GET against the daemon's endpoint: (status code, body).
+pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)?;
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((code, body.to_string()))
+}
+
 /// The real `ferry` binary running as a child process.
 pub struct Ferry {
     child: Option<Child>,
     pub config: PathBuf,
     pub log_path: PathBuf,
     args: Vec<String>,
+    /// Extra environment for the child (after the harness's `RUST_LOG=info`).
+    env: Vec<(String, String)>,
+    /// Variables removed from the child's environment (e.g. `RUST_LOG`, so `log.level` rules).
+    env_remove: Vec<String>,
 }
 
 impl Ferry {
     pub fn start(config: &Path, args: &[&str]) -> Ferry {
+        Ferry::start_with(config, args, &[], &[])
+    }
+
+    /// Like [`start`](Self::start) with environment variables set or removed for the child.
+    pub fn start_with(
+        config: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        env_remove: &[&str],
+    ) -> Ferry {
         let log_path = config.with_extension(format!("{}.log", rand::random::<u32>()));
         let mut f = Ferry {
             child: None,
             config: config.to_path_buf(),
             log_path,
             args: args.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            env_remove: env_remove.iter().map(|s| s.to_string()).collect(),
         };
         f.spawn();
         f
+    }
+
+    /// Starts the process again (same config, arguments and environment) after it exited.
+    pub fn start_again(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "start_again needs the previous process to have exited (wait_exit)"
+        );
+        self.spawn();
     }
 
     fn spawn(&mut self) {
@@ -326,12 +408,17 @@ impl Ferry {
             .append(true)
             .open(&self.log_path)
             .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .arg("run")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        cmd.arg("run")
             .arg("--config")
             .arg(&self.config)
             .args(&self.args)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        for k in &self.env_remove {
+            cmd.env_remove(k);
+        }
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
