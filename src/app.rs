@@ -588,11 +588,22 @@ async fn supervise(
         n.ready(&board.status_line());
     }
 
+    let hub = Arc::new(backfill::recopy::RecopyHub::default());
+    tokio::spawn(backfill::recopy::serve(
+        config.clone(),
+        flavor,
+        tables.clone(),
+        hub.clone(),
+        progress.clone(),
+        board.clone(),
+    ));
     let mut registry = Registry::new(tables);
     backoff = Duration::from_millis(500);
     let mut strict_transactions = 0;
     loop {
         let (tx, rx) = mpsc::channel(config.apply.channel_capacity);
+        let (recopy_tx, recopy_rx) = mpsc::channel(8);
+        hub.set(recopy_tx);
         let client = match pg::connect(&config.target).await {
             Ok(c) => c,
             Err(e) if pg::is_transient(&e) => {
@@ -625,6 +636,7 @@ async fn supervise(
             tx,
             progress: progress.clone(),
             control: control.clone(),
+            recopy: recopy_rx,
         };
         let applier = Applier {
             client,

@@ -72,4 +72,9 @@ pub enum Message {
     },
     DeadLetter(Box<DeadLetter>),
     Commit(Commit),
+    /// End of a re-copy: `shadow` replaces `table` (same definition) in one transaction.
+    Swap {
+        table: Arc<Table>,
+        shadow: Arc<Table>,
+    },
 }

@@ -59,6 +59,17 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Re-copy one table while streaming continues (the running daemon picks the request up).
+    Backfill {
+        #[arg(long, short, default_value = "config.toml", env = "FERRY_CONFIG")]
+        config: PathBuf,
+        /// The source table, as db.table.
+        #[arg(long)]
+        table: String,
+        /// Wait until the re-copy is done (or failed) and show its progress.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Pause replication at the next transaction boundary (sends SIGUSR1; survives restarts).
     Pause {
         #[arg(long, short, default_value = "config.toml", env = "FERRY_CONFIG")]
@@ -151,6 +162,49 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                         }
                         eprintln!("ferry: {e}");
                         Ok(ExitCode::from(code))
+                    }
+                }
+            })
+        }
+        Cmd::Backfill {
+            config,
+            table,
+            wait,
+        } => {
+            let config = Config::load(&config)?;
+            runtime.block_on(async move {
+                let client = ferry::sink::connect::connect(&config.target)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(ferry::sink::connect::describe(&e)))?;
+                let schema = &config.target.ferry_schema;
+                let id = ferry::backfill::recopy::request(&client, schema, &config.stream, &table)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(ferry::sink::connect::describe(&e)))?;
+                println!("re-copy of {table} requested (request {id}); the running ferry picks it up within seconds");
+                if !wait {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                let mut last = String::new();
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    let state = ferry::backfill::recopy::request_state(&client, schema, id)
+                        .await
+                        .map_err(|e| anyhow::anyhow!(ferry::sink::connect::describe(&e)))?;
+                    let Some((state, message, rows)) = state else {
+                        anyhow::bail!("request {id} disappeared");
+                    };
+                    let line = format!("{state}: {rows} rows copied");
+                    if line != last {
+                        println!("{line}");
+                        last = line;
+                    }
+                    match state.as_str() {
+                        "done" => return Ok(ExitCode::SUCCESS),
+                        "failed" => {
+                            eprintln!("re-copy failed: {}", message.unwrap_or_default());
+                            return Ok(ExitCode::from(1));
+                        }
+                        _ => {}
                     }
                 }
             })

@@ -170,3 +170,69 @@ async fn backfill_refuses_a_non_empty_target_table() {
     );
     db.cleanup_dir();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_table_is_recopied_while_streaming_continues() {
+    let db = TestDb::new("recopy").await;
+    let mut my = db.my().await;
+    populate(&mut my, 2_000, 20_000).await;
+    let config = db.config_backfill("main", "chunk_rows = 500", "");
+    let mut ferry = Ferry::start(&config, &[]);
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(120), &mut ferry)
+        .await;
+    assert_equal(&db).await;
+
+    // Drift in the target: missing, changed and extra rows.
+    db.pg()
+        .await
+        .batch_execute(
+            "DELETE FROM lines WHERE n % 97 = 0; UPDATE lines SET qty = 0, note = 'drift' WHERE n % 89 = 0; \
+             INSERT INTO lines VALUES (999999, 1, 1, 'extra')",
+        )
+        .await
+        .expect("inject drift");
+
+    // The application keeps writing to both tables during the re-copy.
+    let load_db = db.name.clone();
+    let load = tokio::spawn(async move {
+        let mut conn = mysql(Some(&load_db)).await;
+        let mut next_id = 2_000;
+        random_workload(&mut conn, 42, 400, &mut next_id).await
+    });
+    let config_path = config.to_str().expect("utf8").to_string();
+    let table = format!("{}.lines", db.name);
+    let recopy = tokio::task::spawn_blocking(move || {
+        ferry_cmd(&[
+            "backfill",
+            "--config",
+            &config_path,
+            "--table",
+            &table,
+            "--wait",
+        ])
+    });
+    let (code, out) = recopy.await.expect("backfill command");
+    assert_eq!(code, 0, "re-copy finished: {out}\n{}", ferry.log());
+    assert!(out.contains("done"), "{out}");
+    load.await.expect("load");
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(120), &mut ferry)
+        .await;
+    assert_equal(&db).await;
+    let log = ferry.log();
+    assert!(
+        log.contains("re-copy: every chunk injected; swapping in the shadow table"),
+        "{log}"
+    );
+    let shadows: i64 = db
+        .pg()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE tablename LIKE '%__ferry_%'",
+            &[],
+        )
+        .await
+        .expect("leftovers")
+        .get(0);
+    assert_eq!(shadows, 0, "no shadow or old table is left behind");
+    db.cleanup_dir();
+}

@@ -28,6 +28,7 @@
 //! (`ferry.backfill`), so after a crash each table continues after its last finished chunk.
 //! P0 stays the checkpoint until streaming starts, so nothing between P0 and the crash is lost.
 
+pub mod recopy;
 pub mod state;
 pub mod worker;
 

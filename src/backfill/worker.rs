@@ -74,65 +74,91 @@ fn table_err(table: &Table, message: impl Into<String>) -> BackfillError {
     }
 }
 
-/// Converts a chunk's rows; problems follow the configured policies.
+/// Converts one row; problems follow the configured policies. `None`: the row was set aside
+/// under the dead-letter policy (returned separately by [`encode`]; counted here).
+pub fn convert_row(
+    config: &Config,
+    table: &Table,
+    row: &Row,
+) -> Result<Option<Vec<transform::Cell>>, BackfillError> {
+    Ok(match convert_row_or_dead(config, table, row)? {
+        Ok(cells) => Some(cells),
+        Err(dead) => {
+            tracing::warn!(table = %table.source, column = %dead["column_name"], kind = %dead["kind"], "row set aside under the dead-letter policy during a re-copy (not copied)");
+            None
+        }
+    })
+}
+
+/// Cells of one row, or the dead-letter record of a row set aside.
+fn convert_row_or_dead(
+    config: &Config,
+    table: &Table,
+    row: &Row,
+) -> Result<Result<Vec<transform::Cell>, serde_json::Value>, BackfillError> {
+    let mut cells = Vec::with_capacity(table.columns.len());
+    for (i, rule) in table.columns.iter().enumerate() {
+        let value = row.as_ref(i).unwrap_or(&mysql_async::Value::NULL);
+        match convert(rule, SourceValue::Query(value)) {
+            Ok(cell) => cells.push(cell),
+            Err(problem) => {
+                let nullable = rule.nullable && !table.is_key_column(i);
+                match resolve(&config.types, &problem, nullable) {
+                    Resolution::Substitute(cell) => {
+                        m::substituted(problem.kind.label(), 1);
+                        cells.push(cell);
+                    }
+                    Resolution::DeadLetter => {
+                        m::dead_letter(&table.target_name, problem.kind.label());
+                        return Ok(Err(serde_json::json!({
+                            "source_table": table.source.to_string(),
+                            "column_name": rule.source_name,
+                            "kind": problem.kind.label(),
+                            "reason": problem.detail,
+                            "row_image": row_json(table, row),
+                        })));
+                    }
+                    Resolution::Refuse => {
+                        let key: Vec<String> = table
+                            .key
+                            .iter()
+                            .map(|k| row.as_ref(*k).map(|v| v.as_sql(false)).unwrap_or_default())
+                            .collect();
+                        return Err(table_err(
+                            table,
+                            format!(
+                                "column `{}` of the row with key ({}) = ({}): {problem}. Fix: {}",
+                                rule.source_name,
+                                table.key_names().join(", "),
+                                key.join(", "),
+                                transform::suggested_fix(problem.kind)
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(Ok(cells))
+}
+
+/// Converts a chunk's rows to `COPY` text; problems follow the configured policies.
 fn encode(
     config: &Config,
     table: &Table,
     rows: &[Row],
 ) -> Result<(BytesMut, u64, Vec<serde_json::Value>), BackfillError> {
     let mut buf = BytesMut::with_capacity(rows.len() * 128);
-    let mut cells = Vec::with_capacity(table.columns.len());
     let mut copied = 0;
     let mut dead = Vec::new();
-    'rows: for row in rows {
-        cells.clear();
-        for (i, rule) in table.columns.iter().enumerate() {
-            let value = row.as_ref(i).unwrap_or(&mysql_async::Value::NULL);
-            match convert(rule, SourceValue::Query(value)) {
-                Ok(cell) => cells.push(cell),
-                Err(problem) => {
-                    let nullable = rule.nullable && !table.is_key_column(i);
-                    match resolve(&config.types, &problem, nullable) {
-                        Resolution::Substitute(cell) => {
-                            m::substituted(problem.kind.label(), 1);
-                            cells.push(cell);
-                        }
-                        Resolution::DeadLetter => {
-                            dead.push(serde_json::json!({
-                                "source_table": table.source.to_string(),
-                                "column_name": rule.source_name,
-                                "kind": problem.kind.label(),
-                                "reason": problem.detail,
-                                "row_image": row_json(table, row),
-                            }));
-                            m::dead_letter(&table.target_name, problem.kind.label());
-                            continue 'rows;
-                        }
-                        Resolution::Refuse => {
-                            let key: Vec<String> = table
-                                .key
-                                .iter()
-                                .map(|k| {
-                                    row.as_ref(*k).map(|v| v.as_sql(false)).unwrap_or_default()
-                                })
-                                .collect();
-                            return Err(table_err(
-                                table,
-                                format!(
-                                    "column `{}` of the row with key ({}) = ({}): {problem}. Fix: {}",
-                                    rule.source_name,
-                                    table.key_names().join(", "),
-                                    key.join(", "),
-                                    transform::suggested_fix(problem.kind)
-                                ),
-                            ));
-                        }
-                    }
-                }
+    for row in rows {
+        match convert_row_or_dead(config, table, row)? {
+            Ok(cells) => {
+                encode_row(&mut buf, &cells);
+                copied += 1;
             }
+            Err(record) => dead.push(record),
         }
-        encode_row(&mut buf, &cells);
-        copied += 1;
     }
     Ok((buf, copied, dead))
 }

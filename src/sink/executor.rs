@@ -58,6 +58,11 @@ pub enum Work {
         rows: u64,
     },
     Truncate(Arc<Table>),
+    /// End of a re-copy: the shadow table replaces the table.
+    Swap {
+        table: Arc<Table>,
+        shadow: Arc<Table>,
+    },
     DeadLetter(Box<DeadLetter>),
     /// A source transaction ended inside the current group (for conflict replay accounting).
     SourceCommit,
@@ -160,6 +165,29 @@ impl Executor {
                     *applied
                         .entry((table.target_name.clone(), "truncate"))
                         .or_default() += 1;
+                    r
+                }
+                Work::Swap { table, shadow } => {
+                    let old =
+                        crate::select::fit_identifier(&format!("{}__ferry_old", table.target_name));
+                    let sql = format!(
+                        "ALTER TABLE {live} RENAME TO {old_q};\n\
+                         ALTER TABLE {shadow_q} RENAME TO {name};\n\
+                         DROP TABLE {schema}.{old_q}",
+                        live = table.target_quoted,
+                        old_q = quote_ident(&old),
+                        shadow_q = shadow.target_quoted,
+                        name = quote_ident(&table.target_name),
+                        schema = quote_ident(&table.target_schema),
+                    );
+                    let r = self
+                        .client
+                        .batch_execute(&sql)
+                        .await
+                        .map_err(|e| self.apply_err(&table, &e, group_transactions));
+                    // Statements were planned against the old relations.
+                    statements.remove(&(Arc::as_ptr(&table) as usize));
+                    statements.remove(&(Arc::as_ptr(&shadow) as usize));
                     r
                 }
                 Work::DeadLetter(d) => {

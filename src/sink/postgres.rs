@@ -362,6 +362,16 @@ impl Batcher {
                 self.begin(g).await?;
                 self.send(Work::DeadLetter(d)).await?;
             }
+            Message::Swap { table, shadow } => {
+                self.begin(g).await?;
+                for t in [&table, &shadow] {
+                    if let Some((_, seg)) = segments.remove(&(Arc::as_ptr(t) as usize)) {
+                        let mut seg = seg;
+                        flush(&self.tx, t, &mut seg).await?;
+                    }
+                }
+                self.send(Work::Swap { table, shadow }).await?;
+            }
             Message::Commit(c) => {
                 g.in_source_txn = false;
                 g.transactions += 1;

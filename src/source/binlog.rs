@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, watch};
 use super::catalog::{self, CatalogError};
 use super::connect::{self, ConnectError, Flavor};
 use super::decode::{is_heartbeat, DecodeError, Decoder, Need};
+use super::recopy::{RecopyCommand, RecopyTap};
 use crate::change::Message;
 use crate::config::SourceConfig;
 use crate::metrics as m;
@@ -111,9 +112,24 @@ pub struct BinlogReader {
     pub tx: mpsc::Sender<Message>,
     pub progress: Arc<Progress>,
     pub control: watch::Receiver<ReaderControl>,
+    /// Commands of a running table re-copy (`ferry backfill --table`).
+    pub recopy: mpsc::Receiver<RecopyCommand>,
 }
 
 impl BinlogReader {
+    /// Applies a re-copy command and sends what it makes due (at a transaction boundary).
+    async fn recopy_command(&mut self, tap: &mut RecopyTap, cmd: RecopyCommand) -> bool {
+        let position = self.decoder.position();
+        tap.command(cmd, &position);
+        let due = tap.at_boundary(&position, &self.decoder.boundary_commit());
+        for msg in due {
+            if self.tx.send(msg).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Streams until stopped or an error.
     ///
     /// # Errors
@@ -186,6 +202,8 @@ impl BinlogReader {
         // While paused: the first event of the next transaction, taken off the stream (so its
         // source time is known) but not handled until the pause ends.
         let mut held: Option<Event> = None;
+        let mut tap = RecopyTap::default();
+        let mut recopy_open = true;
         loop {
             let control = *self.control.borrow();
             let boundary = !self.decoder.in_transaction();
@@ -211,6 +229,17 @@ impl BinlogReader {
                 None => {
                     let next = tokio::select! {
                         biased;
+                        cmd = self.recopy.recv(), if boundary && recopy_open => {
+                            match cmd {
+                                Some(cmd) => {
+                                    if !self.recopy_command(&mut tap, cmd).await {
+                                        return Ok(());
+                                    }
+                                }
+                                None => recopy_open = false,
+                            }
+                            continue;
+                        }
                         r = tokio::time::timeout(silence, stream.next()) => r,
                         changed = self.control.changed(), if boundary => {
                             if changed.is_err() {
@@ -291,6 +320,13 @@ impl BinlogReader {
                     // The table map that asked for the load binds now.
                     let tme = |id: u64| stream.get_tme(id);
                     messages = self.decoder.handle(&event, &tme, &begin)?.messages;
+                }
+            }
+            if tap.is_active() {
+                tap.tap(&mut messages, &self.decoder.position());
+                if out.committed {
+                    let position = self.decoder.position();
+                    messages.extend(tap.at_boundary(&position, &self.decoder.boundary_commit()));
                 }
             }
             for msg in messages {

@@ -213,6 +213,16 @@ impl Decoder {
         BinlogPosition::new(self.file.clone(), self.last_log_pos)
     }
 
+    /// A commit at the current boundary, for messages the reader adds between transactions.
+    pub fn boundary_commit(&self) -> Commit {
+        Commit {
+            position: self.position(),
+            gtid: self.gtid.as_ref().map(|g| g.to_string()),
+            source_time: 0,
+            seq: self.txn_seq,
+        }
+    }
+
     pub fn registry(&self) -> &Registry {
         &self.registry
     }

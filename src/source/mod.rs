@@ -7,6 +7,7 @@ pub mod ddl;
 pub mod decode;
 pub mod mariadb;
 pub mod preflight;
+pub mod recopy;
 pub mod rows;
 pub mod snapshot;
 pub mod watch;

@@ -212,6 +212,72 @@ impl ChunkReader {
     }
 }
 
+impl ChunkReader {
+    /// Reads the chunk after `after` inside a consistent snapshot and returns the snapshot's
+    /// exact binlog position with it (MariaDB: lock-free; MySQL: under a momentary global read
+    /// lock bounded by `lock_wait_timeout = 1`).
+    ///
+    /// # Errors
+    /// Driver errors, or (MySQL) a lock that could not be taken.
+    pub async fn read_in_snapshot(
+        &mut self,
+        after: Option<&[KeyValue]>,
+        flavor: Flavor,
+    ) -> Result<(Chunk, BinlogPosition), SnapshotError> {
+        let position = match flavor {
+            Flavor::MariaDb => {
+                self.conn
+                    .query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+                    .await?;
+                let rows: Vec<(String, String)> = self
+                    .conn
+                    .query("SHOW STATUS LIKE 'binlog_snapshot_%'")
+                    .await?;
+                let get = |n: &str| {
+                    rows.iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                        .map(|(_, v)| v.clone())
+                };
+                match (
+                    get("binlog_snapshot_file").filter(|f| !f.is_empty()),
+                    get("binlog_snapshot_position").and_then(|p| p.parse::<u64>().ok()),
+                ) {
+                    (Some(f), Some(p)) => BinlogPosition::new(f, p),
+                    _ => {
+                        let _ = self.conn.query_drop("ROLLBACK").await;
+                        return Err(SnapshotError::NoPosition);
+                    }
+                }
+            }
+            Flavor::MySql => {
+                self.conn
+                    .query_drop("SET SESSION lock_wait_timeout = 1")
+                    .await?;
+                self.conn
+                    .query_drop("FLUSH TABLES WITH READ LOCK")
+                    .await
+                    .map_err(|e| SnapshotError::Lock(e.to_string()))?;
+                let started = self
+                    .conn
+                    .query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+                    .await;
+                let position = super::binlog::current_position(&mut self.conn).await;
+                self.conn.query_drop("UNLOCK TABLES").await?;
+                started?;
+                position?
+            }
+        };
+        let chunk = self.read(after).await;
+        self.conn.query_drop("COMMIT").await?;
+        Ok((chunk?, position))
+    }
+
+    /// Gives the connection back (to close it).
+    pub fn into_conn(self) -> Conn {
+        self.conn
+    }
+}
+
 /// `(k1 > ?) OR (k1 = ? AND k2 > ?) OR ...`: rows after a composite key, written so both
 /// MySQL and MariaDB use the index range.
 fn after_key_predicate(keys: &[String]) -> String {

@@ -1,0 +1,316 @@
+//! `ferry backfill --table db.t`: re-copies one table while streaming of every table continues.
+//!
+//! The request is a row in `ferry.backfill_requests` (the CLI writes it; the daemon polls for
+//! it, so it works whether or not the daemon is running when asked). The daemon creates an empty
+//! shadow table, asks the reader to apply the table's changes to the shadow too, reads the
+//! source in chunks — each in a consistent snapshot with an exact binlog position — and hands
+//! each chunk to the reader, which injects it into the stream at that position
+//! ([`crate::source::recopy`] explains why the shadow ends exactly equal to the source). When
+//! every chunk is in, the shadow replaces the table in one PostgreSQL transaction, then indexes
+//! and unique constraints are built on it.
+//!
+//! Guarantees: the table keeps receiving every change throughout, so a re-copy that cannot
+//! finish (pipeline restart, crash, refused value) leaves the table as streaming made it; the
+//! request then stays `running` and is started over (from an empty shadow).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::Client;
+
+use super::worker::convert_row;
+use crate::config::Config;
+use crate::position::BinlogPosition;
+use crate::progress::Progress;
+use crate::schema::Table;
+use crate::select::{fit_identifier, quote_ident};
+use crate::sink::{connect as pg, ddl};
+use crate::source::connect::{self, Flavor};
+use crate::source::recopy::RecopyCommand;
+use crate::source::snapshot::ChunkReader;
+use crate::status::{StatusBoard, TableProgress};
+
+/// The current pipeline's command channel to the reader (replaced on every pipeline start).
+#[derive(Default)]
+pub struct RecopyHub {
+    sender: Mutex<Option<mpsc::Sender<RecopyCommand>>>,
+}
+
+impl RecopyHub {
+    pub fn set(&self, tx: mpsc::Sender<RecopyCommand>) {
+        *self.sender.lock().expect("hub lock") = Some(tx);
+    }
+
+    fn get(&self) -> Option<mpsc::Sender<RecopyCommand>> {
+        self.sender.lock().expect("hub lock").clone()
+    }
+}
+
+pub fn create_sql(schema: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {}.backfill_requests (
+             id bigserial PRIMARY KEY,
+             stream text NOT NULL,
+             source_table text NOT NULL,
+             state text NOT NULL DEFAULT 'requested',
+             message text,
+             rows_copied bigint NOT NULL DEFAULT 0,
+             requested_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+             finished_at timestamptz
+         )",
+        quote_ident(schema)
+    )
+}
+
+/// Records a request (what `ferry backfill --table` does). Returns its id.
+///
+/// # Errors
+/// PostgreSQL errors.
+pub async fn request(
+    client: &Client,
+    schema: &str,
+    stream: &str,
+    table: &str,
+) -> Result<i64, tokio_postgres::Error> {
+    client.batch_execute(&create_sql(schema)).await?;
+    let row = client
+        .query_one(
+            &format!(
+                "INSERT INTO {}.backfill_requests (stream, source_table) VALUES ($1, $2) RETURNING id",
+                quote_ident(schema)
+            ),
+            &[&stream, &table],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// (state, message, rows copied) of a request.
+pub async fn request_state(
+    client: &Client,
+    schema: &str,
+    id: i64,
+) -> Result<Option<(String, Option<String>, i64)>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT state, message, rows_copied FROM {}.backfill_requests WHERE id = $1",
+                quote_ident(schema)
+            ),
+            &[&id],
+        )
+        .await?;
+    Ok(row.map(|r| (r.get(0), r.get(1), r.get(2))))
+}
+
+/// Polls for requests and serves them one at a time, for the daemon's lifetime.
+pub async fn serve(
+    config: Config,
+    flavor: Flavor,
+    tables: Vec<Table>,
+    hub: Arc<RecopyHub>,
+    progress: Arc<Progress>,
+    board: Arc<StatusBoard>,
+) {
+    let schema = config.target.ferry_schema.clone();
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let Ok(client) = pg::connect(&config.target).await else {
+            continue;
+        };
+        if client.batch_execute(&create_sql(&schema)).await.is_err() {
+            continue;
+        }
+        let next = client
+            .query_opt(
+                &format!(
+                    "SELECT id, source_table FROM {}.backfill_requests \
+                     WHERE stream = $1 AND state IN ('requested', 'running') ORDER BY id LIMIT 1",
+                    quote_ident(&schema)
+                ),
+                &[&config.stream],
+            )
+            .await;
+        let Ok(Some(row)) = next else {
+            continue;
+        };
+        let (id, name): (i64, String) = (row.get(0), row.get(1));
+        let set = |state: &'static str, message: Option<String>| {
+            let client = &client;
+            let schema = &schema;
+            async move {
+                let _ = client
+                    .execute(
+                        &format!(
+                            "UPDATE {}.backfill_requests SET state = $2, message = $3, \
+                             finished_at = CASE WHEN $2 IN ('done', 'failed') THEN clock_timestamp() END WHERE id = $1",
+                            quote_ident(schema)
+                        ),
+                        &[&id, &state, &message],
+                    )
+                    .await;
+            }
+        };
+        let Some(table) = tables.iter().find(|t| t.source.to_string() == name) else {
+            set("failed", Some(format!("{name} is not a replicated table"))).await;
+            continue;
+        };
+        set("running", None).await;
+        tracing::info!(table = %name, request = id, "re-copying table while streaming continues");
+        match recopy(&config, flavor, table, &client, &hub, &progress, &board, id).await {
+            Ok(rows) => {
+                set("done", Some(format!("{rows} rows copied"))).await;
+                tracing::info!(table = %name, rows, "re-copy done");
+            }
+            Err(Failure::Retry(why)) => {
+                tracing::warn!(table = %name, reason = %why, "re-copy interrupted; starting it over");
+            }
+            Err(Failure::Fatal(why)) => {
+                tracing::error!(table = %name, reason = %why, "re-copy failed; the table keeps streaming as before");
+                set("failed", Some(why)).await;
+            }
+        }
+    }
+}
+
+enum Failure {
+    /// The pipeline restarted or a connection dropped: start over.
+    Retry(String),
+    /// Refused data or a DDL failure: the operator must act.
+    Fatal(String),
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn recopy(
+    config: &Config,
+    flavor: Flavor,
+    table: &Table,
+    client: &Client,
+    hub: &RecopyHub,
+    progress: &Progress,
+    board: &StatusBoard,
+    id: i64,
+) -> Result<u64, Failure> {
+    let retry = |e: String| Failure::Retry(e);
+    let mut shadow = table.clone();
+    shadow.target_name = fit_identifier(&format!("{}__ferry_recopy", table.target_name));
+    shadow.target_quoted = format!(
+        "{}.{}",
+        quote_ident(&shadow.target_schema),
+        quote_ident(&shadow.target_name)
+    );
+    let shadow = Arc::new(shadow);
+    client
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS {};\n{}",
+            shadow.target_quoted,
+            ddl::create_table_sql(&shadow)
+        ))
+        .await
+        .map_err(|e| Failure::Fatal(pg::describe(&e)))?;
+    let live = Arc::new(table.clone());
+    let tx = hub
+        .get()
+        .ok_or_else(|| retry("no pipeline running".into()))?;
+    let (reply, started) = oneshot::channel();
+    tx.send(RecopyCommand::Start {
+        table: live.clone(),
+        shadow: shadow.clone(),
+        reply,
+    })
+    .await
+    .map_err(|_| retry("the pipeline restarted".into()))?;
+    tokio::time::timeout(Duration::from_secs(60), started)
+        .await
+        .map_err(|_| retry("the reader did not start the re-copy in time".into()))?
+        .map_err(|_| retry("the pipeline restarted".into()))?;
+
+    let conn = connect::connect(&config.source)
+        .await
+        .map_err(|e| retry(e.to_string()))?;
+    let mut reader = ChunkReader::new(conn, table, config.backfill.chunk_rows.min(10_000))
+        .await
+        .map_err(|e| retry(e.to_string()))?;
+    let name = table.source.to_string();
+    let estimated = table.estimated_rows;
+    let mut last_key = None;
+    let mut copied = 0u64;
+    loop {
+        let (chunk, snapshot) = reader
+            .read_in_snapshot(last_key.as_deref(), flavor)
+            .await
+            .map_err(|e| retry(e.to_string()))?;
+        let Some(key) = chunk.last_key else { break };
+        let mut rows = Vec::with_capacity(chunk.rows.len());
+        for row in &chunk.rows {
+            match convert_row(config, table, row) {
+                Ok(Some(cells)) => rows.push(cells),
+                Ok(None) => {} // set aside under the dead-letter policy (counted, logged)
+                Err(e) => return Err(Failure::Fatal(e.to_string())),
+            }
+        }
+        copied += rows.len() as u64;
+        tx.send(RecopyCommand::Chunk { rows, snapshot })
+            .await
+            .map_err(|_| retry("the pipeline restarted".into()))?;
+        last_key = Some(key);
+        board.backfill.lock().expect("status lock").insert(
+            name.clone(),
+            TableProgress {
+                rows_copied: copied,
+                rows_estimated: estimated.max(copied),
+                percent: if estimated == 0 {
+                    0.0
+                } else {
+                    (copied as f64 / estimated as f64 * 100.0).min(99.9)
+                },
+                eta_seconds: None,
+                done: false,
+            },
+        );
+        let _ = client
+            .execute(
+                &format!(
+                    "UPDATE {}.backfill_requests SET rows_copied = $2 WHERE id = $1",
+                    quote_ident(&config.target.ferry_schema)
+                ),
+                &[&id, &(copied as i64)],
+            )
+            .await;
+    }
+    let _ = reader.into_conn().disconnect().await;
+    let (reply, swapped) = oneshot::channel();
+    tx.send(RecopyCommand::Finish { reply })
+        .await
+        .map_err(|_| retry("the pipeline restarted".into()))?;
+    let swap_at: BinlogPosition = swapped
+        .await
+        .map_err(|_| retry("the pipeline restarted before the swap".into()))?;
+    // Wait until the swap is committed, then index the new table (it is consistent now).
+    loop {
+        if progress.committed_position().is_some_and(|p| {
+            p.partial_cmp(&swap_at)
+                .is_some_and(|o| o != std::cmp::Ordering::Less)
+        }) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut sql = ddl::plain_index_sql(table);
+    sql.extend(ddl::unique_index_sql(table));
+    ddl::run_all(client, table, &sql)
+        .await
+        .map_err(|e| Failure::Fatal(e.to_string()))?;
+    board.backfill.lock().expect("status lock").insert(
+        name,
+        TableProgress {
+            rows_copied: copied,
+            rows_estimated: copied,
+            percent: 100.0,
+            eta_seconds: None,
+            done: true,
+        },
+    );
+    Ok(copied)
+}
