@@ -256,3 +256,54 @@ async fn validate_reports_a_table_without_a_key() {
     assert!(out.contains("[ok  ] binlog_row_metadata"), "{out}");
     db.cleanup_dir();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_stream_can_start_from_a_mariadb_gtid_position() {
+    let db = TestDb::new("gtid").await;
+    let mut my = db.my().await;
+    my.query_drop(TABLE).await.expect("table");
+    my.query_drop("INSERT INTO items VALUES (1, 'before the start', 1.00)")
+        .await
+        .expect("insert");
+    let gtid: String = my
+        .query_first("SELECT @@gtid_binlog_pos")
+        .await
+        .expect("gtid")
+        .expect("binlog position");
+    let config = db.config("main", &format!("gtid:{gtid}"), "");
+    let mut ferry = Ferry::start(&config, &[]);
+    my.query_drop("INSERT INTO items VALUES (2, 'after the start', 2.00)")
+        .await
+        .expect("insert");
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
+        .await;
+    let labels: Vec<String> = db
+        .pg()
+        .await
+        .query("SELECT label FROM items ORDER BY id", &[])
+        .await
+        .expect("items")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        labels,
+        vec!["after the start".to_string()],
+        "starts right after the GTID"
+    );
+    let gtid_after: Option<String> = db
+        .pg()
+        .await
+        .query_one(
+            "SELECT gtid FROM ferry.checkpoint WHERE stream = 'main'",
+            &[],
+        )
+        .await
+        .expect("checkpoint")
+        .get(0);
+    assert!(
+        gtid_after.is_some_and(|g| g.starts_with("0-1-")),
+        "the checkpoint records the GTID state"
+    );
+    db.cleanup_dir();
+}
