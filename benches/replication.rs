@@ -6,10 +6,13 @@
 //! Workload: transactions of 10 single-row statements — 40% user updates, 30% order inserts,
 //! 20% user inserts, 10% order deletes.
 //!
+//! 0. Setup (not measured): ferry's backfill copies the source into a base target database, so
+//!    the target holds the same 1,000,000 users and 2,000,000 orders as the source; every run
+//!    starts from a copy of it (`CREATE DATABASE … TEMPLATE`) and is first caught up.
 //! 1. Catch-up: the backlog (BENCH_CHANGES row changes) is written with ferry stopped; then ferry
 //!    starts and the time until its checkpoint reaches the source's end is measured (process
 //!    start to caught up, preflight included). Peak RSS is ferry's VmHWM. Repeated BENCH_RUNS
-//!    times into fresh target databases; medians reported.
+//!    times; medians reported.
 //! 2. Steady state: with ferry running, the workload runs at BENCH_STEADY_RATE row changes/s for
 //!    BENCH_STEADY_SECONDS; every transaction carries a marker row whose commit time the client
 //!    records; a trigger on the target stamps the marker with `clock_timestamp()` when ferry
@@ -265,6 +268,7 @@ fn write_config(
     db: &str,
     start: &str,
     metrics: u16,
+    keep_state: bool,
 ) -> PathBuf {
     std::fs::create_dir_all(dir).expect("bench dir");
     let path = dir.join(format!("{stream}.toml"));
@@ -290,7 +294,7 @@ include = ["bench.*"]
 [metrics]
 listen = "127.0.0.1:{metrics}"
 [log]
-level = "warn"
+level = "info"
 {}
 "#,
             mysql_port(),
@@ -303,8 +307,44 @@ level = "warn"
         ),
     )
     .expect("config");
-    let _ = std::fs::remove_dir_all(dir.join(format!("state-{stream}")));
+    if !keep_state {
+        let _ = std::fs::remove_dir_all(dir.join(format!("state-{stream}")));
+    }
     path
+}
+
+/// SIGTERM and wait.
+fn stop(mut child: Child) {
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = child.wait();
+}
+
+/// The base target: the source's rows, copied by ferry's backfill, unique constraints built.
+async fn build_base(base: &str, dir: &std::path::Path) {
+    fresh_target(base).await;
+    let config = write_config(dir, "base", base, "current", 19_189, false);
+    let client = pg(base).await;
+    let started = Instant::now();
+    let mut child = spawn_ferry(&config, &dir.join("base.log"));
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            panic!("ferry exited while building the base: {status}");
+        }
+        let done = client
+            .query_opt("SELECT copied AND unique_built FROM ferry.backfill_run WHERE stream = 'base'", &[])
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|r| r.get::<_, bool>(0));
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop(child);
+    // Sessions on the base would block using it as a template.
+    drop(client);
+    eprintln!("base target built by the backfill in {:.1?}", started.elapsed());
 }
 
 fn spawn_ferry(config: &std::path::Path, log: &std::path::Path) -> Child {
@@ -431,6 +471,10 @@ async fn main() {
         setup_source(users, orders).await;
     }
 
+    let base = "bench_base";
+    if env_u64("BENCH_REUSE_BASE", 0) == 0 {
+        build_base(base, &dir).await;
+    }
     let mut rates = Vec::new();
     let mut rss = Vec::new();
     let mut cpu = Vec::new();
@@ -438,31 +482,33 @@ async fn main() {
     let mut last_db = String::new();
     for run in 0..runs {
         let db = format!("bench_run_{run}");
-        fresh_target(&db).await;
-        let (f0, p0) = master_position().await;
+        let admin = pg("postgres").await;
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            .await
+            .expect("drop run db");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db} TEMPLATE {base}"))
+            .await
+            .expect("copy the base target");
+        // Catch the copy up to now (earlier runs' backlogs), unmeasured.
+        let config = write_config(&dir, "base", &db, "current", 19_190 + run as u16, false);
+        let client = pg(&db).await;
+        let (fa, pa) = master_position().await;
+        let mut child = spawn_ferry(&config, &dir.join(format!("run{run}-prep.log")));
+        wait_caught_up(&client, "base", &fa, pa, &mut child).await;
+        stop(child);
         let started = Instant::now();
         write_backlog(txns, 4, users, orders, run + 1).await;
         let written = started.elapsed();
         let (f1, p1) = master_position().await;
-        let config = write_config(
-            &dir,
-            &format!("run{run}"),
-            &db,
-            &format!("{f0}:{p0}"),
-            19_190 + run as u16,
-        );
-        let client = pg(&db).await;
         let t0 = Instant::now();
         let mut child = spawn_ferry(&config, &dir.join(format!("run{run}.log")));
-        wait_caught_up(&client, &format!("run{run}"), &f1, p1, &mut child).await;
+        wait_caught_up(&client, "base", &f1, p1, &mut child).await;
         let secs = t0.elapsed().as_secs_f64();
         let peak = peak_rss_mb(child.id());
         let cpu_s = cpu_seconds(child.id());
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
-        let _ = child.wait();
+        stop(child);
         let rate = (txns * 10) as f64 / secs;
         eprintln!(
             "run {run}: backlog of {} row changes written in {written:.1?}; ferry caught up in {secs:.2} s = {rate:.0} row changes/s, peak RSS {peak:.1} MB, CPU {cpu_s:.1} s",
@@ -485,7 +531,7 @@ async fn main() {
         return;
     }
     // Steady state on the last run's target: ferry resumes from its checkpoint.
-    let config = write_config(&dir, "steady", &last_db, "current", 19_199);
+    let config = write_config(&dir, "base", &last_db, "current", 19_199, true);
     let client = pg(&last_db).await;
     let mut child = spawn_ferry(&config, &dir.join("steady.log"));
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -534,7 +580,7 @@ async fn main() {
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu_used = cpu_seconds(child.id()) - cpu0;
     let (f1, p1) = master_position().await;
-    wait_caught_up(&client, "steady", &f1, p1, &mut child).await;
+    wait_caught_up(&client, "base", &f1, p1, &mut child).await;
     let peak = peak_rss_mb(child.id());
     let _ = Command::new("kill")
         .arg("-TERM")
