@@ -1,0 +1,95 @@
+//! Backfill benchmark (run it with `scripts/bench.sh backfill`).
+//!
+//! Data: the `bench` data set of the replication benchmark — `users` (1,000,000 rows, ten
+//! columns of every common type, a unique key) and `orders` (2,000,000 rows, composite key) —
+//! written fresh on MariaDB. Each run starts ferry on an empty target database and measures,
+//! from process start: the copy with primary keys and secondary indexes built (the phase turns
+//! to streaming), and the unique constraints built once the stream passed the copy's end. Peak
+//! RSS is ferry's VmHWM. BENCH_RUNS runs (default 3); medians reported. Knobs: BENCH_USERS,
+//! BENCH_ORDERS, BENCH_REUSE_SOURCE=1 (keep the source data), BENCH_FERRY_CONFIG (extra config
+//! lines, e.g. "[backfill]\nparallel_tables = 1").
+
+use std::time::{Duration, Instant};
+
+mod common;
+use common::*;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let users = env_u64("BENCH_USERS", 1_000_000);
+    let orders = env_u64("BENCH_ORDERS", 2_000_000);
+    let runs = env_u64("BENCH_RUNS", 3);
+    let dir = root().join("target/bench");
+    if env_u64("BENCH_REUSE_SOURCE", 0) == 0 {
+        setup_source(users, orders).await;
+    }
+    let mut copy_times = Vec::new();
+    let mut all_times = Vec::new();
+    let mut rss = Vec::new();
+    for run in 0..runs {
+        let db = format!("bench_backfill_{run}");
+        fresh_target(&db).await;
+        let config = write_config(
+            &dir,
+            &format!("bf{run}"),
+            &db,
+            "current",
+            19_180 + run as u16,
+            false,
+        );
+        let client = pg(&db).await;
+        let t0 = Instant::now();
+        let mut child = spawn_ferry(&config, &dir.join(format!("bf{run}.log")));
+        let stream = format!("bf{run}");
+        let mut copied_at = None;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                panic!("ferry exited during the backfill: {status}");
+            }
+            let row = client
+                .query_opt(
+                    "SELECT copied, unique_built FROM ferry.backfill_run WHERE stream = $1",
+                    &[&stream],
+                )
+                .await
+                .ok()
+                .flatten();
+            if let Some(r) = row {
+                if copied_at.is_none() && r.get::<_, bool>(0) {
+                    copied_at = Some(t0.elapsed().as_secs_f64());
+                }
+                if r.get::<_, bool>(1) {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let all = t0.elapsed().as_secs_f64();
+        let copy = copied_at.expect("copy finished before the unique constraints");
+        let peak = peak_rss_mb(child.id());
+        stop(child);
+        let rows: i64 = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM bench.users) + (SELECT count(*) FROM bench.orders)",
+                &[],
+            )
+            .await
+            .expect("count")
+            .get(0);
+        eprintln!(
+            "run {run}: {rows} rows copied with keys and indexes in {copy:.2} s ({:.0} rows/s); unique constraints done at {all:.2} s; peak RSS {peak:.1} MB",
+            rows as f64 / copy
+        );
+        copy_times.push(copy);
+        all_times.push(all);
+        rss.push(peak);
+    }
+    let copy = median(&mut copy_times);
+    println!(
+        "backfill: median {copy:.2} s for {} rows ({:.0} rows/s) with primary keys and indexes; median {:.2} s including unique constraints; median peak RSS {:.1} MB over {runs} runs",
+        users + orders,
+        (users + orders) as f64 / copy,
+        median(&mut all_times),
+        median(&mut rss)
+    );
+}
