@@ -603,6 +603,7 @@ async fn supervise(
     loop {
         let (tx, rx) = mpsc::channel(config.apply.channel_capacity);
         let (recopy_tx, recopy_rx) = mpsc::channel(8);
+        let budget = crate::change::RowBudget::new(config.apply.max_rows_in_flight);
         hub.set(recopy_tx);
         let client = match pg::connect(&config.target).await {
             Ok(c) => c,
@@ -637,6 +638,7 @@ async fn supervise(
             progress: progress.clone(),
             control: control.clone(),
             recopy: recopy_rx,
+            budget: budget.clone(),
         };
         let applier = Applier {
             client,
@@ -651,6 +653,7 @@ async fn supervise(
                 StartFrom::Position(p) => Some(p.clone()),
                 StartFrom::Gtid(_) => None,
             },
+            budget,
         };
         let committed_before = progress.committed_position();
         // Separate tasks so decoding and applying run on different worker threads.

@@ -8,6 +8,8 @@
 
 use std::sync::Arc;
 
+use tokio::sync::Semaphore;
+
 use crate::position::BinlogPosition;
 use crate::schema::Table;
 use crate::transform::Cell;
@@ -77,4 +79,49 @@ pub enum Message {
         table: Arc<Table>,
         shadow: Arc<Table>,
     },
+}
+
+/// Bounds the rows in flight between the reader and the applier, whatever the size of the
+/// messages carrying them (a bulk insert packs a hundred rows into one rows event, a
+/// single-row update one): the reader takes permits before sending rows, the applier returns
+/// them once it has batched those rows.
+#[derive(Debug, Clone)]
+pub struct RowBudget {
+    permits: Arc<Semaphore>,
+    max: usize,
+}
+
+impl RowBudget {
+    pub fn new(max_rows: usize) -> Self {
+        let max = max_rows.max(1);
+        Self {
+            permits: Arc::new(Semaphore::new(max)),
+            max,
+        }
+    }
+
+    /// The permits `message` takes.
+    pub fn cost(&self, message: &Message) -> usize {
+        match message {
+            Message::Rows { ops, .. } => ops.len().min(self.max),
+            _ => 0,
+        }
+    }
+
+    /// Waits until `message`'s rows fit.
+    pub async fn acquire(&self, message: &Message) {
+        let n = self.cost(message);
+        if n > 0 {
+            if let Ok(p) = self.permits.acquire_many(n as u32).await {
+                p.forget();
+            }
+        }
+    }
+
+    /// Returns `n` permits (a message's [`cost`](Self::cost)) to the budget.
+    pub fn release(&self, n: usize) {
+        if n > 0 {
+            self.permits.add_permits(n);
+        }
+    }
 }

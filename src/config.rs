@@ -207,9 +207,12 @@ pub struct RawApply {
     /// Longest a group waits for more source transactions before committing. Default 20 ms.
     #[serde(default = "default_group_wait")]
     pub group_max_wait_ms: u64,
-    /// Capacity (messages) of the reader → applier channel; bounds memory. Default 4096.
+    /// Capacity (messages) of the reader → applier channel. Default 4096.
     #[serde(default = "default_channel")]
     pub channel_capacity: usize,
+    /// Rows read but not yet batched by the applier; bounds memory. Default 20000.
+    #[serde(default = "default_rows_in_flight")]
+    pub max_rows_in_flight: usize,
 }
 
 impl Default for RawApply {
@@ -219,6 +222,7 @@ impl Default for RawApply {
             group_max_rows: default_group_rows(),
             group_max_wait_ms: default_group_wait(),
             channel_capacity: default_channel(),
+            max_rows_in_flight: default_rows_in_flight(),
         }
     }
 }
@@ -232,6 +236,10 @@ fn default_group_rows() -> usize {
 fn default_group_wait() -> u64 {
     20
 }
+fn default_rows_in_flight() -> usize {
+    20_000
+}
+
 fn default_channel() -> usize {
     4096
 }
@@ -391,6 +399,7 @@ pub struct ApplyConfig {
     pub group_max_rows: usize,
     pub group_max_wait: Duration,
     pub channel_capacity: usize,
+    pub max_rows_in_flight: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -499,6 +508,7 @@ impl RawConfig {
             group_max_rows: self.apply.group_max_rows,
             group_max_wait: Duration::from_millis(self.apply.group_max_wait_ms),
             channel_capacity: self.apply.channel_capacity.max(16),
+            max_rows_in_flight: self.apply.max_rows_in_flight.max(1),
         };
         if self.backfill.parallel_tables == 0 || self.backfill.chunk_rows == 0 {
             return Err(ConfigError::Invalid {

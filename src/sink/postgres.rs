@@ -31,7 +31,7 @@ use tokio_postgres::Client;
 use super::batch::{into_columns, Segment};
 use super::ddl::DdlError;
 use super::executor::{Executor, Op, Work};
-use crate::change::{Commit, Message};
+use crate::change::{Commit, Message, RowBudget};
 use crate::checkpoint::{CheckpointError, SledStore};
 use crate::config::ApplyConfig;
 use crate::position::BinlogPosition;
@@ -167,6 +167,8 @@ pub struct Applier {
     pub strict_transactions: u64,
     /// Where this run resumed (for error messages until the first commit).
     pub resumed_from: Option<BinlogPosition>,
+    /// Rows in flight from the reader; returned once batched.
+    pub budget: RowBudget,
 }
 
 /// The executor is gone (it failed; its error is the one reported).
@@ -193,6 +195,7 @@ impl Applier {
         let mut tuning = self.apply;
         let apply = tuning.borrow_and_update().clone();
         let batcher = Batcher {
+            budget: self.budget,
             apply,
             tuning,
             rx: self.rx,
@@ -209,6 +212,7 @@ impl Applier {
 }
 
 struct Batcher {
+    budget: RowBudget,
     apply: ApplyConfig,
     tuning: watch::Receiver<ApplyConfig>,
     rx: mpsc::Receiver<Message>,
@@ -251,7 +255,9 @@ impl Batcher {
             let mut next = Some(first);
             let mut channel_closed = false;
             while let Some(msg) = next.take() {
+                let cost = self.budget.cost(&msg);
                 self.handle(msg, &mut g, &mut segments).await?;
+                self.budget.release(cost);
                 if !g.in_source_txn {
                     let full = g.rows >= self.apply.group_max_rows as u64;
                     let old = g

@@ -31,7 +31,7 @@ use super::catalog::{self, CatalogError};
 use super::connect::{self, ConnectError, Flavor};
 use super::decode::{is_heartbeat, DecodeError, Decoder, Need};
 use super::recopy::{RecopyCommand, RecopyTap};
-use crate::change::Message;
+use crate::change::{Message, RowBudget};
 use crate::config::SourceConfig;
 use crate::metrics as m;
 use crate::position::{BinlogPosition, GtidSet};
@@ -114,6 +114,8 @@ pub struct BinlogReader {
     pub control: watch::Receiver<ReaderControl>,
     /// Commands of a running table re-copy (`ferry backfill --table`).
     pub recopy: mpsc::Receiver<RecopyCommand>,
+    /// Rows in flight to the applier (bounds memory whatever the message sizes).
+    pub budget: RowBudget,
 }
 
 impl BinlogReader {
@@ -123,6 +125,7 @@ impl BinlogReader {
         tap.command(cmd, &position);
         let due = tap.at_boundary(&position, &self.decoder.boundary_commit());
         for msg in due {
+            self.budget.acquire(&msg).await;
             if self.tx.send(msg).await.is_err() {
                 return false;
             }
@@ -330,6 +333,7 @@ impl BinlogReader {
                 }
             }
             for msg in messages {
+                self.budget.acquire(&msg).await;
                 if self.tx.send(msg).await.is_err() {
                     return Ok(()); // the sink ended; it reports why
                 }
