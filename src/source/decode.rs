@@ -154,6 +154,10 @@ pub struct Decoder {
     txn_seq: u64,
     /// A MariaDB GTID flagged the next event group as one standalone statement.
     standalone_pending: bool,
+    /// A MySQL GTID (or anonymous GTID) opened the current group and no BEGIN followed: MySQL
+    /// logs DDL and other implicitly committing statements as GTID + one QUERY, with no BEGIN
+    /// and no XID, so that QUERY is the whole transaction.
+    implicit_group: bool,
     gtid: Option<GtidSet>,
     /// table_id → replicated table (None: not selected).
     bound: HashMap<u64, Option<Arc<Table>>>,
@@ -191,6 +195,7 @@ impl Decoder {
             in_txn: false,
             txn_seq: 0,
             standalone_pending: false,
+            implicit_group: false,
             gtid,
             bound: HashMap::new(),
             plans: HashMap::new(),
@@ -247,6 +252,7 @@ impl Decoder {
         self.begin(ts, progress);
         self.in_txn = false;
         self.standalone_pending = false;
+        self.implicit_group = false;
         out.committed = true;
         out.messages.push(Message::Commit(Commit {
             position: self.position(),
@@ -332,8 +338,12 @@ impl Decoder {
                 let gtids = self.gtid.get_or_insert_with(GtidSet::empty_mysql);
                 gtids.apply_mysql(&source, g.gno());
                 self.begin(ts, progress);
+                self.implicit_group = true;
             }
-            EventData::AnonymousGtidEvent(_) => self.begin(ts, progress),
+            EventData::AnonymousGtidEvent(_) => {
+                self.begin(ts, progress);
+                self.implicit_group = true;
+            }
             EventData::XidEvent(_) => self.commit(ts, &mut out, progress),
             EventData::IncidentEvent(i) => {
                 return Err(DecodeError::Incident {
@@ -375,6 +385,9 @@ impl Decoder {
             }
             EventData::RowsEvent(rows) => {
                 self.begin(ts, progress);
+                // Rows after a group's first QUERY (CREATE TABLE ... START TRANSACTION of an
+                // atomic CREATE ... SELECT) belong to a transaction that ends with its XID.
+                self.implicit_group = false;
                 let id = rows.table_id();
                 let table = match self.bound.get(&id) {
                     Some(Some(t)) => t.clone(),
@@ -431,6 +444,10 @@ impl Decoder {
         progress: &dyn Fn(u64, u32),
     ) -> Result<(), DecodeError> {
         let statement = classify(sql);
+        // Statements that open a transaction rather than being one.
+        if self.implicit_group && (opens_transaction(sql) || statement == Statement::Begin) {
+            self.implicit_group = false;
+        }
         match statement {
             Statement::Begin => {
                 self.begin(ts, progress);
@@ -531,8 +548,9 @@ impl Decoder {
                 }
             }
         }
-        // A statement outside BEGIN ... COMMIT is its own transaction (DDL, MariaDB standalone).
-        if !self.in_txn || self.standalone_pending {
+        // A statement outside BEGIN ... COMMIT is its own transaction (DDL, MariaDB standalone,
+        // MySQL GTID + QUERY).
+        if !self.in_txn || self.standalone_pending || self.implicit_group {
             self.commit(ts, out, progress);
         }
         Ok(())
@@ -702,6 +720,27 @@ fn corrupt(table: &Table, start: &BinlogPosition, detail: &str) -> DecodeError {
 
 fn key_of(table: &Table, cells: &[Cell]) -> Vec<Cell> {
     table.key.iter().map(|i| cells[*i].clone()).collect()
+}
+
+/// True for the statements that start a transaction without being BEGIN: `XA START`/`XA
+/// BEGIN`, and MySQL 8.0.21+'s `CREATE TABLE ... START TRANSACTION`, the first half of an atomic
+/// CREATE TABLE ... SELECT whose rows and XID follow.
+fn opens_transaction(sql: &str) -> bool {
+    let words: Vec<String> = sql
+        .split_whitespace()
+        .map(|w| w.trim_end_matches(';').to_ascii_uppercase())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let first_two = words.iter().take(2).map(String::as_str).collect::<Vec<_>>();
+    let last_two = words
+        .iter()
+        .rev()
+        .take(2)
+        .map(String::as_str)
+        .collect::<Vec<_>>();
+    matches!(first_two.as_slice(), ["XA", "START"] | ["XA", "BEGIN"])
+        || (words.first().map(String::as_str) == Some("CREATE")
+            && last_two.as_slice() == ["TRANSACTION", "START"])
 }
 
 /// The fake ROTATE's name when it is usable: itself when it parses as a binlog file name,
@@ -877,6 +916,19 @@ pub fn is_heartbeat(event: &Event) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statements_that_open_a_transaction() {
+        assert!(opens_transaction("XA START 'x'"));
+        assert!(opens_transaction("xa begin 'x',  'y'"));
+        assert!(opens_transaction(
+            "CREATE TABLE `t2` (\n  `id` int DEFAULT NULL\n) START TRANSACTION"
+        ));
+        assert!(!opens_transaction("CREATE TABLE t (id int)"));
+        assert!(!opens_transaction("DROP TABLE t"));
+        assert!(!opens_transaction("XA COMMIT 'x'"));
+        assert!(!opens_transaction(""));
+    }
 
     #[test]
     fn fake_rotate_names() {
