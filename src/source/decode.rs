@@ -294,8 +294,17 @@ impl Decoder {
                 }
                 return Ok(out);
             }
-            mariadb::GTID_LIST_EVENT
-            | mariadb::ANNOTATE_ROWS_EVENT
+            mariadb::GTID_LIST_EVENT => {
+                // The GTID state before this file: it seeds the domains this run has not seen,
+                // so a commit's GTID text is the whole state, not only what this run read.
+                if let Some(list) = mariadb::parse_gtid_list(event.data()) {
+                    self.gtid
+                        .get_or_insert_with(GtidSet::empty_mariadb)
+                        .seed_mariadb(&list);
+                }
+                return Ok(out);
+            }
+            mariadb::ANNOTATE_ROWS_EVENT
             | mariadb::BINLOG_CHECKPOINT_EVENT
             | mariadb::START_ENCRYPTION_EVENT => return Ok(out),
             t if mariadb::COMPRESSED_EVENTS.contains(&t) => {
@@ -329,12 +338,23 @@ impl Decoder {
                 }
                 self.last_log_pos = r.position();
             }
+            // Everything logged before this file: with it, a commit's GTID text is the source's
+            // whole executed set at that commit (what a file:offset position denotes), not only
+            // the transactions this run happened to read.
+            EventData::PreviousGtidsEvent(p) if !p.sids().is_empty() => {
+                let gtids = self.gtid.get_or_insert_with(GtidSet::empty_mysql);
+                for sid in p.sids() {
+                    let source = gtid_source(&sid.uuid(), sid.tag().map(|t| t.to_string()));
+                    for iv in sid.intervals() {
+                        // The binary encoding's intervals end exclusively.
+                        if iv.end() > iv.start() {
+                            gtids.apply_mysql_interval(&source, iv.start(), iv.end() - 1);
+                        }
+                    }
+                }
+            }
             EventData::GtidEvent(g) => {
-                let sid = uuid_text(&g.sid());
-                let source = match g.tag() {
-                    Some(tag) => format!("{sid}:{}", tag.to_string().to_ascii_lowercase()),
-                    None => sid,
-                };
+                let source = gtid_source(&g.sid(), g.tag().map(|t| t.to_string()));
                 let gtids = self.gtid.get_or_insert_with(GtidSet::empty_mysql);
                 gtids.apply_mysql(&source, g.gno());
                 self.begin(ts, progress);
@@ -741,6 +761,16 @@ fn opens_transaction(sql: &str) -> bool {
     matches!(first_two.as_slice(), ["XA", "START"] | ["XA", "BEGIN"])
         || (words.first().map(String::as_str) == Some("CREATE")
             && last_two.as_slice() == ["TRANSACTION", "START"])
+}
+
+/// The key of a MySQL GTID source in [`GtidSet`]: the server UUID, or `uuid:tag` for tagged
+/// GTIDs (MySQL 8.4+; tags are case-insensitive and MySQL prints them in lower case).
+fn gtid_source(sid: &[u8; 16], tag: Option<String>) -> String {
+    let uuid = uuid_text(sid);
+    match tag {
+        Some(tag) => format!("{uuid}:{}", tag.to_ascii_lowercase()),
+        None => uuid,
+    }
 }
 
 /// The fake ROTATE's name when it is usable: itself when it parses as a binlog file name,
