@@ -74,6 +74,12 @@ pub enum DecodeError {
         position: BinlogPosition,
         detail: String,
     },
+    #[error("table {table} at binlog {position}: the row image has no value for column `{column}`, so the source does not log full row images (binlog_row_image is MINIMAL or NOBLOB). Set binlog_row_image=FULL on the source (SET GLOBAL and in the server config); rows changed while it was not FULL cannot be replicated exactly and must be copied again")]
+    PartialRowImage {
+        table: SourceName,
+        position: BinlogPosition,
+        column: String,
+    },
     #[error("compressed binlog event at {position}: MariaDB log_bin_compress is on; turn it off (SET GLOBAL log_bin_compress=OFF) — compressed events already written cannot be decoded")]
     Compressed { position: BinlogPosition },
     #[error("undecodable {what} at binlog {position}: {detail}")]
@@ -671,7 +677,11 @@ impl Decoder {
         let mut cells = Vec::with_capacity(row.len());
         for (i, rule) in table.columns.iter().enumerate() {
             let Some(value) = row.get(i).and_then(|v| v.as_ref()) else {
-                return Err(corrupt(table, start, "missing column value"));
+                return Err(DecodeError::PartialRowImage {
+                    table: table.source.clone(),
+                    position: start.clone(),
+                    column: rule.source_name.clone(),
+                });
             };
             let result = match value {
                 BinlogValue::JsonDiff(diffs) => match before.and_then(|b| b[i].as_deref()) {
