@@ -80,6 +80,8 @@ pub enum DecodeError {
         position: BinlogPosition,
         column: String,
     },
+    #[error("transaction payload at binlog {position} delivered none of its events (its zstd data did not decompress); the transaction would be lost, so replication stops. Check the source's binlog file at that position")]
+    EmptyPayload { position: BinlogPosition },
     #[error("compressed binlog event at {position}: MariaDB log_bin_compress is on; turn it off (SET GLOBAL log_bin_compress=OFF) — compressed events already written cannot be decoded")]
     Compressed { position: BinlogPosition },
     #[error("undecodable {what} at binlog {position}: {detail}")]
@@ -169,6 +171,10 @@ pub struct Decoder {
     bound: HashMap<u64, Option<Arc<Table>>>,
     /// table_id → decoding plan of its table map (selected tables only).
     plans: HashMap<u64, Arc<TablePlan>>,
+    /// Start of a TRANSACTION_PAYLOAD whose inner events have not arrived yet: the reader
+    /// (mysql_async) yields nothing for a payload that fails to decompress, and the next outer
+    /// event must not be taken for the payload's successor.
+    open_payload: Option<BinlogPosition>,
     /// Statement the operator acknowledged (`--skip-ddl`): skipped once, then reloaded.
     skip_at: Option<BinlogPosition>,
     pub counters: Counters,
@@ -205,6 +211,7 @@ impl Decoder {
             gtid,
             bound: HashMap::new(),
             plans: HashMap::new(),
+            open_payload: None,
             skip_at,
             counters: Counters::default(),
         }
@@ -283,6 +290,11 @@ impl Decoder {
         let header = event.header();
         let ts = header.timestamp();
         let start = self.event_start(event);
+        if header.log_pos() == 0 {
+            self.open_payload = None;
+        } else if let Some(position) = self.open_payload.take() {
+            return Err(DecodeError::EmptyPayload { position });
+        }
         if header.log_pos() != 0 {
             self.last_log_pos = u64::from(header.log_pos());
         }
@@ -449,8 +461,10 @@ impl Decoder {
                 };
                 self.rows(&table, &rows, &plan, &start, &mut out)?;
             }
-            EventData::TransactionPayloadEvent(_) => {
-                // Its inner events follow from the stream; nothing to do for the wrapper.
+            // Its inner events follow from the stream (log_pos 0, sharing this event's
+            // position); an empty payload carries nothing to wait for.
+            EventData::TransactionPayloadEvent(p) if p.uncompressed_size() > 0 => {
+                self.open_payload = Some(start);
             }
             _ => {}
         }
