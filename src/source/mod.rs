@@ -9,4 +9,5 @@ pub mod mariadb;
 pub mod preflight;
 pub mod rows;
 pub mod snapshot;
+pub mod tablemap;
 pub mod watch;
