@@ -167,6 +167,30 @@ impl GtidSet {
         normalize(intervals);
     }
 
+    /// Records committed MySQL GTIDs `start..=end` of one source (e.g. from PREVIOUS_GTIDS).
+    pub fn apply_mysql_interval(&mut self, source: &str, start: u64, end: u64) {
+        let GtidSet::MySql(m) = self else { return };
+        if start == 0 || end < start {
+            return;
+        }
+        let intervals = m.entry(source.to_string()).or_default();
+        intervals.push(GnoInterval { start, end });
+        normalize(intervals);
+    }
+
+    /// Adds the GTIDs of a MariaDB GTID_LIST (the state before a binlog file) for the domains
+    /// this set does not know yet; a domain already known holds a later GTID. When a domain
+    /// appears several times (one entry per server), the last entry is its current GTID.
+    pub fn seed_mariadb(&mut self, list: &[MariaGtid]) {
+        let GtidSet::MariaDb(m) = self else { return };
+        let known: Vec<u32> = m.keys().copied().collect();
+        for g in list {
+            if !known.contains(&g.domain) {
+                m.insert(g.domain, *g);
+            }
+        }
+    }
+
     /// True when `self` covers every transaction of `other` (same flavour only).
     pub fn contains(&self, other: &GtidSet) -> bool {
         match (self, other) {
@@ -207,21 +231,36 @@ impl fmt::Display for GtidSet {
                 f.write_str(&parts.join(","))
             }
             GtidSet::MySql(m) => {
-                let parts: Vec<String> = m
-                    .iter()
-                    .map(|(src, ivs)| {
-                        let mut s = src.clone();
-                        for iv in ivs {
-                            if iv.start == iv.end {
-                                s.push_str(&format!(":{}", iv.start));
-                            } else {
-                                s.push_str(&format!(":{}-{}", iv.start, iv.end));
-                            }
+                // MySQL's own form: a UUID once, its untagged intervals, then each tag with its
+                // intervals (`uuid:1-5:tag:1-3`). Keys sort so that a UUID's entries are adjacent
+                // and the untagged one (a prefix of the tagged keys) comes first.
+                let mut out = String::new();
+                let mut current: Option<&str> = None;
+                for (key, ivs) in m {
+                    let (uuid, tag) = match key.split_once(':') {
+                        Some((u, t)) => (u, Some(t)),
+                        None => (key.as_str(), None),
+                    };
+                    if current != Some(uuid) {
+                        if current.is_some() {
+                            out.push(',');
                         }
-                        s
-                    })
-                    .collect();
-                f.write_str(&parts.join(","))
+                        out.push_str(uuid);
+                        current = Some(uuid);
+                    }
+                    if let Some(tag) = tag {
+                        out.push(':');
+                        out.push_str(tag);
+                    }
+                    for iv in ivs {
+                        if iv.start == iv.end {
+                            out.push_str(&format!(":{}", iv.start));
+                        } else {
+                            out.push_str(&format!(":{}-{}", iv.start, iv.end));
+                        }
+                    }
+                }
+                f.write_str(&out)
             }
         }
     }
@@ -351,6 +390,61 @@ mod tests {
             panic!("expected MySQL flavour")
         };
         assert_eq!(m.len(), 2, "untagged and tagged are separate keys: {m:?}");
+        assert_eq!(
+            s.to_string(),
+            "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-3:tag1:5",
+            "printed as MySQL prints it: the UUID once, then its tags"
+        );
+        let two: GtidSet =
+            "3e11fa47-71ca-11e1-9e33-c80aa9429562:t:2,0e11fa47-71ca-11e1-9e33-c80aa9429562:1"
+                .parse()
+                .expect("valid");
+        assert_eq!(
+            two.to_string(),
+            "0e11fa47-71ca-11e1-9e33-c80aa9429562:1,3e11fa47-71ca-11e1-9e33-c80aa9429562:t:2"
+        );
+        assert_eq!(two.to_string().parse::<GtidSet>().expect("roundtrip"), two);
+    }
+
+    #[test]
+    fn mysql_intervals_from_previous_gtids() {
+        let mut s = GtidSet::empty_mysql();
+        s.apply_mysql_interval("3e11fa47-71ca-11e1-9e33-c80aa9429562", 1, 13);
+        s.apply_mysql_interval("3e11fa47-71ca-11e1-9e33-c80aa9429562:mytag", 1, 2);
+        s.apply_mysql("3e11fa47-71ca-11e1-9e33-c80aa9429562:mytag", 3);
+        s.apply_mysql_interval("3e11fa47-71ca-11e1-9e33-c80aa9429562", 5, 4);
+        assert_eq!(
+            s.to_string(),
+            "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-13:mytag:1-3"
+        );
+    }
+
+    #[test]
+    fn mariadb_gtid_list_seeds_only_unknown_domains() {
+        let mut s: GtidSet = "0-1-100".parse().expect("valid");
+        let list = [
+            MariaGtid {
+                domain: 0,
+                server: 1,
+                sequence: 90,
+            },
+            MariaGtid {
+                domain: 1,
+                server: 2,
+                sequence: 7,
+            },
+            MariaGtid {
+                domain: 1,
+                server: 3,
+                sequence: 9,
+            },
+        ];
+        s.seed_mariadb(&list);
+        assert_eq!(
+            s.to_string(),
+            "0-1-100,1-3-9",
+            "domain 0 keeps its later GTID"
+        );
     }
 
     #[test]

@@ -74,6 +74,14 @@ pub enum DecodeError {
         position: BinlogPosition,
         detail: String,
     },
+    #[error("table {table} at binlog {position}: the row image has no value for column `{column}`, so the source does not log full row images (binlog_row_image is MINIMAL or NOBLOB). Set binlog_row_image=FULL on the source (SET GLOBAL and in the server config); rows changed while it was not FULL cannot be replicated exactly and must be copied again")]
+    PartialRowImage {
+        table: SourceName,
+        position: BinlogPosition,
+        column: String,
+    },
+    #[error("transaction payload at binlog {position} delivered none of its events (its zstd data did not decompress); the transaction would be lost, so replication stops. Check the source's binlog file at that position")]
+    EmptyPayload { position: BinlogPosition },
     #[error("compressed binlog event at {position}: MariaDB log_bin_compress is on; turn it off (SET GLOBAL log_bin_compress=OFF) — compressed events already written cannot be decoded")]
     Compressed { position: BinlogPosition },
     #[error("undecodable {what} at binlog {position}: {detail}")]
@@ -154,11 +162,19 @@ pub struct Decoder {
     txn_seq: u64,
     /// A MariaDB GTID flagged the next event group as one standalone statement.
     standalone_pending: bool,
+    /// A MySQL GTID (or anonymous GTID) opened the current group and no BEGIN followed: MySQL
+    /// logs DDL and other implicitly committing statements as GTID + one QUERY, with no BEGIN
+    /// and no XID, so that QUERY is the whole transaction.
+    implicit_group: bool,
     gtid: Option<GtidSet>,
     /// table_id → replicated table (None: not selected).
     bound: HashMap<u64, Option<Arc<Table>>>,
     /// table_id → decoding plan of its table map (selected tables only).
     plans: HashMap<u64, Arc<TablePlan>>,
+    /// Start of a TRANSACTION_PAYLOAD whose inner events have not arrived yet: the reader
+    /// (mysql_async) yields nothing for a payload that fails to decompress, and the next outer
+    /// event must not be taken for the payload's successor.
+    open_payload: Option<BinlogPosition>,
     /// Statement the operator acknowledged (`--skip-ddl`): skipped once, then reloaded.
     skip_at: Option<BinlogPosition>,
     pub counters: Counters,
@@ -191,9 +207,11 @@ impl Decoder {
             in_txn: false,
             txn_seq: 0,
             standalone_pending: false,
+            implicit_group: false,
             gtid,
             bound: HashMap::new(),
             plans: HashMap::new(),
+            open_payload: None,
             skip_at,
             counters: Counters::default(),
         }
@@ -257,6 +275,7 @@ impl Decoder {
         self.begin(ts, progress);
         self.in_txn = false;
         self.standalone_pending = false;
+        self.implicit_group = false;
         out.committed = true;
         out.messages.push(Message::Commit(Commit {
             position: self.position(),
@@ -281,6 +300,11 @@ impl Decoder {
         let header = event.header();
         let ts = header.timestamp();
         let start = self.event_start(event);
+        if header.log_pos() == 0 {
+            self.open_payload = None;
+        } else if let Some(position) = self.open_payload.take() {
+            return Err(DecodeError::EmptyPayload { position });
+        }
         if header.log_pos() != 0 {
             self.last_log_pos = u64::from(header.log_pos());
         }
@@ -298,8 +322,17 @@ impl Decoder {
                 }
                 return Ok(out);
             }
-            mariadb::GTID_LIST_EVENT
-            | mariadb::ANNOTATE_ROWS_EVENT
+            mariadb::GTID_LIST_EVENT => {
+                // The GTID state before this file: it seeds the domains this run has not seen,
+                // so a commit's GTID text is the whole state, not only what this run read.
+                if let Some(list) = mariadb::parse_gtid_list(event.data()) {
+                    self.gtid
+                        .get_or_insert_with(GtidSet::empty_mariadb)
+                        .seed_mariadb(&list);
+                }
+                return Ok(out);
+            }
+            mariadb::ANNOTATE_ROWS_EVENT
             | mariadb::BINLOG_CHECKPOINT_EVENT
             | mariadb::START_ENCRYPTION_EVENT => return Ok(out),
             t if mariadb::COMPRESSED_EVENTS.contains(&t) => {
@@ -333,17 +366,32 @@ impl Decoder {
                 }
                 self.last_log_pos = r.position();
             }
+            // Everything logged before this file: with it, a commit's GTID text is the source's
+            // whole executed set at that commit (what a file:offset position denotes), not only
+            // the transactions this run happened to read.
+            EventData::PreviousGtidsEvent(p) if !p.sids().is_empty() => {
+                let gtids = self.gtid.get_or_insert_with(GtidSet::empty_mysql);
+                for sid in p.sids() {
+                    let source = gtid_source(&sid.uuid(), sid.tag().map(|t| t.to_string()));
+                    for iv in sid.intervals() {
+                        // The binary encoding's intervals end exclusively.
+                        if iv.end() > iv.start() {
+                            gtids.apply_mysql_interval(&source, iv.start(), iv.end() - 1);
+                        }
+                    }
+                }
+            }
             EventData::GtidEvent(g) => {
-                let sid = uuid_text(&g.sid());
-                let source = match g.tag() {
-                    Some(tag) => format!("{sid}:{}", tag.to_string().to_ascii_lowercase()),
-                    None => sid,
-                };
+                let source = gtid_source(&g.sid(), g.tag().map(|t| t.to_string()));
                 let gtids = self.gtid.get_or_insert_with(GtidSet::empty_mysql);
                 gtids.apply_mysql(&source, g.gno());
                 self.begin(ts, progress);
+                self.implicit_group = true;
             }
-            EventData::AnonymousGtidEvent(_) => self.begin(ts, progress),
+            EventData::AnonymousGtidEvent(_) => {
+                self.begin(ts, progress);
+                self.implicit_group = true;
+            }
             EventData::XidEvent(_) => self.commit(ts, &mut out, progress),
             EventData::IncidentEvent(i) => {
                 return Err(DecodeError::Incident {
@@ -385,6 +433,9 @@ impl Decoder {
             }
             EventData::RowsEvent(rows) => {
                 self.begin(ts, progress);
+                // Rows after a group's first QUERY (CREATE TABLE ... START TRANSACTION of an
+                // atomic CREATE ... SELECT) belong to a transaction that ends with its XID.
+                self.implicit_group = false;
                 let id = rows.table_id();
                 let table = match self.bound.get(&id) {
                     Some(Some(t)) => t.clone(),
@@ -420,8 +471,10 @@ impl Decoder {
                 };
                 self.rows(&table, &rows, &plan, &start, &mut out)?;
             }
-            EventData::TransactionPayloadEvent(_) => {
-                // Its inner events follow from the stream; nothing to do for the wrapper.
+            // Its inner events follow from the stream (log_pos 0, sharing this event's
+            // position); an empty payload carries nothing to wait for.
+            EventData::TransactionPayloadEvent(p) if p.uncompressed_size() > 0 => {
+                self.open_payload = Some(start);
             }
             _ => {}
         }
@@ -441,6 +494,10 @@ impl Decoder {
         progress: &dyn Fn(u64, u32),
     ) -> Result<(), DecodeError> {
         let statement = classify(sql);
+        // Statements that open a transaction rather than being one.
+        if self.implicit_group && (opens_transaction(sql) || statement == Statement::Begin) {
+            self.implicit_group = false;
+        }
         match statement {
             Statement::Begin => {
                 self.begin(ts, progress);
@@ -541,8 +598,9 @@ impl Decoder {
                 }
             }
         }
-        // A statement outside BEGIN ... COMMIT is its own transaction (DDL, MariaDB standalone).
-        if !self.in_txn || self.standalone_pending {
+        // A statement outside BEGIN ... COMMIT is its own transaction (DDL, MariaDB standalone,
+        // MySQL GTID + QUERY).
+        if !self.in_txn || self.standalone_pending || self.implicit_group {
             self.commit(ts, out, progress);
         }
         Ok(())
@@ -643,7 +701,11 @@ impl Decoder {
         let mut cells = Vec::with_capacity(row.len());
         for (i, rule) in table.columns.iter().enumerate() {
             let Some(value) = row.get(i).and_then(|v| v.as_ref()) else {
-                return Err(corrupt(table, start, "missing column value"));
+                return Err(DecodeError::PartialRowImage {
+                    table: table.source.clone(),
+                    position: start.clone(),
+                    column: rule.source_name.clone(),
+                });
             };
             let result = match value {
                 BinlogValue::JsonDiff(diffs) => match before.and_then(|b| b[i].as_deref()) {
@@ -712,6 +774,37 @@ fn corrupt(table: &Table, start: &BinlogPosition, detail: &str) -> DecodeError {
 
 fn key_of(table: &Table, cells: &[Cell]) -> Vec<Cell> {
     table.key.iter().map(|i| cells[*i].clone()).collect()
+}
+
+/// True for the statements that start a transaction without being BEGIN: `XA START`/`XA
+/// BEGIN`, and MySQL 8.0.21+'s `CREATE TABLE ... START TRANSACTION`, the first half of an atomic
+/// CREATE TABLE ... SELECT whose rows and XID follow.
+fn opens_transaction(sql: &str) -> bool {
+    let words: Vec<String> = sql
+        .split_whitespace()
+        .map(|w| w.trim_end_matches(';').to_ascii_uppercase())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let first_two = words.iter().take(2).map(String::as_str).collect::<Vec<_>>();
+    let last_two = words
+        .iter()
+        .rev()
+        .take(2)
+        .map(String::as_str)
+        .collect::<Vec<_>>();
+    matches!(first_two.as_slice(), ["XA", "START"] | ["XA", "BEGIN"])
+        || (words.first().map(String::as_str) == Some("CREATE")
+            && last_two.as_slice() == ["TRANSACTION", "START"])
+}
+
+/// The key of a MySQL GTID source in [`GtidSet`]: the server UUID, or `uuid:tag` for tagged
+/// GTIDs (MySQL 8.4+; tags are case-insensitive and MySQL prints them in lower case).
+fn gtid_source(sid: &[u8; 16], tag: Option<String>) -> String {
+    let uuid = uuid_text(sid);
+    match tag {
+        Some(tag) => format!("{uuid}:{}", tag.to_ascii_lowercase()),
+        None => uuid,
+    }
 }
 
 /// The fake ROTATE's name when it is usable: itself when it parses as a binlog file name,
@@ -887,6 +980,19 @@ pub fn is_heartbeat(event: &Event) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statements_that_open_a_transaction() {
+        assert!(opens_transaction("XA START 'x'"));
+        assert!(opens_transaction("xa begin 'x',  'y'"));
+        assert!(opens_transaction(
+            "CREATE TABLE `t2` (\n  `id` int DEFAULT NULL\n) START TRANSACTION"
+        ));
+        assert!(!opens_transaction("CREATE TABLE t (id int)"));
+        assert!(!opens_transaction("DROP TABLE t"));
+        assert!(!opens_transaction("XA COMMIT 'x'"));
+        assert!(!opens_transaction(""));
+    }
 
     #[test]
     fn fake_rotate_names() {

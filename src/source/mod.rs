@@ -10,4 +10,5 @@ pub mod preflight;
 pub mod recopy;
 pub mod rows;
 pub mod snapshot;
+pub mod tablemap;
 pub mod watch;

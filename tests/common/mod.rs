@@ -3,6 +3,7 @@
 //! child process, and helpers to wait for catch-up and compare tables.
 #![allow(dead_code)]
 
+pub mod binlog_file;
 pub mod workload;
 
 use std::path::{Path, PathBuf};
