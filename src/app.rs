@@ -624,7 +624,10 @@ async fn supervise(
                 StartFrom::Position(p) => p.file.clone(),
                 StartFrom::Gtid(_) => String::new(),
             },
-            None,
+            match &start {
+                StartFrom::Gtid(g) => Some(g.clone()),
+                StartFrom::Position(_) => None,
+            },
             options.skip_ddl.clone(),
         );
         let reader = BinlogReader {

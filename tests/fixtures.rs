@@ -238,6 +238,7 @@ fn flatten(messages: Vec<Message>, into: &mut Vec<Seen>) {
                 at: c.position.to_string(),
                 gtid: c.gtid,
             }),
+            Message::Swap { .. } => panic!("the decoder never swaps tables (only a re-copy does)"),
         }
     }
 }

@@ -307,3 +307,66 @@ async fn a_new_stream_can_start_from_a_mariadb_gtid_position() {
     );
     db.cleanup_dir();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xa_transactions_on_replicated_tables_are_refused_not_applied() {
+    let db = TestDb::new("xa").await;
+    let mut my = db.my().await;
+    my.query_drop(TABLE).await.expect("table");
+    let start = db.start_position().await;
+    let config = db.config("main", &start, "");
+    let mut ferry = Ferry::start(&config, &[]);
+    my.query_drop("INSERT INTO items VALUES (1, 'plain', 1.00)")
+        .await
+        .expect("insert");
+    for sql in [
+        "XA START 'x1'",
+        "INSERT INTO items VALUES (2, 'in xa', 2.00)",
+        "XA END 'x1'",
+        "XA PREPARE 'x1'",
+        "XA ROLLBACK 'x1'",
+    ] {
+        my.query_drop(sql).await.expect(sql);
+    }
+    let status = ferry.wait_exit(Duration::from_secs(60)).await;
+    assert_eq!(status.code(), Some(78), "{}", ferry.log());
+    assert!(ferry.log().contains("XA transaction"), "{}", ferry.log());
+    let labels: Vec<String> = db
+        .pg()
+        .await
+        .query("SELECT label FROM items ORDER BY id", &[])
+        .await
+        .expect("items")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        !labels.contains(&"in xa".to_string()),
+        "the XA row was not applied"
+    );
+    // The operator skips it; everything before and after arrives, the XA row does not.
+    let log = ferry.log();
+    let pos = log
+        .split("--skip-ddl ")
+        .nth(1)
+        .and_then(|s| s.split('`').next())
+        .expect("position in message")
+        .to_string();
+    let mut resumed = Ferry::start(&config, &["--skip-ddl", &pos]);
+    my.query_drop("INSERT INTO items VALUES (3, 'after', 3.00)")
+        .await
+        .expect("insert");
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut resumed)
+        .await;
+    let labels: Vec<String> = db
+        .pg()
+        .await
+        .query("SELECT label FROM items ORDER BY id", &[])
+        .await
+        .expect("items")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(labels, vec!["plain".to_string(), "after".to_string()]);
+    db.cleanup_dir();
+}

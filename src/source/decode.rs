@@ -58,7 +58,7 @@ pub enum DecodeError {
         position: BinlogPosition,
         verb: String,
     },
-    #[error("statement-logged change ({verb}) of replicated table {table} at binlog {position}: row images are missing, so the change cannot be replicated exactly. Make sure no session sets binlog_format=STATEMENT or MIXED; re-copy the table with `ferry backfill --table {table}`, then restart with `ferry run --skip-ddl {position}`")]
+    #[error("statement-logged change ({verb}) of replicated table {table} at binlog {position}: row images are missing, so the change cannot be replicated exactly. Make sure no session sets binlog_format=STATEMENT or MIXED; restart with `ferry run --skip-ddl {position}`, then re-copy the table with `ferry backfill --table {table}`")]
     StatementChange {
         table: SourceName,
         position: BinlogPosition,
@@ -82,6 +82,8 @@ pub enum DecodeError {
     },
     #[error("transaction payload at binlog {position} delivered none of its events (its zstd data did not decompress); the transaction would be lost, so replication stops. Check the source's binlog file at that position")]
     EmptyPayload { position: BinlogPosition },
+    #[error("XA transaction touching replicated table(s) prepared at binlog {position}: ferry does not replicate XA transactions (their rows would be applied before the XA COMMIT decides their fate). Avoid XA on replicated tables; restart with `ferry run --skip-ddl {position}` and re-copy the affected tables with `ferry backfill --table`")]
+    Xa { position: BinlogPosition },
     #[error("compressed binlog event at {position}: MariaDB log_bin_compress is on; turn it off (SET GLOBAL log_bin_compress=OFF) — compressed events already written cannot be decoded")]
     Compressed { position: BinlogPosition },
     #[error("undecodable {what} at binlog {position}: {detail}")]
@@ -159,6 +161,10 @@ pub struct Decoder {
     /// transaction payload carry none and share the payload's.
     last_log_pos: u64,
     in_txn: bool,
+    /// Rows of replicated tables in the current transaction (an XA prepare with rows is refused).
+    txn_rows: usize,
+    /// The current transaction is an XA transaction: its rows are counted, not emitted.
+    in_xa: bool,
     txn_seq: u64,
     /// A MariaDB GTID flagged the next event group as one standalone statement.
     standalone_pending: bool,
@@ -205,6 +211,8 @@ impl Decoder {
             file,
             last_log_pos: 0,
             in_txn: false,
+            txn_rows: 0,
+            in_xa: false,
             txn_seq: 0,
             standalone_pending: false,
             implicit_group: false,
@@ -265,6 +273,8 @@ impl Decoder {
 
     fn begin(&mut self, ts: u32, progress: &dyn Fn(u64, u32)) {
         if !self.in_txn {
+            self.txn_rows = 0;
+            self.in_xa = false;
             self.in_txn = true;
             self.txn_seq += 1;
             progress(self.txn_seq, ts);
@@ -318,6 +328,8 @@ impl Decoder {
                         self.standalone_pending = true;
                     } else {
                         self.begin(ts, progress);
+                        // MariaDB logs XA START in the GTID event itself.
+                        self.in_xa = g.prepared_xa();
                     }
                 }
                 return Ok(out);
@@ -393,6 +405,14 @@ impl Decoder {
                 self.implicit_group = true;
             }
             EventData::XidEvent(_) => self.commit(ts, &mut out, progress),
+            EventData::XaPrepareLogEvent(_) => {
+                if self.txn_rows > 0 && self.skip_at.as_ref() != Some(&start) {
+                    return Err(DecodeError::Xa { position: start });
+                }
+                // No replicated rows (or skipped by the operator): nothing was emitted for it;
+                // it is a boundary.
+                self.commit(ts, &mut out, progress);
+            }
             EventData::IncidentEvent(i) => {
                 return Err(DecodeError::Incident {
                     position: start,
@@ -494,6 +514,12 @@ impl Decoder {
         progress: &dyn Fn(u64, u32),
     ) -> Result<(), DecodeError> {
         let statement = classify(sql);
+        if is_xa_start(sql) {
+            // Rows of an XA transaction are held back: its outcome is decided later, by an
+            // XA COMMIT or XA ROLLBACK in another event group.
+            self.begin(ts, progress);
+            self.in_xa = true;
+        }
         // Statements that open a transaction rather than being one.
         if self.implicit_group && (opens_transaction(sql) || statement == Statement::Begin) {
             self.implicit_group = false;
@@ -672,6 +698,10 @@ impl Decoder {
             });
         }
         if !ops.is_empty() {
+            self.txn_rows += ops.len();
+            if self.in_xa {
+                return Ok(());
+            }
             out.messages.push(Message::Rows {
                 table: table.clone(),
                 ops,
@@ -779,6 +809,14 @@ fn key_of(table: &Table, cells: &[Cell]) -> Vec<Cell> {
 /// True for the statements that start a transaction without being BEGIN: `XA START`/`XA
 /// BEGIN`, and MySQL 8.0.21+'s `CREATE TABLE ... START TRANSACTION`, the first half of an atomic
 /// CREATE TABLE ... SELECT whose rows and XID follow.
+fn is_xa_start(sql: &str) -> bool {
+    let mut words = sql.split_whitespace().map(|w| w.to_ascii_uppercase());
+    matches!(
+        (words.next().as_deref(), words.next().as_deref()),
+        (Some("XA"), Some("START" | "BEGIN"))
+    )
+}
+
 fn opens_transaction(sql: &str) -> bool {
     let words: Vec<String> = sql
         .split_whitespace()

@@ -17,6 +17,8 @@ pub const COMPRESSED_EVENTS: [u8; 7] = [165, 166, 167, 168, 169, 170, 171];
 
 /// The event group is a single statement without BEGIN/COMMIT (DDL, non-transactional).
 pub const FL_STANDALONE: u8 = 1;
+/// The event group is the prepared part of an XA transaction (its outcome comes later).
+pub const FL_PREPARED_XA: u8 = 64;
 
 /// A decoded MariaDB GTID event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +30,10 @@ pub struct GtidEvent {
 impl GtidEvent {
     pub fn standalone(&self) -> bool {
         self.flags & FL_STANDALONE != 0
+    }
+
+    pub fn prepared_xa(&self) -> bool {
+        self.flags & FL_PREPARED_XA != 0
     }
 }
 
