@@ -224,15 +224,18 @@ pub async fn copy_table(
         .batch_execute("SET synchronous_commit = off")
         .await
         .map_err(|e| BackfillError::Postgres(pg::describe(&e)))?;
-    let (tx, mut rx) = mpsc::channel::<Encoded>(2);
-    let read_config = config.clone();
+    // Three stages so the source query, the conversion and the target COPY overlap: the
+    // reader fetches the next chunk while the encoder converts this one and the writer loads
+    // the previous one.
+    let (raw_tx, mut raw_rx) = mpsc::channel::<(Vec<Row>, Vec<KeyValue>)>(1);
+    let (tx, mut rx) = mpsc::channel::<Encoded>(1);
     let read_table = table.clone();
     let mut read_control = control.clone();
     let mut last_key = st.last_key.clone();
     let read_task = tokio::spawn(async move {
         loop {
             if !wait_while_paused(&mut read_control).await {
-                return Ok(());
+                return Ok::<(), BackfillError>(());
             }
             let chunk = reader
                 .read(last_key.as_deref())
@@ -241,21 +244,29 @@ pub async fn copy_table(
             let Some(key) = chunk.last_key else {
                 return Ok(());
             };
-            let (data, rows, dead) = encode(&read_config, &read_table, &chunk.rows)?;
             last_key = Some(key.clone());
-            if tx
-                .send(Encoded {
-                    data,
-                    rows,
-                    last_key: key,
-                    dead,
-                })
-                .await
-                .is_err()
-            {
+            if raw_tx.send((chunk.rows, key)).await.is_err() {
                 return Ok(());
             }
         }
+    });
+    let encode_config = config.clone();
+    let encode_table = table.clone();
+    let encode_task = tokio::spawn(async move {
+        while let Some((rows, key)) = raw_rx.recv().await {
+            let (data, n, dead) = encode(&encode_config, &encode_table, &rows)?;
+            drop(rows);
+            let chunk = Encoded {
+                data,
+                rows: n,
+                last_key: key,
+                dead,
+            };
+            if tx.send(chunk).await.is_err() {
+                break;
+            }
+        }
+        Ok::<(), BackfillError>(())
     });
     let copy = copy_sql(table);
     let progress = state::progress_sql(&schema);
@@ -289,14 +300,16 @@ pub async fn copy_table(
         m::backfill_rows(&name, chunk.rows);
         tracker.set(&name, copied, estimated, false);
     }
-    match read_task.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(e),
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => {
-            return Err(BackfillError::Source(format!(
-                "table {name}: reader cancelled: {e}"
-            )))
+    for task in [read_task, encode_task] {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => {
+                return Err(BackfillError::Source(format!(
+                    "table {name}: copy stage cancelled: {e}"
+                )))
+            }
         }
     }
     if control.borrow().stop {
