@@ -343,6 +343,11 @@ pub async fn run(
         ))
     };
 
+    let verifier = tokio::spawn(crate::verify::continuous::run(
+        config.clone(),
+        board.clone(),
+    ));
+
     let pipeline = Pipeline {
         store: store.clone(),
         control: control_rx,
@@ -360,6 +365,7 @@ pub async fn run(
     if let Some(w) = watchdog {
         w.abort();
     }
+    verifier.abort();
     let _ = std::fs::remove_file(&pid_file);
     let _ = store.flush();
     if let Err(e) = &result {

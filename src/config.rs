@@ -92,6 +92,8 @@ pub struct RawConfig {
     pub metrics: RawMetrics,
     #[serde(default)]
     pub log: RawLog,
+    #[serde(default)]
+    pub verify: RawVerify,
 }
 
 fn default_stream() -> String {
@@ -349,6 +351,79 @@ fn default_log_format() -> String {
     "text".into()
 }
 
+/// Drift verification: `ferry verify` and the continuous verifier inside `ferry run`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVerify {
+    /// Run the continuous verifier inside `ferry run` (read-only, within `rows_per_second`).
+    /// Default true.
+    #[serde(default = "default_verify_continuous")]
+    pub continuous: bool,
+    /// Source rows the continuous verifier checks per second: its load budget. Default 5000.
+    #[serde(default = "default_verify_rate")]
+    pub rows_per_second: u64,
+    /// Rows per checksum chunk. Default 10000.
+    #[serde(default = "default_verify_chunk")]
+    pub chunk_rows: u64,
+    /// Differing chunks are bisected until a range holds at most this many rows per side, then
+    /// compared row by row. Default 64.
+    #[serde(default = "default_verify_leaf")]
+    pub leaf_rows: u64,
+    /// Pause between two full passes of the continuous verifier. Default 600.
+    #[serde(default = "default_verify_interval")]
+    pub pass_interval_seconds: f64,
+    /// Longest wait for the stream to apply past the source position before candidate rows are
+    /// re-compared. Default 30.
+    #[serde(default = "default_verify_settle")]
+    pub settle_timeout_seconds: f64,
+    /// Differing rows listed per table; more are counted, not listed. Default 1000.
+    #[serde(default = "default_verify_max_rows")]
+    pub max_reported_rows: usize,
+    /// Chunk workers of `ferry verify`, each with one source and one target session. Default 2.
+    #[serde(default = "default_verify_parallel")]
+    pub parallel: usize,
+}
+
+impl Default for RawVerify {
+    fn default() -> Self {
+        Self {
+            continuous: default_verify_continuous(),
+            rows_per_second: default_verify_rate(),
+            chunk_rows: default_verify_chunk(),
+            leaf_rows: default_verify_leaf(),
+            pass_interval_seconds: default_verify_interval(),
+            settle_timeout_seconds: default_verify_settle(),
+            max_reported_rows: default_verify_max_rows(),
+            parallel: default_verify_parallel(),
+        }
+    }
+}
+
+fn default_verify_continuous() -> bool {
+    true
+}
+fn default_verify_rate() -> u64 {
+    5000
+}
+fn default_verify_chunk() -> u64 {
+    10_000
+}
+fn default_verify_leaf() -> u64 {
+    64
+}
+fn default_verify_interval() -> f64 {
+    600.0
+}
+fn default_verify_settle() -> f64 {
+    30.0
+}
+fn default_verify_max_rows() -> usize {
+    1000
+}
+fn default_verify_parallel() -> usize {
+    2
+}
+
 /// Where a stream without a checkpoint begins.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartPosition {
@@ -402,6 +477,19 @@ pub struct ApplyConfig {
     pub max_rows_in_flight: usize,
 }
 
+/// Validated verification settings.
+#[derive(Debug, Clone)]
+pub struct VerifyConfig {
+    pub continuous: bool,
+    pub rows_per_second: u64,
+    pub chunk_rows: u64,
+    pub leaf_rows: u64,
+    pub pass_interval: Duration,
+    pub settle_timeout: Duration,
+    pub max_reported_rows: usize,
+    pub parallel: usize,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -422,6 +510,7 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     pub log_level: String,
     pub log_format: LogFormat,
+    pub verify: VerifyConfig,
 }
 
 impl Config {
@@ -551,7 +640,9 @@ impl RawConfig {
                 })
             }
         };
+        let verify = validate_verify(&self.verify)?;
         Ok(Config {
+            verify,
             stream: self.stream,
             state_dir,
             source,
@@ -565,6 +656,53 @@ impl RawConfig {
             log_format,
         })
     }
+}
+
+fn validate_verify(v: &RawVerify) -> Result<VerifyConfig, ConfigError> {
+    let invalid = |key: &'static str, message: &str| ConfigError::Invalid {
+        key,
+        message: message.into(),
+    };
+    if v.rows_per_second == 0 {
+        return Err(invalid(
+            "verify.rows_per_second",
+            "must be at least 1 (turn the verifier off with verify.continuous = false)",
+        ));
+    }
+    if v.chunk_rows < 2 {
+        return Err(invalid("verify.chunk_rows", "must be at least 2"));
+    }
+    if v.leaf_rows == 0 || v.leaf_rows > v.chunk_rows {
+        return Err(invalid(
+            "verify.leaf_rows",
+            "must be between 1 and verify.chunk_rows",
+        ));
+    }
+    if !(1..=16).contains(&v.parallel) {
+        return Err(invalid("verify.parallel", "must be between 1 and 16"));
+    }
+    if !(v.pass_interval_seconds >= 0.0 && v.pass_interval_seconds.is_finite()) {
+        return Err(invalid(
+            "verify.pass_interval_seconds",
+            "must be a number of seconds, 0 or more",
+        ));
+    }
+    if !(v.settle_timeout_seconds > 0.0 && v.settle_timeout_seconds.is_finite()) {
+        return Err(invalid(
+            "verify.settle_timeout_seconds",
+            "must be a positive number of seconds",
+        ));
+    }
+    Ok(VerifyConfig {
+        continuous: v.continuous,
+        rows_per_second: v.rows_per_second,
+        chunk_rows: v.chunk_rows,
+        leaf_rows: v.leaf_rows,
+        pass_interval: Duration::from_secs_f64(v.pass_interval_seconds),
+        settle_timeout: Duration::from_secs_f64(v.settle_timeout_seconds),
+        max_reported_rows: v.max_reported_rows.max(1),
+        parallel: v.parallel,
+    })
 }
 
 fn parse_start(s: &str) -> Result<StartPosition, ConfigError> {
@@ -672,6 +810,24 @@ mod tests {
         assert_eq!(cfg.source.start, StartPosition::Current);
         assert_eq!(cfg.state_dir, PathBuf::from("/etc/ferry/./ferry-state"));
         assert_eq!(cfg.apply.batch_rows, 5000);
+        assert!(cfg.verify.continuous);
+        assert_eq!(cfg.verify.rows_per_second, 5000);
+        assert_eq!(cfg.verify.chunk_rows, 10_000);
+        assert_eq!(cfg.verify.settle_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn verify_section_is_validated() {
+        let text = format!("{MINIMAL}\n[verify]\ncontinuous = false\nrows_per_second = 100\n");
+        let cfg = Config::from_toml(&text, Path::new("c.toml")).expect("valid");
+        assert!(!cfg.verify.continuous);
+        assert_eq!(cfg.verify.rows_per_second, 100);
+        let text = format!("{MINIMAL}\n[verify]\nleaf_rows = 0\n");
+        let err = Config::from_toml(&text, Path::new("c.toml")).expect_err("invalid");
+        assert!(err.to_string().contains("verify.leaf_rows"), "{err}");
+        let text = format!("{MINIMAL}\n[verify]\nchunk_row = 5\n");
+        let err = Config::from_toml(&text, Path::new("c.toml")).expect_err("unknown key");
+        assert!(err.to_string().contains("chunk_row"), "{err}");
     }
 
     #[test]

@@ -21,6 +21,8 @@
 //! - [`control`]: signals → commands; [`reload`]: what SIGHUP may change.
 //! - [`notify`]: systemd's notify protocol (READY, WATCHDOG, STATUS); [`logging`]: the
 //!   subscriber whose level SIGHUP can change.
+//! - [`verify`]: drift verification — in-database chunk checksums, bisection to the differing
+//!   rows, sampling, repair, and the continuous verifier.
 
 pub mod app;
 pub mod backfill;
@@ -41,3 +43,4 @@ pub mod sink;
 pub mod source;
 pub mod status;
 pub mod transform;
+pub mod verify;

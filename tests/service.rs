@@ -517,7 +517,7 @@ fn futures_block<F: std::future::Future>(f: F) -> F::Output {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }
 
-/// Metric families that belong to backfill and verification (built elsewhere), not streaming.
+/// Metric families of backfill and verification (asserted in tests/backfill.rs and tests/verify.rs).
 fn is_streaming_metric(name: &str) -> bool {
     !["ferry_backfill_", "ferry_verify_", "ferry_drift_"]
         .iter()

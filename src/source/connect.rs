@@ -1,7 +1,8 @@
 //! Connections to the source server, configured the way every ferry reader needs them.
 //!
-//! Guarantees: sessions read in UTC (`time_zone = '+00:00'`, so TIMESTAMP values are instants)
-//! and utf8mb4 (so ENUM/SET names and metadata arrive as UTF-8); the client accepts packets up to
+//! Guarantees: sessions read in UTC (`time_zone = '+00:00'`, so TIMESTAMP values are instants),
+//! send statements as utf8mb4 and receive column values in their own bytes
+//! (`character_set_results = binary`, decoded by `transform::charset`); the client accepts packets up to
 //! 1 GiB (row events over 16 MiB otherwise fail with PacketTooLarge); connecting is bounded by
 //! the configured timeout so an unreachable source is an error, not a hang.
 
@@ -72,10 +73,13 @@ pub fn opts(cfg: &SourceConfig) -> Opts {
         .max_allowed_packet(Some(MAX_PACKET))
         .tcp_keepalive(Some(Duration::from_secs(10)))
         .stmt_cache_size(64)
+        // One statement: mysql_async runs `init` commands last to first, and `SET NAMES` resets
+        // `character_set_results`, so their order must not depend on the driver. Results come in
+        // the columns' own bytes: ferry decodes each charset itself, exactly as it decodes binlog
+        // images (a server-side conversion could replace bytes).
         .init(vec![
-            "SET time_zone = '+00:00'",
-            "SET NAMES utf8mb4",
-            "SET SESSION sql_mode = REPLACE(@@sql_mode, 'ANSI_QUOTES', '')",
+            "SET time_zone = '+00:00', NAMES utf8mb4, character_set_results = binary, \
+             SESSION sql_mode = REPLACE(@@sql_mode, 'ANSI_QUOTES', '')",
         ])
         .into()
 }

@@ -6,7 +6,8 @@
 //!   index, SET as a little-endian bitmask, YEAR 0000 as "1900", JSON as binary JSON;
 //! - `SELECT` over the binary protocol (backfill, verification): TIMESTAMP as a UTC datetime
 //!   (sessions run with `time_zone = '+00:00'`), ENUM and SET as their text, YEAR as an integer,
-//!   JSON as text.
+//!   JSON as text; text in the column's own bytes (sessions set `character_set_results =
+//!   binary`), so both paths decode characters by the same exact rules.
 //!
 //! Guarantees: see the module `transform`. Every arm either produces the exact text form or a
 //! [`ValueProblem`].
@@ -155,28 +156,25 @@ pub fn convert(rule: &ColumnRule, value: SourceValue<'_>) -> Result<Cell, ValueP
             Value::Time(neg, days, h, m, s, us) => temporal::time(*neg, *days, *h, *m, *s, *us),
             _ => return Err(unexpected(rule, "non-time value")),
         },
-        // Query results arrive in the session character set (utf8mb4), converted by the
-        // server; binlog images carry the column's own bytes.
         ValueKind::Text { charset } => match v {
-            Value::Bytes(b) if from_binlog => charset.decode(b)?.into_owned(),
-            Value::Bytes(b) => Charset::Utf8.decode(b)?.into_owned(),
+            Value::Bytes(b) => charset.decode(b)?.into_owned(),
             _ => return Err(unexpected(rule, "non-string value")),
         },
         ValueKind::Bytes { pad_to } => match v {
             Value::Bytes(b) => bytea_text(b, *pad_to),
             _ => return Err(unexpected(rule, "non-binary value")),
         },
-        ValueKind::Enum { members } => match v {
+        ValueKind::Enum { members, charset } => match v {
             Value::Int(i) if from_binlog => enum_member(members, *i)?,
             Value::UInt(u) if from_binlog => enum_member(members, *u as i64)?,
-            Value::Bytes(b) => Charset::Utf8.decode(b)?.into_owned(),
+            Value::Bytes(b) => charset.decode(b)?.into_owned(),
             _ => return Err(unexpected(rule, "non-enum value")),
         },
-        ValueKind::Set { members } => match v {
+        ValueKind::Set { members, charset } => match v {
             Value::Bytes(b) if from_binlog => set_members(members, b)?,
             Value::Int(i) if from_binlog => set_members(members, &i.to_le_bytes())?,
             Value::UInt(u) if from_binlog => set_members(members, &u.to_le_bytes())?,
-            Value::Bytes(b) => Charset::Utf8.decode(b)?.into_owned(),
+            Value::Bytes(b) => charset.decode(b)?.into_owned(),
             _ => return Err(unexpected(rule, "non-set value")),
         },
         ValueKind::Json => match v {

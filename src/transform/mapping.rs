@@ -125,11 +125,14 @@ pub enum ValueKind {
     Bytes {
         pad_to: Option<usize>,
     },
+    /// `charset`: how query results spell the names (sessions read raw column bytes).
     Enum {
         members: Vec<String>,
+        charset: Charset,
     },
     Set {
         members: Vec<String>,
+        charset: Charset,
     },
     Json,
     /// MySQL internal geometry (4-byte SRID + WKB), carried byte for byte.
@@ -243,12 +246,14 @@ pub fn plan_column(col: &SourceColumn, opts: &TypeOptions) -> Result<ColumnRule,
             PgType::Text,
             ValueKind::Enum {
                 members: col.members.clone(),
+                charset: text_charset(col).map_err(|r| err(&r))?,
             },
         ),
         "set" => (
             PgType::Text,
             ValueKind::Set {
                 members: col.members.clone(),
+                charset: text_charset(col).map_err(|r| err(&r))?,
             },
         ),
         "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring"
