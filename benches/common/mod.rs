@@ -171,6 +171,9 @@ include = ["bench.*"]
 listen = "127.0.0.1:{metrics}"
 [log]
 level = "info"
+# Benchmarks measure replication and backfill alone; the continuous verifier has its own budget.
+[verify]
+continuous = false
 {}
 "#,
             mysql_port(),
