@@ -282,7 +282,7 @@ fn default_parallel_tables() -> usize {
     2
 }
 fn default_chunk_rows() -> usize {
-    50_000
+    25_000
 }
 
 /// Type mapping options and policies for values PostgreSQL cannot hold.
