@@ -41,11 +41,22 @@ install_packages() {
   command -v curl >/dev/null 2>&1 || need+=(curl)
   # tests/service.rs checks the unit file with systemd-analyze verify.
   command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+  local updated=0
   if [ ${#need[@]} -gt 0 ]; then
     log "installing Debian packages: ${need[*]}"
     as_root apt-get update -qq
+    updated=1
     # Installing the server packages may start the machine's default instances; ferry never uses them.
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+  # PostGIS for the PostgreSQL major the private instance runs (tests/spatial.rs maps spatial
+  # columns to PostGIS geometry; the extension is created only in the tests' own databases).
+  local major
+  major=$(basename "$(dirname "$(pg_bin)")")
+  if [ ! -f "/usr/share/postgresql/$major/extension/postgis.control" ]; then
+    log "installing Debian package: postgresql-$major-postgis-3"
+    [ "$updated" = 1 ] || as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "postgresql-$major-postgis-3" >/dev/null
   fi
   if ! command -v cargo >/dev/null 2>&1; then
     die "Rust is not installed: install it with rustup (https://rustup.rs), then re-run"

@@ -473,6 +473,11 @@ async fn supervise(
     }
     let flavor = report.server.as_ref().map_or(Flavor::MySql, |s| s.flavor);
     let tables = report.tables;
+    // Every stage from here plans columns with the options preflight resolved (spatial mapping).
+    let config = &Config {
+        types: report.types,
+        ..config.clone()
+    };
 
     let client = pg::connect(&config.target)
         .await

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::position::{BinlogPosition, GtidSet};
 use crate::select::{TableSelector, TableSelectorError};
-use crate::transform::{TypeOptions, ValuePolicy};
+use crate::transform::{Spatial, TypeOptions, ValuePolicy};
 
 /// What went wrong loading the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -296,12 +296,16 @@ pub struct RawTypes {
     /// "dead_letter", or "value:<literal>".
     #[serde(default)]
     pub zero_date: Option<String>,
-    /// NUL characters in text: "refuse" (default), "strip"... see README.
+    /// NUL characters in text: "refuse" (default), "null", "dead_letter", or "value:<literal>".
     #[serde(default)]
     pub nul_in_text: Option<String>,
     /// Bytes invalid in the column's character set: "refuse" (default), "null", "dead_letter".
     #[serde(default)]
     pub invalid_text: Option<String>,
+    /// Spatial columns: "auto" (default: PostGIS geometry when the extension is installed in the
+    /// target database, else bytea), "bytea", or "postgis".
+    #[serde(default)]
+    pub spatial: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -616,6 +620,14 @@ impl RawConfig {
             zero_date: parse_policy("types.zero_date", self.types.zero_date.as_deref())?,
             nul_in_text: parse_policy("types.nul_in_text", self.types.nul_in_text.as_deref())?,
             invalid_text: parse_policy("types.invalid_text", self.types.invalid_text.as_deref())?,
+            spatial: match self.types.spatial.as_deref() {
+                None => Spatial::Auto,
+                Some(s) => s.parse().map_err(|message| ConfigError::Invalid {
+                    key: "types.spatial",
+                    message,
+                })?,
+            },
+            postgis_schema: None,
         };
         let metrics_listen = if self.metrics.listen.is_empty() {
             None

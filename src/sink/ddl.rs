@@ -13,7 +13,7 @@ use tokio_postgres::Client;
 
 use crate::schema::{Index, Table};
 use crate::select::quote_ident;
-use crate::transform::PgType;
+use crate::transform::{PgType, ValueKind};
 
 /// `CREATE SCHEMA` + `CREATE TABLE` with the primary key (without secondary indexes).
 pub fn create_table_sql(t: &Table) -> String {
@@ -109,6 +109,15 @@ fn one_index(t: &Table, index: &Index) -> String {
             cols.join(", ")
         );
     }
+    // A MySQL SPATIAL index (one geometry column) becomes a GiST index under PostGIS.
+    if let [(c, _)] = index.columns.as_slice() {
+        if matches!(t.columns[*c].pg_type, PgType::Geometry { .. }) {
+            return format!(
+                "CREATE INDEX IF NOT EXISTS {name} ON {} USING gist ({})",
+                t.target_quoted, t.columns[*c].quoted
+            );
+        }
+    }
     let exprs: Vec<String> = index
         .columns
         .iter()
@@ -136,6 +145,13 @@ pub enum DdlError {
     Create { table: String, message: String },
     #[error("PostgreSQL table {table} exists but lacks column(s) {missing:?} that the source table has; add them (types per README) or drop the table so ferry recreates it")]
     MissingColumns { table: String, missing: Vec<String> },
+    #[error("PostgreSQL table {table} exists with spatial column {column} of type {found}, but ferry maps spatial columns to {want} (types.spatial and whether PostGIS is installed in the target decide); set types.spatial to match the existing column (\"bytea\" or \"postgis\"), or convert the column, or drop the table so ferry recreates it")]
+    SpatialMismatch {
+        table: String,
+        column: String,
+        found: String,
+        want: String,
+    },
     #[error("PostgreSQL table {table} exists but has no primary key or unique index on exactly ({key}); add one (ferry upserts on it)")]
     NoUniqueKey { table: String, key: String },
     #[error("checking PostgreSQL table {table}: {message}")]
@@ -218,12 +234,34 @@ async fn check_existing(client: &Client, t: &Table) -> Result<(), DdlError> {
     };
     let rows = client
         .query(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2",
+            "SELECT column_name::text, udt_name::text FROM information_schema.columns \
+             WHERE table_schema = $1 AND table_name = $2",
             &[&t.target_schema, &t.target_name],
         )
         .await
         .map_err(check_err)?;
     let have: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    // Spatial columns: bytea and geometry take different text forms, so a column of the other
+    // kind would fail or, worse, store hex as bytes.
+    for c in &t.columns {
+        let want = match c.pg_type {
+            PgType::Geometry { .. } => "geometry",
+            PgType::Bytea if matches!(c.kind, ValueKind::Geometry { .. }) => "bytea",
+            _ => continue,
+        };
+        let found = rows
+            .iter()
+            .find(|r| r.get::<_, String>(0) == c.target_name)
+            .map(|r| r.get::<_, String>(1));
+        if let Some(found) = found.filter(|f| f != want) {
+            return Err(DdlError::SpatialMismatch {
+                table: name,
+                column: c.target_name.clone(),
+                found,
+                want: want.into(),
+            });
+        }
+    }
     let missing: Vec<String> = t
         .columns
         .iter()

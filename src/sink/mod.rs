@@ -5,4 +5,5 @@ pub mod connect;
 pub mod copy;
 pub mod ddl;
 pub mod executor;
+pub mod postgis;
 pub mod postgres;

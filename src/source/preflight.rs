@@ -16,6 +16,8 @@ use super::connect::{self, Flavor, ServerInfo};
 use crate::config::Config;
 use crate::schema::Table;
 use crate::sink::connect as pg;
+use crate::sink::postgis;
+use crate::transform::TypeOptions;
 
 /// One check's outcome.
 #[derive(Debug, Clone)]
@@ -75,6 +77,9 @@ pub struct Report {
     pub checks: Vec<Check>,
     pub server: Option<ServerInfo>,
     pub tables: Vec<Table>,
+    /// The type options the tables were planned with (`types.spatial` resolved against the
+    /// target): every later stage must use these.
+    pub types: TypeOptions,
 }
 
 impl Report {
@@ -101,6 +106,10 @@ impl Report {
 
 /// Runs every check; never stops at the first failure so the operator sees them all.
 pub async fn run(config: &Config) -> Report {
+    // The target first: where spatial columns go depends on it, and tables are planned with it.
+    // Its checks are listed after the source's.
+    let mut target_checks = Vec::new();
+    let types = check_target(config, &mut target_checks).await;
     let mut checks = Vec::new();
     let mut server = None;
     let mut tables = Vec::new();
@@ -114,7 +123,7 @@ pub async fn run(config: &Config) -> Report {
             .transient(!e.is_definite()),
         ),
         Ok(mut conn) => {
-            match check_source(&mut conn, config, &mut checks).await {
+            match check_source(&mut conn, config, &types, &mut checks).await {
                 Ok((info, t)) => {
                     server = Some(info);
                     tables = t;
@@ -128,17 +137,19 @@ pub async fn run(config: &Config) -> Report {
             let _ = conn.disconnect().await;
         }
     }
-    check_target(config, &mut checks).await;
+    checks.append(&mut target_checks);
     Report {
         checks,
         server,
         tables,
+        types,
     }
 }
 
 async fn check_source(
     conn: &mut Conn,
     config: &Config,
+    types: &TypeOptions,
     checks: &mut Vec<Check>,
 ) -> Result<(ServerInfo, Vec<Table>), mysql_async::Error> {
     let info = connect::server_info(conn).await?;
@@ -209,7 +220,7 @@ async fn check_source(
     }
     checks.push(check_grants(conn, info.flavor).await?);
 
-    match catalog::load_tables(conn, info.flavor, &config.tables, &config.types).await {
+    match catalog::load_tables(conn, info.flavor, &config.tables, types).await {
         Ok(tables) if tables.is_empty() => checks.push(Check::fail(
             "tables",
             "no existing table matches tables.include / tables.exclude",
@@ -273,7 +284,9 @@ async fn check_grants(conn: &mut Conn, flavor: Flavor) -> Result<Check, mysql_as
     })
 }
 
-async fn check_target(config: &Config, checks: &mut Vec<Check>) {
+/// Checks the target; returns the type options resolved against it (as configured when the
+/// target cannot be asked).
+async fn check_target(config: &Config, checks: &mut Vec<Check>) -> TypeOptions {
     let client = match pg::connect(&config.target).await {
         Ok(c) => c,
         Err(e) => {
@@ -285,7 +298,7 @@ async fn check_target(config: &Config, checks: &mut Vec<Check>) {
                 )
                 .transient(pg::is_transient(&e)),
             );
-            return;
+            return config.types.clone();
         }
     };
     let version = client
@@ -317,4 +330,18 @@ async fn check_target(config: &Config, checks: &mut Vec<Check>) {
             )
         }
     });
+    match postgis::resolve(&client, &config.types).await {
+        Ok(decision) => {
+            checks.push(Check::pass("spatial types", decision.detail));
+            decision.options
+        }
+        Err(e) => {
+            checks.push(Check::fail(
+                "spatial types",
+                e,
+                "install PostGIS in the target database (CREATE EXTENSION postgis) or set types.spatial = \"bytea\"",
+            ));
+            config.types.clone()
+        }
+    }
 }

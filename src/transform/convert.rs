@@ -185,8 +185,14 @@ pub fn convert(rule: &ColumnRule, value: SourceValue<'_>) -> Result<Cell, ValueP
             }
             _ => return Err(unexpected(rule, "non-JSON value")),
         },
-        ValueKind::Geometry => match v {
+        ValueKind::Geometry { postgis: false } => match v {
             Value::Bytes(b) => bytea_text(b, None),
+            _ => return Err(unexpected(rule, "non-geometry value")),
+        },
+        ValueKind::Geometry { postgis: true } => match v {
+            Value::Bytes(b) => {
+                ewkb_hex(b).ok_or_else(|| unexpected(rule, "malformed internal geometry"))?
+            }
             _ => return Err(unexpected(rule, "non-geometry value")),
         },
         ValueKind::Vector => match v {
@@ -263,6 +269,48 @@ pub fn bytea_text(bytes: &[u8], pad_to: Option<usize>) -> String {
     out
 }
 
+/// MySQL's internal geometry (4-byte little-endian SRID, then WKB) as hex EWKB, PostGIS's text
+/// input form: the WKB with the SRID flag set in its type word and the SRID after it, both in the
+/// WKB's own byte order. SRID 0 stays plain WKB (PostGIS's "unknown SRID"). Every coordinate byte
+/// is carried unchanged; `None` when the value is too short to hold an SRID and a WKB header.
+pub fn ewkb_hex(internal: &[u8]) -> Option<String> {
+    const SRID_FLAG: u32 = 0x2000_0000;
+    if internal.len() < 9 {
+        return None;
+    }
+    let srid = u32::from_le_bytes(internal[0..4].try_into().ok()?);
+    let wkb = &internal[4..];
+    if srid == 0 {
+        return Some(hex::encode(wkb));
+    }
+    let little = match wkb[0] {
+        0 => false,
+        1 => true,
+        _ => return None,
+    };
+    let word = |b: [u8; 4]| {
+        if little {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        }
+    };
+    let bytes = |v: u32| {
+        if little {
+            v.to_le_bytes()
+        } else {
+            v.to_be_bytes()
+        }
+    };
+    let kind = word(wkb[1..5].try_into().ok()?);
+    let mut out = Vec::with_capacity(wkb.len() + 4);
+    out.push(wkb[0]);
+    out.extend_from_slice(&bytes(kind | SRID_FLAG));
+    out.extend_from_slice(&bytes(srid));
+    out.extend_from_slice(&wkb[5..]);
+    Some(hex::encode(out))
+}
+
 fn enum_member(members: &[String], index: i64) -> Result<String, ValueProblem> {
     if index == 0 {
         // MySQL's "error value" for invalid input in non-strict mode: the empty string.
@@ -325,7 +373,7 @@ fn vector_text(bytes: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transform::mapping::{plan_column, SourceColumn};
+    use crate::transform::mapping::{plan_column, PgType, SourceColumn};
     use crate::transform::TypeOptions;
 
     fn rule(data_type: &str, column_type: &str) -> ColumnRule {
@@ -639,6 +687,80 @@ mod tests {
         assert_eq!(
             bl(&v, Value::Bytes(bytes)).expect("vec"),
             some("{1.5,-2.0}")
+        );
+    }
+
+    #[test]
+    fn geometry_is_bytea_by_default_and_ewkb_under_postgis() {
+        // POINT(1 -2) with SRID 4326, as MySQL stores it: SRID LE, then little-endian WKB.
+        let mut internal = 4326u32.to_le_bytes().to_vec();
+        internal.push(1);
+        internal.extend_from_slice(&1u32.to_le_bytes());
+        internal.extend_from_slice(&1.0f64.to_le_bytes());
+        internal.extend_from_slice(&(-2.0f64).to_le_bytes());
+        let bytea = rule("point", "point");
+        assert_eq!(bytea.pg_type, PgType::Bytea);
+        assert_eq!(
+            bl(&bytea, Value::Bytes(internal.clone())).expect("bytea"),
+            Some(format!("\\x{}", hex::encode(&internal)))
+        );
+
+        let mut c = SourceColumn {
+            name: "g".into(),
+            data_type: "point".into(),
+            column_type: "point".into(),
+            nullable: true,
+            ..Default::default()
+        };
+        let opts = TypeOptions {
+            postgis_schema: Some("gis".into()),
+            ..TypeOptions::default()
+        };
+        let postgis = plan_column(&c, &opts).expect("maps");
+        assert_eq!(postgis.pg_type.sql(), "\"gis\".geometry");
+        assert_eq!(
+            bl(&postgis, Value::Bytes(internal.clone())).expect("ewkb"),
+            some(concat!(
+                "01",               // little-endian
+                "01000020",         // point | SRID flag
+                "e6100000",         // 4326
+                "000000000000f03f", // 1.0
+                "00000000000000c0", // -2.0
+            ))
+        );
+        // SRID 0 is plain WKB; the query path carries the same bytes.
+        internal[..4].copy_from_slice(&[0; 4]);
+        assert_eq!(
+            q(&postgis, Value::Bytes(internal.clone())).expect("wkb"),
+            Some(hex::encode(&internal[4..]))
+        );
+        // A big-endian WKB keeps its byte order: the flag and SRID are written big-endian.
+        let mut big = 3857u32.to_le_bytes().to_vec();
+        big.push(0);
+        big.extend_from_slice(&1u32.to_be_bytes());
+        big.extend_from_slice(&1.0f64.to_be_bytes());
+        big.extend_from_slice(&2.0f64.to_be_bytes());
+        assert_eq!(
+            ewkb_hex(&big).expect("ewkb"),
+            format!(
+                "00{}{}{}{}",
+                "20000001",
+                "00000f11",
+                hex::encode(1.0f64.to_be_bytes()),
+                hex::encode(2.0f64.to_be_bytes())
+            )
+        );
+        c.data_type = "geometry".into();
+        let any = plan_column(&c, &opts).expect("maps");
+        assert_eq!(
+            bl(&any, Value::Bytes(vec![0, 0, 0]))
+                .expect_err("short")
+                .kind,
+            ProblemKind::Unexpected
+        );
+        assert!(
+            ewkb_hex(&[0, 0, 0, 1, 7, 1, 0, 0, 0]).is_none(),
+            "bad byte order"
         );
     }
 }

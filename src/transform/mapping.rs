@@ -63,6 +63,10 @@ pub enum PgType {
     Jsonb,
     /// `real[]` for MySQL 9 VECTOR.
     RealArray,
+    /// PostGIS `geometry`, qualified by the extension's schema.
+    Geometry {
+        schema: String,
+    },
 }
 
 impl PgType {
@@ -87,6 +91,7 @@ impl PgType {
             PgType::Bytea => "bytea".into(),
             PgType::Jsonb => "jsonb".into(),
             PgType::RealArray => "real[]".into(),
+            PgType::Geometry { schema } => format!("{}.geometry", quote_ident(schema)),
         }
     }
 }
@@ -135,8 +140,11 @@ pub enum ValueKind {
         charset: Charset,
     },
     Json,
-    /// MySQL internal geometry (4-byte SRID + WKB), carried byte for byte.
-    Geometry,
+    /// MySQL internal geometry (4-byte little-endian SRID + WKB): byte for byte into bytea, or
+    /// as EWKB (the same WKB with the SRID inside) into PostGIS `geometry` when `postgis`.
+    Geometry {
+        postgis: bool,
+    },
     /// MySQL 9 VECTOR: little-endian float32 values.
     Vector,
 }
@@ -257,9 +265,15 @@ pub fn plan_column(col: &SourceColumn, opts: &TypeOptions) -> Result<ColumnRule,
             },
         ),
         "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring"
-        | "multipolygon" | "geometrycollection" | "geomcollection" => {
-            (PgType::Bytea, ValueKind::Geometry)
-        }
+        | "multipolygon" | "geometrycollection" | "geomcollection" => match &opts.postgis_schema {
+            Some(schema) => (
+                PgType::Geometry {
+                    schema: schema.clone(),
+                },
+                ValueKind::Geometry { postgis: true },
+            ),
+            None => (PgType::Bytea, ValueKind::Geometry { postgis: false }),
+        },
         "vector" => (PgType::RealArray, ValueKind::Vector),
         other => {
             return Err(err(&format!(

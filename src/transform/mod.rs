@@ -36,6 +36,12 @@ pub struct TypeOptions {
     pub nul_in_text: ValuePolicy,
     /// Bytes that are not valid in the column's character set.
     pub invalid_text: ValuePolicy,
+    /// How spatial columns are carried (`types.spatial`).
+    pub spatial: Spatial,
+    /// Schema of the PostGIS extension in the target when spatial columns map to PostGIS
+    /// `geometry`; `None` maps them to bytea. Decided at startup from [`Self::spatial`] and the
+    /// target (`sink::postgis::resolve`), before any table is planned.
+    pub postgis_schema: Option<String>,
 }
 
 impl Default for TypeOptions {
@@ -45,6 +51,34 @@ impl Default for TypeOptions {
             zero_date: ValuePolicy::Refuse,
             nul_in_text: ValuePolicy::Refuse,
             invalid_text: ValuePolicy::Refuse,
+            spatial: Spatial::Auto,
+            postgis_schema: None,
+        }
+    }
+}
+
+/// Where spatial columns go (`types.spatial`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spatial {
+    /// PostGIS `geometry` when the extension is installed in the target database, else bytea.
+    Auto,
+    /// Always bytea (MySQL's internal form).
+    Bytea,
+    /// PostGIS `geometry`; a target without the extension fails preflight.
+    PostGis,
+}
+
+impl FromStr for Spatial {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Spatial::Auto),
+            "bytea" => Ok(Spatial::Bytea),
+            "postgis" => Ok(Spatial::PostGis),
+            other => Err(format!(
+                "{other:?} is not a spatial mapping; use \"auto\", \"bytea\" or \"postgis\""
+            )),
         }
     }
 }

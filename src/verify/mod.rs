@@ -152,7 +152,18 @@ pub async fn load_tables(
     let info = connect::server_info(conn)
         .await
         .map_err(source_err("reading the server version"))?;
-    let tables = catalog::load_tables(conn, info.flavor, &config.tables, &config.types).await?;
+    // Spatial columns are planned as the daemon plans them: against the target's PostGIS.
+    let types = {
+        let client = query::pg_client(config, true).await?;
+        crate::sink::postgis::resolve(&client, &config.types)
+            .await
+            .map_err(|message| VerifyError::Target {
+                context: "deciding the spatial mapping".into(),
+                message,
+            })?
+            .options
+    };
+    let tables = catalog::load_tables(conn, info.flavor, &config.tables, &types).await?;
     for n in names {
         if !tables.iter().any(|t| t.source.to_string() == *n) {
             return Err(VerifyError::UnknownTable {

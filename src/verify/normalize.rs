@@ -17,7 +17,8 @@
 //! - TIME / interval: signed microseconds;
 //! - text, ENUM, SET: UTF-8 bytes (MySQL converts the column charset to utf8mb4), prefixed by their
 //!   byte length so a separator inside a value cannot shift a boundary;
-//! - binary strings and geometry: lower-case hex; BIT(n): n binary digits;
+//! - binary strings and geometry: lower-case hex; BIT(n): n binary digits; a PostGIS `geometry`
+//!   is rebuilt into MySQL's internal form (little-endian SRID, then little-endian WKB) first;
 //! - NULL: `~`, which no normalized value equals.
 //!
 //! JSON and VECTOR columns are not hashed inside the databases: MariaDB keeps JSON as the text the
@@ -141,7 +142,7 @@ pub fn mysql_expr(rule: &ColumnRule, col: &SourceColumn, mode: TextMode) -> Stri
             let b = utf8(&c);
             format!("CONCAT(LENGTH({b}), ':', {b})")
         }
-        ValueKind::Bytes { .. } | ValueKind::Geometry => format!("LOWER(HEX({c}))"),
+        ValueKind::Bytes { .. } | ValueKind::Geometry { .. } => format!("LOWER(HEX({c}))"),
         // Not hashed (see `in_checksum`); the raw text keeps the expression total.
         ValueKind::Json | ValueKind::Vector => utf8(&c),
     }
@@ -161,9 +162,28 @@ pub fn pg_expr(rule: &ColumnRule) -> String {
         ValueKind::Text { .. } | ValueKind::Enum { .. } | ValueKind::Set { .. } => {
             format!("octet_length({c})::text || ':' || {c}")
         }
-        ValueKind::Bytes { .. } | ValueKind::Geometry => format!("encode({c}, 'hex')"),
+        ValueKind::Bytes { .. } | ValueKind::Geometry { postgis: false } => {
+            format!("encode({c}, 'hex')")
+        }
+        ValueKind::Geometry { postgis: true } => pg_geometry_internal_hex(rule),
         ValueKind::Json | ValueKind::Vector => format!("{c}::text"),
     }
+}
+
+/// A PostGIS `geometry` as the hex of MySQL's internal form: the SRID as 4 little-endian bytes
+/// (byte-swapped arithmetically: PostgreSQL sends integers big-endian), then the WKB in
+/// little-endian order, which is how MySQL and MariaDB store it.
+fn pg_geometry_internal_hex(rule: &ColumnRule) -> String {
+    let c = &rule.quoted;
+    let schema = match &rule.pg_type {
+        PgType::Geometry { schema } => crate::select::quote_ident(schema),
+        _ => "public".into(),
+    };
+    let s = format!("{schema}.st_srid({c})::bigint");
+    format!(
+        "lpad(to_hex((({s} & 255) << 24) | ((({s} >> 8) & 255) << 16) | ((({s} >> 16) & 255) << 8) \
+         | (({s} >> 24) & 255)), 8, '0') || encode({schema}.st_asbinary({c}, 'NDR'), 'hex')"
+    )
 }
 
 fn concat_groups(parts: Vec<String>, f: impl Fn(&str) -> String) -> String {
@@ -276,7 +296,7 @@ pub fn canon_target(rule: &ColumnRule, text: Option<&str>) -> Canon {
             Some(us) => time_text(us),
             None => s.to_string(),
         },
-        ValueKind::Bytes { .. } | ValueKind::Geometry => s.to_ascii_lowercase(),
+        ValueKind::Bytes { .. } | ValueKind::Geometry { .. } => s.to_ascii_lowercase(),
         ValueKind::Bool => match s {
             "t" => "true".into(),
             "f" => "false".into(),

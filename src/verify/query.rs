@@ -368,7 +368,7 @@ impl TableSql {
                 "CAST(? AS TIME(6))".into(),
                 MyValue::Bytes(s.clone().into_bytes()),
             ),
-            ValueKind::Bytes { .. } | ValueKind::Geometry => {
+            ValueKind::Bytes { .. } | ValueKind::Geometry { .. } => {
                 let hex = s.strip_prefix("\\x").unwrap_or(s);
                 (
                     "?".into(),
