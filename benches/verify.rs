@@ -15,124 +15,15 @@
 //! arguments, space-separated), BENCH_REBUILD=1 (recreate the data even if it is in place).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
-use tokio_postgres::NoTls;
+
+mod common;
+use common::*;
 
 const DB: &str = "bench_verify";
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn mysql_port() -> u16 {
-    env_u64("FERRY_MYSQL_PORT", 13306) as u16
-}
-
-fn pg_port() -> u16 {
-    env_u64("FERRY_PG_PORT", 15432) as u16
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-async fn my(db: Option<&str>) -> mysql_async::Conn {
-    let opts: mysql_async::Opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(mysql_port())
-        .user(Some("root"))
-        .db_name(db.map(str::to_string))
-        .prefer_socket(false)
-        .init(vec!["SET time_zone = '+00:00'"])
-        .into();
-    mysql_async::Conn::new(opts)
-        .await
-        .expect("connect to the bench MariaDB (scripts/dev-db.sh start)")
-}
-
-async fn pg(db: &str) -> tokio_postgres::Client {
-    let (c, conn) = tokio_postgres::Config::new()
-        .host("127.0.0.1")
-        .port(pg_port())
-        .user("postgres")
-        .dbname(db)
-        .connect(NoTls)
-        .await
-        .expect("connect to the bench PostgreSQL");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    c
-}
-
-const SCHEMA: &str = "
-CREATE TABLE users (
-  id BIGINT UNSIGNED PRIMARY KEY,
-  email VARCHAR(190) NOT NULL,
-  name VARCHAR(100),
-  balance DECIMAL(12,2) NOT NULL,
-  status ENUM('active','blocked','deleted') NOT NULL,
-  tags SET('vip','beta','newsletter') NOT NULL,
-  created DATETIME(6) NOT NULL,
-  seen TIMESTAMP(3) NULL,
-  bio TEXT,
-  prefs JSON,
-  UNIQUE KEY email (email)
-);
-CREATE TABLE orders (
-  user_id BIGINT UNSIGNED NOT NULL,
-  order_no INT NOT NULL,
-  amount DECIMAL(14,4) NOT NULL,
-  qty SMALLINT UNSIGNED NOT NULL,
-  ordered DATE NOT NULL,
-  note VARCHAR(200),
-  PRIMARY KEY (user_id, order_no)
-);";
-
-async fn master_position() -> (String, u64) {
-    let mut c = my(None).await;
-    let row: mysql_async::Row = c
-        .query_first("SHOW MASTER STATUS")
-        .await
-        .expect("status")
-        .expect("binlog");
-    (row.get(0).expect("file"), row.get(1).expect("pos"))
-}
-
-fn seq(file: &str) -> u64 {
-    file.rsplit('.')
-        .next()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
-}
-
-async fn wait_caught_up(client: &tokio_postgres::Client, file: &str, pos: u64, child: &mut Child) {
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            panic!("ferry exited early: {status}");
-        }
-        if let Ok(Some(r)) = client
-            .query_opt(
-                "SELECT binlog_file, binlog_offset FROM ferry.checkpoint WHERE stream = 'benchverify'",
-                &[],
-            )
-            .await
-        {
-            let f: String = r.get(0);
-            let o: i64 = r.get(1);
-            if (seq(&f), o as u64) >= (seq(file), pos) {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 fn write_config(dir: &Path, start: &str) -> PathBuf {
     std::fs::create_dir_all(dir).expect("bench dir");
@@ -169,30 +60,6 @@ continuous = false
     )
     .expect("config");
     path
-}
-
-fn spawn_ferry(config: &Path, log: &Path) -> Child {
-    let bin = root().join("target/release/ferry");
-    assert!(
-        bin.exists(),
-        "build the release binary first: cargo build --release"
-    );
-    let log = std::fs::File::create(log).expect("log");
-    Command::new(bin)
-        .args(["run", "--config"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn ferry")
-}
-
-fn stop(mut child: Child) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let _ = child.wait();
 }
 
 /// (users, orders) on each side, or `None` when the databases are not there.
@@ -239,7 +106,7 @@ async fn build(users: u64, orders: u64, dir: &Path) -> (PathBuf, Child) {
         .await
         .expect("create");
     let mut c = my(Some(DB)).await;
-    c.query_drop(SCHEMA).await.expect("schema");
+    c.query_drop(TABLES).await.expect("tables");
     let admin = pg("postgres").await;
     admin
         .batch_execute(&format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)"))
@@ -254,44 +121,13 @@ async fn build(users: u64, orders: u64, dir: &Path) -> (PathBuf, Child) {
     let config = write_config(dir, &format!("{f0}:{p0}"));
     let mut child = spawn_ferry(&config, &dir.join("verify-ferry.log"));
     let started = Instant::now();
-    let chunk = 100_000u64;
-    let mut from = 0;
-    while from < users {
-        let to = (from + chunk).min(users);
-        c.query_drop(format!(
-            "INSERT INTO users SELECT seq, CONCAT('user', seq, '@example.com'), CONCAT('User ', seq), \
-             (seq % 100000) / 100, ELT(1 + seq % 3, 'active','blocked','deleted'), \
-             ELT(1 + seq % 4, '', 'vip', 'beta,newsletter', 'vip,beta'), \
-             '2020-01-01 00:00:00' + INTERVAL seq SECOND + INTERVAL (seq % 1000000) MICROSECOND, \
-             FROM_UNIXTIME(1600000000 + seq), CONCAT('about user ', seq), \
-             JSON_OBJECT('lang', ELT(1 + seq % 2, 'en', 'fr'), 'n', seq) \
-             FROM seq_{}_to_{}",
-            from + 1,
-            to
-        ))
-        .await
-        .expect("users");
-        from = to;
-    }
-    let mut from = 0;
-    while from < orders {
-        let to = (from + chunk).min(orders);
-        c.query_drop(format!(
-            "INSERT INTO orders SELECT 1 + seq % {users}, seq, seq * 1.2345, seq % 500, \
-             '2020-01-01' + INTERVAL (seq % 1500) DAY, CONCAT('order ', seq) FROM seq_{}_to_{}",
-            from + 1,
-            to
-        ))
-        .await
-        .expect("orders");
-        from = to;
-    }
+    insert_rows(&mut c, users, orders).await;
     let (f1, p1) = master_position().await;
     eprintln!(
         "source data written in {:.1?}; ferry copying it...",
         started.elapsed()
     );
-    wait_caught_up(&pg(DB).await, &f1, p1, &mut child).await;
+    wait_caught_up(&pg(DB).await, "benchverify", &f1, p1, &mut child).await;
     eprintln!(
         "ferry copied {users} users and {orders} orders in {:.1?}",
         started.elapsed()
@@ -321,11 +157,6 @@ fn run_verify(config: &Path, extra: &[&str]) -> (i32, f64, serde_json::Value) {
         )
     });
     (out.status.code().unwrap_or(-1), secs, report)
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
-    v[v.len() / 2]
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

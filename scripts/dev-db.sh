@@ -53,7 +53,7 @@ install_packages() {
   # columns to PostGIS geometry; the extension is created only in the tests' own databases).
   local major
   major=$(basename "$(dirname "$(pg_bin)")")
-  if [ ! -f "/usr/share/postgresql/$major/extension/postgis.control" ]; then
+  if [ ! -f "/usr/share/postgresql/$major/extension/postgis.control" ] || ! ls "/usr/lib/postgresql/$major/lib/"postgis-3*.so >/dev/null 2>&1; then
     log "installing Debian package: postgresql-$major-postgis-3"
     [ "$updated" = 1 ] || as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "postgresql-$major-postgis-3" >/dev/null

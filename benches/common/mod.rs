@@ -35,6 +35,7 @@ pub async fn my(db: Option<&str>) -> mysql_async::Conn {
         .user(Some("root"))
         .db_name(db.map(str::to_string))
         .prefer_socket(false)
+        .init(vec!["SET time_zone = '+00:00'"])
         .into();
     mysql_async::Conn::new(opts)
         .await
@@ -56,7 +57,8 @@ pub async fn pg(db: &str) -> tokio_postgres::Client {
     c
 }
 
-pub const SCHEMA: &str = "
+/// The `users` and `orders` tables.
+pub const TABLES: &str = "
 CREATE TABLE users (
   id BIGINT UNSIGNED PRIMARY KEY,
   email VARCHAR(190) NOT NULL,
@@ -78,8 +80,10 @@ CREATE TABLE orders (
   ordered DATE NOT NULL,
   note VARCHAR(200),
   PRIMARY KEY (user_id, order_no)
-);
-CREATE TABLE marks (id BIGINT PRIMARY KEY, note VARCHAR(20));";
+);";
+
+/// The marker table of the replication benchmark's lag probe.
+pub const MARKS: &str = "CREATE TABLE marks (id BIGINT PRIMARY KEY, note VARCHAR(20))";
 
 pub async fn setup_source(users: u64, orders: u64) {
     let mut c = my(None).await;
@@ -88,40 +92,10 @@ pub async fn setup_source(users: u64, orders: u64) {
         .expect("drop");
     c.query_drop("CREATE DATABASE bench").await.expect("create");
     let mut c = my(Some("bench")).await;
-    c.query_drop(SCHEMA).await.expect("schema");
+    c.query_drop(TABLES).await.expect("tables");
+    c.query_drop(MARKS).await.expect("marks");
     let started = Instant::now();
-    let chunk = 200_000u64;
-    let mut from = 0;
-    while from < users {
-        let to = (from + chunk).min(users);
-        c.query_drop(format!(
-            "INSERT INTO users SELECT seq, CONCAT('user', seq, '@example.com'), CONCAT('User ', seq), \
-             (seq % 100000) / 100, ELT(1 + seq % 3, 'active','blocked','deleted'), \
-             ELT(1 + seq % 4, '', 'vip', 'beta,newsletter', 'vip,beta'), \
-             '2020-01-01 00:00:00' + INTERVAL seq SECOND + INTERVAL (seq % 1000000) MICROSECOND, \
-             FROM_UNIXTIME(1600000000 + seq), CONCAT('about user ', seq), \
-             JSON_OBJECT('lang', ELT(1 + seq % 2, 'en', 'fr'), 'n', seq) \
-             FROM seq_{}_to_{}",
-            from + 1,
-            to
-        ))
-        .await
-        .expect("users");
-        from = to;
-    }
-    let mut from = 0;
-    while from < orders {
-        let to = (from + chunk).min(orders);
-        c.query_drop(format!(
-            "INSERT INTO orders SELECT 1 + seq % {users}, seq, seq * 1.2345, seq % 500, \
-             '2020-01-01' + INTERVAL (seq % 1500) DAY, CONCAT('order ', seq) FROM seq_{}_to_{}",
-            from + 1,
-            to
-        ))
-        .await
-        .expect("orders");
-        from = to;
-    }
+    insert_rows(&mut c, users, orders).await;
     eprintln!(
         "source data: {users} users, {orders} orders in {:.1?}",
         started.elapsed()
@@ -341,4 +315,40 @@ pub async fn fresh_target(db: &str) {
         )
         .await
         .expect("marks table");
+}
+
+/// Inserts `users` users and `orders` orders (ids from 1) into the current database of `c`.
+pub async fn insert_rows(c: &mut mysql_async::Conn, users: u64, orders: u64) {
+    let chunk = 200_000u64;
+    let mut from = 0;
+    while from < users {
+        let to = (from + chunk).min(users);
+        c.query_drop(format!(
+            "INSERT INTO users SELECT seq, CONCAT('user', seq, '@example.com'), CONCAT('User ', seq), \
+             (seq % 100000) / 100, ELT(1 + seq % 3, 'active','blocked','deleted'), \
+             ELT(1 + seq % 4, '', 'vip', 'beta,newsletter', 'vip,beta'), \
+             '2020-01-01 00:00:00' + INTERVAL seq SECOND + INTERVAL (seq % 1000000) MICROSECOND, \
+             FROM_UNIXTIME(1600000000 + seq), CONCAT('about user ', seq), \
+             JSON_OBJECT('lang', ELT(1 + seq % 2, 'en', 'fr'), 'n', seq) \
+             FROM seq_{}_to_{}",
+            from + 1,
+            to
+        ))
+        .await
+        .expect("users");
+        from = to;
+    }
+    let mut from = 0;
+    while from < orders {
+        let to = (from + chunk).min(orders);
+        c.query_drop(format!(
+            "INSERT INTO orders SELECT 1 + seq % {users}, seq, seq * 1.2345, seq % 500, \
+             '2020-01-01' + INTERVAL (seq % 1500) DAY, CONCAT('order ', seq) FROM seq_{}_to_{}",
+            from + 1,
+            to
+        ))
+        .await
+        .expect("orders");
+        from = to;
+    }
 }
