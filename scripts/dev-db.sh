@@ -184,6 +184,23 @@ stop_all() {
   fi
 }
 
+# Drops the databases earlier test runs left on the private servers (each test makes its own
+# `t_*` pair, and a failed test keeps its pair for inspection until the next run).
+drop_test_dbs() {
+  local d n=0
+  for d in $(psql -X -h 127.0.0.1 -p "$PG_PORT" -U postgres -Atc \
+      "SELECT datname FROM pg_database WHERE datname LIKE 't\\_%'"); do
+    psql -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -c "DROP DATABASE IF EXISTS \"$d\" WITH (FORCE)" >/dev/null
+    n=$((n + 1))
+  done
+  for d in $(mariadb --no-defaults -uroot -S "$MY_SOCK" -N -e \
+      "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 't\\_%'"); do
+    mariadb --no-defaults -uroot -S "$MY_SOCK" -e "DROP DATABASE IF EXISTS \`$d\`"
+    n=$((n + 1))
+  done
+  [ "$n" = 0 ] || log "dropped $n databases left by earlier test runs"
+}
+
 print_env() {
   cat <<ENV
 export FERRY_TEST_MYSQL_URL=mysql://root@127.0.0.1:$MY_PORT
@@ -198,6 +215,7 @@ case "${1:-start}" in
   start) install_packages; start_mariadb; start_postgres; log "MariaDB 127.0.0.1:$MY_PORT, PostgreSQL 127.0.0.1:$PG_PORT" ;;
   stop) stop_all ;;
   env) print_env ;;
+  drop-test-dbs) drop_test_dbs ;;
   reset) stop_all; rm -rf "$MY_DIR" "$PG_DIR"; install_packages; start_mariadb; start_postgres ;;
-  *) die "usage: $0 install|start|stop|env|reset" ;;
+  *) die "usage: $0 install|start|stop|env|reset|drop-test-dbs" ;;
 esac

@@ -5,5 +5,6 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/dev-db.sh start
+scripts/dev-db.sh drop-test-dbs
 eval "$(scripts/dev-db.sh env)"
 cargo nextest run --workspace --no-fail-fast "$@"
