@@ -67,6 +67,7 @@ async fn main() {
         let all = t0.elapsed().as_secs_f64();
         let copy = copied_at.expect("copy finished before the unique constraints");
         let peak = peak_rss_mb(child.id());
+        let cpu = cpu_seconds(child.id());
         stop(child);
         let rows: i64 = client
             .query_one(
@@ -77,7 +78,7 @@ async fn main() {
             .expect("count")
             .get(0);
         eprintln!(
-            "run {run}: {rows} rows copied with keys and indexes in {copy:.2} s ({:.0} rows/s); unique constraints done at {all:.2} s; peak RSS {peak:.1} MB",
+            "run {run}: {rows} rows copied with keys and indexes in {copy:.2} s ({:.0} rows/s); unique constraints done at {all:.2} s; peak RSS {peak:.1} MB; ferry CPU {cpu:.1} s",
             rows as f64 / copy
         );
         copy_times.push(copy);
