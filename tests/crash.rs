@@ -106,6 +106,21 @@ async fn sigkill_at_random_moments_loses_and_repeats_nothing() {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(300..1500))).await;
         ferry.kill9_and_restart();
         kills += 1;
+        // The next kill lands on a streaming process, not on one still in preflight.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while ferry
+            .log()
+            .matches("resuming from the target's checkpoint")
+            .count()
+            < kills
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "ferry did not resume after kill {kills}:\n{}",
+                ferry.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     let statements = load.await.expect("load task");
     assert!(statements > 1000, "the load ran ({statements} statements)");
