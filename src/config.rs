@@ -530,19 +530,41 @@ impl Config {
         Self::from_toml(&text, path)
     }
 
+    /// Like [`load`](Self::load) without reading the passwords (they stay empty): for the
+    /// commands that only talk to the running daemon (`status`, `pause`, `resume`), so an
+    /// operator's shell needs no database secrets.
+    ///
+    /// # Errors
+    /// As [`load`](Self::load), except for missing secrets.
+    pub fn load_for_control(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)?.validate_with(path.parent().unwrap_or(Path::new(".")), false)
+    }
+
     /// Parses and validates config text; `path` names it in messages and anchors relative paths.
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        Self::parse(text, path)?.validate(path.parent().unwrap_or(Path::new(".")))
+    }
+
+    fn parse(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string(),
-        })?;
-        raw.validate(path.parent().unwrap_or(Path::new(".")))
+        })
     }
 }
 
 impl RawConfig {
     /// Applies defaults and checks every value; `base` resolves relative paths.
     pub fn validate(self, base: &Path) -> Result<Config, ConfigError> {
+        self.validate_with(base, true)
+    }
+
+    /// [`validate`](Self::validate); `read_secrets = false` leaves passwords empty.
+    fn validate_with(self, base: &Path, read_secrets: bool) -> Result<Config, ConfigError> {
         if self.stream.is_empty() || self.stream.len() > 200 {
             return Err(ConfigError::Invalid {
                 key: "stream",
@@ -568,7 +590,12 @@ impl RawConfig {
             });
         }
         let source = SourceConfig {
-            password: resolve_password("source.password", &self.source.password, base)?,
+            password: resolve_password(
+                "source.password",
+                &self.source.password,
+                base,
+                read_secrets,
+            )?,
             host: self.source.host,
             port: self.source.port,
             user: self.source.user,
@@ -578,7 +605,12 @@ impl RawConfig {
             connect_timeout: Duration::from_secs_f64(self.source.connect_timeout_seconds.max(0.1)),
         };
         let target = TargetConfig {
-            password: resolve_password("target.password", &self.target.password, base)?,
+            password: resolve_password(
+                "target.password",
+                &self.target.password,
+                base,
+                read_secrets,
+            )?,
             host: self.target.host,
             port: self.target.port,
             user: self.target.user,
@@ -752,6 +784,7 @@ fn resolve_password(
     key: &'static str,
     raw: &RawPassword,
     base: &Path,
+    read: bool,
 ) -> Result<Secret, ConfigError> {
     let given = [
         raw.password.is_some(),
@@ -766,6 +799,9 @@ fn resolve_password(
             key,
             message: "give only one of password, password_env, password_file".into(),
         });
+    }
+    if !read {
+        return Ok(Secret::default());
     }
     if let Some(p) = &raw.password {
         return Ok(Secret::new(p.clone()));
@@ -878,5 +914,15 @@ mod tests {
         );
         let err = Config::from_toml(&text, Path::new("c.toml")).expect_err("must fail");
         assert!(err.to_string().contains("FERRY_TEST_SURELY_UNSET_VAR"));
+
+        // `status`, `pause` and `resume` read the file without the secrets.
+        let dir = std::env::temp_dir().join(format!("ferry-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("c.toml");
+        std::fs::write(&path, &text).expect("write");
+        assert!(Config::load(&path).is_err());
+        let cfg = Config::load_for_control(&path).expect("no secret needed");
+        assert_eq!(cfg.source.password.expose(), "");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -116,7 +116,7 @@ enum Cmd {
 
 /// Sends `signal` to the daemon whose pid file is in the config's state directory.
 fn signal_daemon(config: &std::path::Path, signal: i32, what: &str) -> anyhow::Result<ExitCode> {
-    let config = Config::load(config)?;
+    let config = Config::load_for_control(config)?;
     let pid_path = config.state_dir.join(ferry::app::PID_FILE);
     let pid: i32 = std::fs::read_to_string(&pid_path)
         .with_context(|| {
@@ -299,7 +299,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Pause { config } => signal_daemon(&config, libc::SIGUSR1, "pause"),
         Cmd::Resume { config } => signal_daemon(&config, libc::SIGUSR2, "resume"),
         Cmd::Status { config, json } => {
-            let config = Config::load(&config)?;
+            let config = Config::load_for_control(&config)?;
             let addr = config
                 .metrics_listen
                 .context("metrics.listen is empty in the config: the daemon serves no status")?;
