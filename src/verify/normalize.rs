@@ -237,9 +237,13 @@ pub fn pg_row_text(t: &Table) -> String {
 }
 
 /// The SQL expression of PostgreSQL's 64-bit hash of a text: the first 8 bytes of its SHA-256
-/// (of its UTF-8 bytes: `convert_to`, because a `::bytea` cast would parse backslashes).
+/// (of its UTF-8 bytes: `textsend`, the text's own bytes — verification requires a UTF8 target
+/// database — because a `::bytea` cast would parse backslashes; `convert_to` would re-validate
+/// every byte).
 pub fn pg_hash64(text: &str) -> String {
-    format!("('x' || left(encode(sha256(convert_to({text}, 'UTF8')), 'hex'), 16))::bit(64)::bigint")
+    format!(
+        "('x' || encode(substring(sha256(textsend({text})) FROM 1 FOR 8), 'hex'))::bit(64)::bigint"
+    )
 }
 
 /// The 64-bit row hash aggregated per chunk, in MySQL: first 16 hex digits of SHA-256, XORed.
