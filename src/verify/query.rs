@@ -321,6 +321,16 @@ impl TableSql {
         &self.table.columns[self.table.key[j]]
     }
 
+    /// The key of a PostgreSQL row whose first columns are [`Self::pg_key_fetch`].
+    fn pg_row_key(&self, r: &tokio_postgres::Row) -> Key {
+        (0..self.table.key.len())
+            .map(|j| {
+                let text: Option<String> = r.get(j);
+                normalize::canon_target(self.key_rule(j), text.as_deref())
+            })
+            .collect()
+    }
+
     /// MySQL placeholder for key part `j` with the value typed for the column.
     fn my_param(&self, j: usize, canon: &Canon, params: &mut MyParams) -> String {
         let rule = self.key_rule(j);
@@ -368,7 +378,7 @@ impl TableSql {
                 "CAST(? AS TIME(6))".into(),
                 MyValue::Bytes(s.clone().into_bytes()),
             ),
-            ValueKind::Bytes { .. } | ValueKind::Geometry { .. } => {
+            ValueKind::Bytes { .. } | ValueKind::Geometry => {
                 let hex = s.strip_prefix("\\x").unwrap_or(s);
                 (
                     "?".into(),
@@ -674,14 +684,7 @@ impl TableSql {
             .exec_first(sql, Params::Positional(params.0))
             .await
             .map_err(self.my_err("reading a chunk boundary"))?;
-        Ok(row.map(|r| {
-            let values = r.unwrap();
-            values
-                .iter()
-                .enumerate()
-                .map(|(j, v)| self.source_value(self.table.key[j], v).canon)
-                .collect()
-        }))
+        Ok(row.map(|r| self.key_from_my(&r.unwrap())))
     }
 
     /// The key of the `offset`-th row (0-based) of `range` in PostgreSQL key order.
@@ -701,14 +704,7 @@ impl TableSql {
             .query_opt(&sql, &params.refs())
             .await
             .map_err(self.pg_err("reading a chunk boundary"))?;
-        Ok(row.map(|r| {
-            (0..self.table.key.len())
-                .map(|j| {
-                    let text: Option<String> = r.get(j);
-                    normalize::canon_target(self.key_rule(j), text.as_deref())
-                })
-                .collect()
-        }))
+        Ok(row.map(|r| self.pg_row_key(&r)))
     }
 
     /// One MySQL value as ferry converts it (raw column bytes, decoded by the column charset).
@@ -920,6 +916,8 @@ impl TableSql {
             .collect())
     }
 
+    /// The key of a MySQL row whose first columns are [`Self::my_key_list`] (`values` holds
+    /// exactly the key columns).
     fn key_from_my(&self, values: &[MyValue]) -> Key {
         values
             .iter()
@@ -973,17 +971,7 @@ impl TableSql {
             .query(&sql, &params.refs())
             .await
             .map_err(self.pg_err("reading keys"))?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                (0..self.table.key.len())
-                    .map(|j| {
-                        let t: Option<String> = r.get(j);
-                        normalize::canon_target(self.key_rule(j), t.as_deref())
-                    })
-                    .collect()
-            })
-            .collect())
+        Ok(rows.iter().map(|r| self.pg_row_key(r)).collect())
     }
 
     /// Key and the columns compared outside the databases, for a range, from MySQL.
@@ -1014,9 +1002,7 @@ impl TableSql {
             .into_iter()
             .map(|r| {
                 let v = r.unwrap();
-                let key = (0..nk)
-                    .map(|j| self.source_value(self.table.key[j], &v[j]).canon)
-                    .collect();
+                let key = self.key_from_my(&v[..nk]);
                 let vals = self
                     .fetched
                     .iter()
@@ -1055,12 +1041,7 @@ impl TableSql {
         Ok(rows
             .iter()
             .map(|r| {
-                let key = (0..nk)
-                    .map(|j| {
-                        let t: Option<String> = r.get(j);
-                        normalize::canon_target(self.key_rule(j), t.as_deref())
-                    })
-                    .collect();
+                let key = self.pg_row_key(r);
                 let vals = self
                     .fetched
                     .iter()
@@ -1095,13 +1076,7 @@ impl TableSql {
             .map_err(self.my_err("sampling keys"))?;
         Ok(rows
             .into_iter()
-            .map(|r| {
-                r.unwrap()
-                    .iter()
-                    .enumerate()
-                    .map(|(j, v)| self.source_value(self.table.key[j], v).canon)
-                    .collect()
-            })
+            .map(|r| self.key_from_my(&r.unwrap()))
             .collect())
     }
 
@@ -1123,17 +1098,7 @@ impl TableSql {
             .query(&sql, &[])
             .await
             .map_err(self.pg_err("sampling keys"))?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                (0..self.table.key.len())
-                    .map(|j| {
-                        let t: Option<String> = r.get(j);
-                        normalize::canon_target(self.key_rule(j), t.as_deref())
-                    })
-                    .collect()
-            })
-            .collect())
+        Ok(rows.iter().map(|r| self.pg_row_key(r)).collect())
     }
 
     /// The target's row count.
