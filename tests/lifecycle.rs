@@ -11,28 +11,6 @@ use mysql_async::prelude::Queryable;
 const TABLE: &str =
     "CREATE TABLE items (id INT PRIMARY KEY, label VARCHAR(40), price DECIMAL(10,2))";
 
-async fn count(db: &TestDb, sql: &str) -> i64 {
-    db.pg()
-        .await
-        .query_one(sql, &[])
-        .await
-        .expect("count")
-        .get(0)
-}
-
-async fn checkpoint_offset(db: &TestDb, stream: &str) -> (String, i64) {
-    let row = db
-        .pg()
-        .await
-        .query_one(
-            "SELECT binlog_file, binlog_offset FROM ferry.checkpoint WHERE stream = $1",
-            &[&stream],
-        )
-        .await
-        .expect("checkpoint row");
-    (row.get(0), row.get(1))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_then_a_rewound_target_is_refused() {
     let db = TestDb::new("rewind").await;
@@ -50,13 +28,13 @@ async fn sigterm_drains_then_a_rewound_target_is_refused() {
     }
     db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
         .await;
-    let (_, caught_up_at) = checkpoint_offset(&db, "main").await;
+    let (_, caught_up_at) = db.checkpoint("main").await;
 
     ferry.signal("TERM");
     let status = ferry.wait_exit(Duration::from_secs(30)).await;
     assert_eq!(status.code(), Some(0), "SIGTERM exits 0:\n{}", ferry.log());
-    assert_eq!(count(&db, "SELECT count(*) FROM items").await, 50);
-    let (_, stopped_at) = checkpoint_offset(&db, "main").await;
+    assert_eq!(db.count("SELECT count(*) FROM items").await, 50);
+    let (_, stopped_at) = db.checkpoint("main").await;
     assert!(
         stopped_at >= caught_up_at,
         "the checkpoint never moves back"
@@ -97,7 +75,7 @@ async fn sigterm_drains_then_a_rewound_target_is_refused() {
         .expect("insert");
     db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut accepted)
         .await;
-    assert_eq!(count(&db, "SELECT count(*) FROM items").await, 51);
+    assert_eq!(db.count("SELECT count(*) FROM items").await, 51);
     db.cleanup_dir();
 }
 
@@ -146,7 +124,7 @@ async fn schema_change_on_a_replicated_table_stops_before_later_rows() {
     );
     assert!(log.contains("--skip-ddl"), "says how to go on: {log}");
     assert_eq!(
-        count(&db, "SELECT count(*) FROM items").await,
+        db.count("SELECT count(*) FROM items").await,
         1,
         "no row after the ALTER was applied"
     );

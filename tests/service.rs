@@ -133,28 +133,6 @@ async fn eventually<T>(
     }
 }
 
-async fn count(db: &TestDb, sql: &str) -> i64 {
-    db.pg()
-        .await
-        .query_one(sql, &[])
-        .await
-        .expect("count")
-        .get(0)
-}
-
-async fn checkpoint(db: &TestDb, stream: &str) -> (String, u64) {
-    let row = db
-        .pg()
-        .await
-        .query_one(
-            "SELECT binlog_file, binlog_offset FROM ferry.checkpoint WHERE stream = $1",
-            &[&stream],
-        )
-        .await
-        .expect("checkpoint row");
-    (row.get(0), row.get::<_, i64>(1) as u64)
-}
-
 fn config_arg(config: &Path) -> &str {
     config.to_str().expect("utf-8 path")
 }
@@ -227,7 +205,7 @@ async fn pause_survives_restart_lag_grows_honestly_and_resume_catches_up() {
     )
     .await;
     assert_eq!(
-        count(&db, "SELECT count(*) FROM items").await,
+        db.count("SELECT count(*) FROM items").await,
         10,
         "nothing written while paused reaches PostgreSQL"
     );
@@ -253,7 +231,7 @@ async fn pause_survives_restart_lag_grows_honestly_and_resume_catches_up() {
     ferry.signal("TERM");
     let exit = ferry.wait_exit(Duration::from_secs(30)).await;
     assert_eq!(exit.code(), Some(0), "SIGTERM exits 0:\n{}", ferry.log());
-    let (file, offset) = checkpoint(&db, "main").await;
+    let (file, offset) = db.checkpoint("main").await;
     assert_eq!(
         format!("{file}:{offset}"),
         last_read,
@@ -289,14 +267,14 @@ async fn pause_survives_restart_lag_grows_honestly_and_resume_catches_up() {
         "the log says the pause was kept:\n{}",
         ferry.log()
     );
-    assert_eq!(count(&db, "SELECT count(*) FROM items").await, 10);
+    assert_eq!(db.count("SELECT count(*) FROM items").await, 10);
 
     // `ferry resume` sends SIGUSR2: it catches up and lag returns to 0 when idle.
     let (code, out) = ferry_cmd(&["resume", "--config", config_arg(&config)]);
     assert_eq!(code, 0, "{out}");
     db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
         .await;
-    assert_eq!(count(&db, "SELECT count(*) FROM items").await, 15);
+    assert_eq!(db.count("SELECT count(*) FROM items").await, 15);
     eventually(
         "lag 0 and unpaused after resume",
         Duration::from_secs(60),
@@ -404,7 +382,7 @@ async fn sighup_reloads_the_log_level_and_names_keys_that_need_a_restart() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let tail = ferry.log()[before..].to_string();
     assert!(!tail.contains("DEBUG"), "debug lines stopped:\n{tail}");
-    assert_eq!(count(&db, "SELECT count(*) FROM items").await, 3);
+    assert_eq!(db.count("SELECT count(*) FROM items").await, 3);
     ferry.signal("TERM");
     assert_eq!(
         ferry.wait_exit(Duration::from_secs(30)).await.code(),
@@ -447,7 +425,7 @@ async fn a_second_sigterm_abandons_a_blocked_transaction_and_keeps_the_checkpoin
         .expect("insert");
     db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
         .await;
-    let before = checkpoint(&db, "main").await;
+    let before = db.checkpoint("main").await;
 
     // Another session holds a lock on the target table, so ferry's next apply blocks.
     let locker = db.pg().await;
@@ -493,17 +471,17 @@ async fn a_second_sigterm_abandons_a_blocked_transaction_and_keeps_the_checkpoin
     );
     locker.batch_execute("ROLLBACK").await.expect("unlock");
     assert_eq!(
-        checkpoint(&db, "main").await,
+        db.checkpoint("main").await,
         before,
         "the abandoned transaction left the checkpoint where it was"
     );
-    assert_eq!(count(&db, "SELECT count(*) FROM items").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM items").await, 1);
 
     // Started again, it applies the abandoned transaction exactly once.
     ferry.start_again();
     db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
         .await;
-    assert_eq!(count(&db, "SELECT count(*) FROM items").await, 2);
+    assert_eq!(db.count("SELECT count(*) FROM items").await, 2);
     ferry.signal("TERM");
     assert_eq!(
         ferry.wait_exit(Duration::from_secs(30)).await.code(),
@@ -656,7 +634,7 @@ async fn metrics_endpoint_exports_every_streaming_series_with_sane_values() {
         Duration::from_secs(30),
         &mut ferry,
         || {
-            let (file, offset) = futures_block(checkpoint(&db, "main"));
+            let (file, offset) = futures_block(db.checkpoint("main"));
             let m = scrape(&addr);
             let seq: f64 = file.rsplit('.').next()?.parse().ok()?;
             (m.value("ferry_checkpoint_binlog_file_sequence", &[]) == seq
@@ -766,14 +744,12 @@ async fn systemd_notify_ready_after_preflight_then_watchdog_status_reload_stop()
         log.contains("target writable") && log.contains("preflight passed; streaming"),
         "READY=1 came before preflight finished:\n{log}"
     );
-    let tables = count(
-        &db,
-        &format!(
+    let tables = db
+        .count(&format!(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = '{}' AND table_name = 'items'",
             db.name
-        ),
-    )
-    .await;
+        ))
+        .await;
     assert_eq!(tables, 1, "the target table exists when READY=1 is sent");
     assert!(ready.contains("STATUS=streaming"), "{ready}");
     assert!(

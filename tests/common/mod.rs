@@ -316,6 +316,30 @@ listen = "{metrics_listen}"
         }
     }
 
+    /// The single integer a query on this test's PostgreSQL database returns (a count).
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.pg()
+            .await
+            .query_one(sql, &[])
+            .await
+            .expect("count")
+            .get(0)
+    }
+
+    /// The stream's checkpoint committed in PostgreSQL, as (binlog file, offset).
+    pub async fn checkpoint(&self, stream: &str) -> (String, u64) {
+        let row = self
+            .pg()
+            .await
+            .query_one(
+                "SELECT binlog_file, binlog_offset FROM ferry.checkpoint WHERE stream = $1",
+                &[&stream],
+            )
+            .await
+            .expect("checkpoint row");
+        (row.get(0), row.get::<_, i64>(1) as u64)
+    }
+
     pub fn cleanup_dir(&self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
