@@ -246,7 +246,7 @@ async fn check_existing(client: &Client, t: &Table) -> Result<(), DdlError> {
     for c in &t.columns {
         let want = match c.pg_type {
             PgType::Geometry { .. } => "geometry",
-            PgType::Bytea if matches!(c.kind, ValueKind::Geometry { .. }) => "bytea",
+            PgType::Bytea if c.kind == ValueKind::Geometry => "bytea",
             _ => continue,
         };
         let found = rows

@@ -1003,7 +1003,7 @@ fn type_family_matches(kind: &ValueKind, ct: ColumnType) -> bool {
             ct,
             MYSQL_TYPE_JSON | MYSQL_TYPE_BLOB | MYSQL_TYPE_LONG_BLOB | MYSQL_TYPE_VARCHAR
         ),
-        ValueKind::Geometry { .. } => ct == MYSQL_TYPE_GEOMETRY,
+        ValueKind::Geometry => ct == MYSQL_TYPE_GEOMETRY,
         ValueKind::Vector => matches!(ct, MYSQL_TYPE_VECTOR | MYSQL_TYPE_BLOB),
     }
 }

@@ -19,7 +19,7 @@ use mysql_common::value::Value;
 
 use super::charset::Charset;
 use super::json::{check_json_text, jsonb_to_text};
-use super::mapping::{ColumnRule, ValueKind};
+use super::mapping::{ColumnRule, PgType, ValueKind};
 use super::temporal;
 use super::{Cell, ProblemKind, ValueProblem};
 
@@ -185,14 +185,11 @@ pub fn convert(rule: &ColumnRule, value: SourceValue<'_>) -> Result<Cell, ValueP
             }
             _ => return Err(unexpected(rule, "non-JSON value")),
         },
-        ValueKind::Geometry { postgis: false } => match v {
-            Value::Bytes(b) => bytea_text(b, None),
-            _ => return Err(unexpected(rule, "non-geometry value")),
-        },
-        ValueKind::Geometry { postgis: true } => match v {
-            Value::Bytes(b) => {
+        ValueKind::Geometry => match (v, &rule.pg_type) {
+            (Value::Bytes(b), PgType::Geometry { .. }) => {
                 ewkb_hex(b).ok_or_else(|| unexpected(rule, "malformed internal geometry"))?
             }
+            (Value::Bytes(b), _) => bytea_text(b, None),
             _ => return Err(unexpected(rule, "non-geometry value")),
         },
         ValueKind::Vector => match v {
@@ -373,7 +370,7 @@ fn vector_text(bytes: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transform::mapping::{plan_column, PgType, SourceColumn};
+    use crate::transform::mapping::{plan_column, SourceColumn};
     use crate::transform::TypeOptions;
 
     fn rule(data_type: &str, column_type: &str) -> ColumnRule {

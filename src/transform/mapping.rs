@@ -141,10 +141,8 @@ pub enum ValueKind {
     },
     Json,
     /// MySQL internal geometry (4-byte little-endian SRID + WKB): byte for byte into bytea, or
-    /// as EWKB (the same WKB with the SRID inside) into PostGIS `geometry` when `postgis`.
-    Geometry {
-        postgis: bool,
-    },
+    /// as EWKB (the same WKB with the SRID inside) when the target type is PostGIS `geometry`.
+    Geometry,
     /// MySQL 9 VECTOR: little-endian float32 values.
     Vector,
 }
@@ -270,9 +268,9 @@ pub fn plan_column(col: &SourceColumn, opts: &TypeOptions) -> Result<ColumnRule,
                 PgType::Geometry {
                     schema: schema.clone(),
                 },
-                ValueKind::Geometry { postgis: true },
+                ValueKind::Geometry,
             ),
-            None => (PgType::Bytea, ValueKind::Geometry { postgis: false }),
+            None => (PgType::Bytea, ValueKind::Geometry),
         },
         "vector" => (PgType::RealArray, ValueKind::Vector),
         other => {

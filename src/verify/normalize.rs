@@ -142,7 +142,7 @@ pub fn mysql_expr(rule: &ColumnRule, col: &SourceColumn, mode: TextMode) -> Stri
             let b = utf8(&c);
             format!("CONCAT(LENGTH({b}), ':', {b})")
         }
-        ValueKind::Bytes { .. } | ValueKind::Geometry { .. } => format!("LOWER(HEX({c}))"),
+        ValueKind::Bytes { .. } | ValueKind::Geometry => format!("LOWER(HEX({c}))"),
         // Not hashed (see `in_checksum`); the raw text keeps the expression total.
         ValueKind::Json | ValueKind::Vector => utf8(&c),
     }
@@ -162,10 +162,11 @@ pub fn pg_expr(rule: &ColumnRule) -> String {
         ValueKind::Text { .. } | ValueKind::Enum { .. } | ValueKind::Set { .. } => {
             format!("octet_length({c})::text || ':' || {c}")
         }
-        ValueKind::Bytes { .. } | ValueKind::Geometry { postgis: false } => {
-            format!("encode({c}, 'hex')")
-        }
-        ValueKind::Geometry { postgis: true } => pg_geometry_internal_hex(rule),
+        ValueKind::Geometry => match &rule.pg_type {
+            PgType::Geometry { schema } => pg_geometry_internal_hex(c, schema),
+            _ => format!("encode({c}, 'hex')"),
+        },
+        ValueKind::Bytes { .. } => format!("encode({c}, 'hex')"),
         ValueKind::Json | ValueKind::Vector => format!("{c}::text"),
     }
 }
@@ -173,12 +174,8 @@ pub fn pg_expr(rule: &ColumnRule) -> String {
 /// A PostGIS `geometry` as the hex of MySQL's internal form: the SRID as 4 little-endian bytes
 /// (byte-swapped arithmetically: PostgreSQL sends integers big-endian), then the WKB in
 /// little-endian order, which is how MySQL and MariaDB store it.
-fn pg_geometry_internal_hex(rule: &ColumnRule) -> String {
-    let c = &rule.quoted;
-    let schema = match &rule.pg_type {
-        PgType::Geometry { schema } => crate::select::quote_ident(schema),
-        _ => "public".into(),
-    };
+fn pg_geometry_internal_hex(c: &str, schema: &str) -> String {
+    let schema = crate::select::quote_ident(schema);
     let s = format!("{schema}.st_srid({c})::bigint");
     format!(
         "lpad(to_hex((({s} & 255) << 24) | ((({s} >> 8) & 255) << 16) | ((({s} >> 16) & 255) << 8) \
@@ -300,7 +297,7 @@ pub fn canon_target(rule: &ColumnRule, text: Option<&str>) -> Canon {
             Some(us) => time_text(us),
             None => s.to_string(),
         },
-        ValueKind::Bytes { .. } | ValueKind::Geometry { .. } => s.to_ascii_lowercase(),
+        ValueKind::Bytes { .. } | ValueKind::Geometry => s.to_ascii_lowercase(),
         ValueKind::Bool => match s {
             "t" => "true".into(),
             "f" => "false".into(),
