@@ -672,8 +672,16 @@ async fn supervise(
         let committed_before = progress.committed_position();
         // Separate tasks so decoding and applying run on different worker threads.
         let read = tokio::spawn(reader.run());
-        let apply = tokio::spawn(applier.run());
-        let (read, apply) = (join(read).await, join(apply).await);
+        let apply = join(tokio::spawn(applier.run())).await;
+        if apply.is_err() {
+            // A reader waiting on a quiet source would not notice the applier is gone.
+            read.abort();
+        }
+        let read = match read.await {
+            Ok(v) => v,
+            Err(e) if e.is_cancelled() => Ok(()),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
         progress.reset_pending();
         let was_strict = strict_transactions > 0;
         strict_transactions = 0;

@@ -20,6 +20,9 @@ pub type Key = Vec<Cell>;
 /// One row-level change, already converted to PostgreSQL text values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RowOp {
+    /// The source inserted this row (full image). Applied with the same effect as `Upsert`; the
+    /// sink may first try it as a plain INSERT, since the target normally lacks the key.
+    Insert { key: Key, row: Vec<Cell> },
     /// Insert, or replace the row with this key (full after image).
     Upsert { key: Key, row: Vec<Cell> },
     /// Remove the row with this key.
@@ -29,7 +32,7 @@ pub enum RowOp {
 impl RowOp {
     pub fn key(&self) -> &Key {
         match self {
-            RowOp::Upsert { key, .. } | RowOp::Delete { key } => key,
+            RowOp::Insert { key, .. } | RowOp::Upsert { key, .. } | RowOp::Delete { key } => key,
         }
     }
 }

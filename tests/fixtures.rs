@@ -217,7 +217,7 @@ fn flatten(messages: Vec<Message>, into: &mut Vec<Seen>) {
             Message::Rows { table, ops } => {
                 for op in ops {
                     into.push(match op {
-                        RowOp::Upsert { key, row } => Seen::Upsert {
+                        RowOp::Insert { key, row } | RowOp::Upsert { key, row } => Seen::Upsert {
                             table: table.source.to_string(),
                             key,
                             row,

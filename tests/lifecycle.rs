@@ -348,3 +348,43 @@ async fn xa_transactions_on_replicated_tables_are_refused_not_applied() {
     assert_eq!(labels, vec!["plain".to_string(), "after".to_string()]);
     db.cleanup_dir();
 }
+
+/// A change PostgreSQL refuses (here a target trigger raises) stops ferry with exit 78 and a
+/// message naming the table and the last committed position, even when the source is quiet
+/// after it: nothing waits for the next change to notice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_change_stops_ferry_while_the_source_is_quiet() {
+    let db = TestDb::new("refused").await;
+    let mut my = db.my().await;
+    my.query_drop(TABLE).await.expect("table");
+    let start = db.start_position().await;
+    let config = db.config("main", &start, "");
+    let mut ferry = Ferry::start(&config, &[]);
+    my.query_drop("INSERT INTO items VALUES (1, 'fine', 1.00)")
+        .await
+        .expect("insert");
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
+        .await;
+    db.pg()
+        .await
+        .batch_execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN RAISE EXCEPTION 'no more items'; END $$;
+             CREATE TRIGGER refuse BEFORE INSERT ON items FOR EACH ROW EXECUTE FUNCTION refuse();",
+        )
+        .await
+        .expect("trigger");
+    // One change, then silence.
+    my.query_drop("INSERT INTO items VALUES (2, 'refused', 2.00)")
+        .await
+        .expect("insert");
+    let status = ferry.wait_exit(Duration::from_secs(30)).await;
+    let log = ferry.log();
+    assert_eq!(status.code(), Some(78), "a definite error:\n{log}");
+    assert!(
+        log.contains("no more items") && log.contains(".items") && log.contains("after checkpoint"),
+        "the message names the cause, the table and the position:\n{log}"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM items").await, 1);
+    db.cleanup_dir();
+}

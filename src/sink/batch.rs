@@ -18,10 +18,13 @@ use std::collections::HashMap;
 use crate::change::{Key, RowOp};
 use crate::transform::Cell;
 
-/// Operations of one generation: distinct keys.
+/// Operations of one generation: distinct keys, so deletes, inserts and upserts may run in
+/// any order.
 #[derive(Debug, Default)]
 pub struct Generation {
     pub deletes: Vec<Key>,
+    /// Rows the source inserted (see [`RowOp::Insert`]).
+    pub inserts: Vec<Vec<Cell>>,
     pub upserts: Vec<Vec<Cell>>,
 }
 
@@ -53,6 +56,7 @@ impl Segment {
         }
         match op {
             RowOp::Delete { key } => self.generations[g].deletes.push(key),
+            RowOp::Insert { row, .. } => self.generations[g].inserts.push(row),
             RowOp::Upsert { row, .. } => self.generations[g].upserts.push(row),
         }
         self.len += 1;
@@ -90,6 +94,13 @@ mod tests {
         }
     }
 
+    fn ins(k: i64, v: &str) -> RowOp {
+        RowOp::Insert {
+            key: vec![Some(k.to_string())],
+            row: vec![Some(k.to_string()), Some(v.to_string())],
+        }
+    }
+
     fn del(k: i64) -> RowOp {
         RowOp::Delete {
             key: vec![Some(k.to_string())],
@@ -101,7 +112,7 @@ mod tests {
         let mut m = std::collections::BTreeMap::new();
         for op in ops {
             match op {
-                RowOp::Upsert { key, row } => {
+                RowOp::Insert { key, row } | RowOp::Upsert { key, row } => {
                     m.insert(key[0].clone().unwrap(), row[1].clone().unwrap());
                 }
                 RowOp::Delete { key } => {
@@ -127,7 +138,7 @@ mod tests {
                 m.remove(k[0].as_ref().unwrap());
                 applied += 1;
             }
-            for r in &g.upserts {
+            for r in g.inserts.iter().chain(&g.upserts) {
                 m.insert(r[0].clone().unwrap(), r[1].clone().unwrap());
                 applied += 1;
             }
@@ -139,11 +150,11 @@ mod tests {
     #[test]
     fn segments_equal_sequential_application_and_keep_every_op() {
         let ops = vec![
-            up(1, "a"),
+            ins(1, "a"),
             up(2, "b"),
             del(1),
             up(3, "c"),
-            up(1, "d"),
+            ins(1, "d"),
             del(2),
             del(9),
         ];
@@ -162,6 +173,8 @@ mod tests {
                     let k = rng.gen_range(0..8);
                     if rng.gen_bool(0.3) {
                         del(k)
+                    } else if rng.gen_bool(0.3) {
+                        ins(k, &rng.gen_range(0..1000).to_string())
                     } else {
                         up(k, &rng.gen_range(0..1000).to_string())
                     }

@@ -16,12 +16,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Statement};
 
 use super::connect::{describe, is_transient};
 use super::ddl;
-use super::postgres::{delete_sql, upsert_sql, SinkError};
+use super::postgres::{delete_sql, insert_sql, upsert_sql, SinkError};
 use crate::change::{Commit, DeadLetter};
 use crate::checkpoint::{self, Checkpoint, SledStore, StateStore};
 use crate::metrics as m;
@@ -33,6 +34,8 @@ use crate::select::quote_ident;
 /// Kind of set-based statement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
+    /// Rows the source inserted: a plain INSERT where it pays, else an upsert (same effect).
+    Insert,
     Upsert,
     Delete,
 }
@@ -40,9 +43,43 @@ pub enum Op {
 impl Op {
     pub fn label(self) -> &'static str {
         match self {
+            Op::Insert => "insert",
             Op::Upsert => "upsert",
             Op::Delete => "delete",
         }
+    }
+}
+
+/// Plain INSERTs per group at most: each leaves a subtransaction ID in the backend, and
+/// PostgreSQL tracks only 64 per transaction before every snapshot on the target gets slower.
+const PLAIN_INSERTS_PER_GROUP: usize = 32;
+/// Smaller batches of inserts go straight to the upsert: the savepoint would cost more than the
+/// plain INSERT saves.
+const PLAIN_INSERT_MIN_ROWS: u64 = 32;
+/// After a plain INSERT met an existing key, that table's inserts go as upserts for this long
+/// (a backfill or re-copy overlapping the stream makes such conflicts common for a while).
+const PLAIN_INSERT_BACKOFF: Duration = Duration::from_secs(60);
+
+/// When to try inserted rows as a plain INSERT. The upsert's `ON CONFLICT` costs an extra probe
+/// of the key index per row (a third of PostgreSQL's time on an insert-heavy stream); a plain
+/// INSERT skips it and, inside a savepoint, falls back to the upsert if any key already exists,
+/// so the outcome is the same either way.
+#[derive(Default)]
+struct PlainInserts {
+    /// Plain INSERTs that committed into the open group.
+    used: usize,
+    /// Tables (by their `Arc` address) whose last plain INSERT met an existing key.
+    conflicted: HashMap<usize, Instant>,
+}
+
+impl PlainInserts {
+    fn worth_trying(&self, table: usize, rows: u64) -> bool {
+        rows >= PLAIN_INSERT_MIN_ROWS
+            && self.used < PLAIN_INSERTS_PER_GROUP
+            && self
+                .conflicted
+                .get(&table)
+                .map_or(true, |at| at.elapsed() >= PLAIN_INSERT_BACKOFF)
     }
 }
 
@@ -80,6 +117,7 @@ pub enum Work {
 }
 
 struct TableStatements {
+    insert: Statement,
     upsert: Statement,
     delete: Statement,
 }
@@ -113,12 +151,14 @@ impl Executor {
         let mut open = false;
         let mut group_transactions = 0u64;
         let mut applied: HashMap<(String, &'static str), u64> = HashMap::new();
+        let mut plain = PlainInserts::default();
         // Dead letters of the open group, counted once it commits.
         let mut dead_letters: Vec<(String, &'static str)> = Vec::new();
         while let Some(work) = rx.recv().await {
             let result = match work {
                 Work::Begin => {
                     group_transactions = 0;
+                    plain.used = 0;
                     open = true;
                     self.client
                         .batch_execute("BEGIN")
@@ -137,19 +177,40 @@ impl Executor {
                         slot.insert((table.clone(), prepared));
                     }
                     let (_, st) = &statements[&key];
-                    let stmt = match op {
-                        Op::Upsert => &st.upsert,
-                        Op::Delete => &st.delete,
-                    };
                     let params: Vec<&(dyn ToSql + Sync)> =
                         columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
                     let t0 = Instant::now();
-                    let r = self
-                        .client
-                        .execute(stmt, &params)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| self.apply_err(&table, &e, group_transactions));
+                    let inserted = if op == Op::Insert && plain.worth_trying(key, rows) {
+                        match self.plain_insert(&st.insert, &params).await {
+                            Ok(true) => {
+                                plain.used += 1;
+                                Ok(true)
+                            }
+                            Ok(false) => {
+                                tracing::debug!(table = %table.target_name, rows, "a plain INSERT met an existing key; applying the rows as upserts");
+                                plain.conflicted.insert(key, Instant::now());
+                                Ok(false)
+                            }
+                            Err(e) => Err(self.apply_err(&table, &e, group_transactions)),
+                        }
+                    } else {
+                        Ok(false)
+                    };
+                    let r = match inserted {
+                        Ok(true) => Ok(()),
+                        Ok(false) => {
+                            let stmt = match op {
+                                Op::Insert | Op::Upsert => &st.upsert,
+                                Op::Delete => &st.delete,
+                            };
+                            self.client
+                                .execute(stmt, &params)
+                                .await
+                                .map(|_| ())
+                                .map_err(|e| self.apply_err(&table, &e, group_transactions))
+                        }
+                        Err(e) => Err(e),
+                    };
                     tracing::trace!(table = %table.target_name, op = op.label(), rows, elapsed = ?t0.elapsed(), "statement");
                     *applied
                         .entry((table.target_name.clone(), op.label()))
@@ -247,9 +308,41 @@ impl Executor {
         Ok(())
     }
 
+    /// Runs a plain INSERT inside a savepoint. `Ok(false)`: some key already existed and the
+    /// statement was undone (the caller applies the rows as upserts instead).
+    async fn plain_insert(
+        &self,
+        insert: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<bool, tokio_postgres::Error> {
+        self.client.batch_execute("SAVEPOINT ferry_insert").await?;
+        match self.client.execute(insert, params).await {
+            Ok(_) => {
+                self.client
+                    .batch_execute("RELEASE SAVEPOINT ferry_insert")
+                    .await?;
+                Ok(true)
+            }
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                self.client
+                    .batch_execute(
+                        "ROLLBACK TO SAVEPOINT ferry_insert; RELEASE SAVEPOINT ferry_insert",
+                    )
+                    .await?;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     async fn prepare(&self, t: &Table) -> Result<TableStatements, SinkError> {
         // Cheap when the table exists; creates tables that appeared on the source mid-stream.
         ddl::ensure_table(&self.client, t, true).await?;
+        let insert = self
+            .client
+            .prepare_typed(&insert_sql(t), &vec![Type::TEXT_ARRAY; t.columns.len()])
+            .await
+            .map_err(|e| self.apply_err(t, &e, 0))?;
         let upsert = self
             .client
             .prepare_typed(&upsert_sql(t), &vec![Type::TEXT_ARRAY; t.columns.len()])
@@ -260,7 +353,11 @@ impl Executor {
             .prepare_typed(&delete_sql(t), &vec![Type::TEXT_ARRAY; t.key.len()])
             .await
             .map_err(|e| self.apply_err(t, &e, 0))?;
-        Ok(TableStatements { upsert, delete })
+        Ok(TableStatements {
+            insert,
+            upsert,
+            delete,
+        })
     }
 
     fn apply_err(&self, t: &Table, e: &tokio_postgres::Error, transactions: u64) -> SinkError {

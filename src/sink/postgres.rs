@@ -77,16 +77,6 @@ impl SinkError {
 
 /// The SQL ferry writes a table with (public for tests and the backfill).
 pub fn upsert_sql(t: &Table) -> String {
-    let n = t.columns.len();
-    let cols: Vec<&str> = t.columns.iter().map(|c| c.quoted.as_str()).collect();
-    let params: Vec<String> = (1..=n).map(|i| format!("${i}::text[]")).collect();
-    let aliases: Vec<String> = (1..=n).map(|i| format!("c{i}")).collect();
-    let casts: Vec<String> = t
-        .columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| format!("u.c{}::{}", i + 1, c.pg_type.sql()))
-        .collect();
     let key: Vec<&str> = t
         .key
         .iter()
@@ -105,14 +95,33 @@ pub fn upsert_sql(t: &Table) -> String {
         format!("DO UPDATE SET {}", updates.join(", "))
     };
     format!(
-        "INSERT INTO {} ({}) SELECT {} FROM unnest({}) AS u({}) ON CONFLICT ({}) {}",
+        "{} ON CONFLICT ({}) {}",
+        insert_sql(t),
+        key.join(", "),
+        conflict
+    )
+}
+
+/// A plain INSERT of every column from `unnest` arrays: fails on an existing key (the sink
+/// then applies the same rows with [`upsert_sql`]).
+pub fn insert_sql(t: &Table) -> String {
+    let n = t.columns.len();
+    let cols: Vec<&str> = t.columns.iter().map(|c| c.quoted.as_str()).collect();
+    let params: Vec<String> = (1..=n).map(|i| format!("${i}::text[]")).collect();
+    let aliases: Vec<String> = (1..=n).map(|i| format!("c{i}")).collect();
+    let casts: Vec<String> = t
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("u.c{}::{}", i + 1, c.pg_type.sql()))
+        .collect();
+    format!(
+        "INSERT INTO {} ({}) SELECT {} FROM unnest({}) AS u({})",
         t.target_quoted,
         cols.join(", "),
         casts.join(", "),
         params.join(", "),
         aliases.join(", "),
-        key.join(", "),
-        conflict
     )
 }
 
@@ -232,7 +241,12 @@ impl Batcher {
         let mut unwritten: Option<Commit> = None;
         let mut last_write = Instant::now();
         loop {
-            let first = match tokio::time::timeout(Duration::from_secs(1), self.rx.recv()).await {
+            // An executor that failed while the source is quiet must still stop the pipeline
+            // (its error is the one reported), not wait for the next change.
+            let first = match tokio::select! {
+                _ = self.tx.closed() => return Err(ExecutorGone),
+                r = tokio::time::timeout(Duration::from_secs(1), self.rx.recv()) => r,
+            } {
                 Ok(Some(m)) => m,
                 Ok(None) => {
                     if let Some(c) = unwritten.take() {
@@ -267,7 +281,11 @@ impl Batcher {
                         break;
                     }
                 }
-                match self.rx.recv().await {
+                let received = tokio::select! {
+                    _ = self.tx.closed() => return Err(ExecutorGone),
+                    m = self.rx.recv() => m,
+                };
+                match received {
                     Some(m) => next = Some(m),
                     None => channel_closed = true,
                 }
@@ -417,13 +435,18 @@ async fn flush(
             };
             tx.send(work).await.map_err(|_| ExecutorGone)?;
         }
-        if !generation.upserts.is_empty() {
-            let rows = generation.upserts.len() as u64;
+        for (op, rows) in [
+            (Op::Insert, generation.inserts),
+            (Op::Upsert, generation.upserts),
+        ] {
+            if rows.is_empty() {
+                continue;
+            }
             let work = Work::Apply {
                 table: table.clone(),
-                op: Op::Upsert,
-                columns: into_columns(generation.upserts, table.columns.len()),
-                rows,
+                op,
+                rows: rows.len() as u64,
+                columns: into_columns(rows, table.columns.len()),
             };
             tx.send(work).await.map_err(|_| ExecutorGone)?;
         }

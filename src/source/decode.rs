@@ -692,9 +692,11 @@ impl Decoder {
                     }
                 }
             }
-            ops.push(RowOp::Upsert {
-                key: new_key,
-                row: after_cells,
+            let (key, row) = (new_key, after_cells);
+            ops.push(if is_write {
+                RowOp::Insert { key, row }
+            } else {
+                RowOp::Upsert { key, row }
             });
         }
         if !ops.is_empty() {

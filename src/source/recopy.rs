@@ -245,7 +245,7 @@ mod tests {
                 Message::Rows { ops, .. } => ops
                     .iter()
                     .filter_map(|o| match o {
-                        RowOp::Upsert { row, .. } => Some(row.clone()),
+                        RowOp::Insert { row, .. } | RowOp::Upsert { row, .. } => Some(row.clone()),
                         _ => None,
                     })
                     .collect(),
