@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio_postgres::Client;
 
-use super::batch::{into_columns, Segment};
+use super::batch::{into_columns, KeyOrder, Segment};
 use super::ddl::DdlError;
 use super::executor::{Executor, Op, Work};
 use crate::change::{Commit, Message, RowBudget};
@@ -424,7 +424,11 @@ async fn flush(
     table: &Arc<Table>,
     seg: &mut Segment,
 ) -> Result<(), ExecutorGone> {
-    for generation in seg.take() {
+    let order = KeyOrder::of(table);
+    for mut generation in seg.take() {
+        order.sort_keys(&mut generation.deletes);
+        order.sort_rows(&mut generation.inserts);
+        order.sort_rows(&mut generation.upserts);
         if !generation.deletes.is_empty() {
             let rows = generation.deletes.len() as u64;
             let work = Work::Apply {

@@ -70,6 +70,14 @@ pub enum PgType {
 }
 
 impl PgType {
+    /// Whole numbers only (integer types and `numeric(p,0)`).
+    pub fn is_integer(&self) -> bool {
+        matches!(
+            self,
+            PgType::SmallInt | PgType::Integer | PgType::BigInt | PgType::Numeric(Some((_, 0)))
+        )
+    }
+
     /// The type as written in DDL and casts.
     pub fn sql(&self) -> String {
         match self {
