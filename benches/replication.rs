@@ -7,7 +7,8 @@
 //! 20% user inserts, 10% order deletes.
 //!
 //! 0. Setup (not measured): ferry's backfill copies the source into a base target database, so
-//!    the target holds the same 1,000,000 users and 2,000,000 orders as the source; every run
+//!    the target holds the same 1,000,000 users and 2,000,000 orders as the source, which is
+//!    then vacuumed and analyzed (what autovacuum does within minutes of a bulk load); every run
 //!    starts from a copy of it (`CREATE DATABASE … TEMPLATE`) and is first caught up.
 //! 1. Catch-up: the backlog (BENCH_CHANGES row changes) is written with ferry stopped; then ferry
 //!    starts and the time until its checkpoint reaches the source's end is measured (process
