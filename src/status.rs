@@ -13,6 +13,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics as m;
+use crate::position::BinlogPosition;
 use crate::progress::{unix_now, Progress};
 
 /// Backfill progress of one table.
@@ -203,6 +204,22 @@ impl StatusBoard {
         format!("{state}; lag {lag:.1} s; checkpoint {checkpoint}")
     }
 
+    /// The source's binlog end: polled every two seconds, so the reader may already be past the
+    /// last poll; what it has read is then the fresher (lower) bound of the end.
+    fn source_end(&self) -> Option<String> {
+        let polled = self
+            .source_end
+            .lock()
+            .expect("status lock")
+            .clone()
+            .map(|(file, offset)| BinlogPosition { file, offset });
+        let read = self.progress.read_position();
+        match (polled, read) {
+            (Some(end), Some(read)) if read > end => Some(read.to_string()),
+            (end, _) => end.map(|e| e.to_string()),
+        }
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         let (rows_per_second, transactions_per_second, errors_per_minute) = self.rates();
         let errors = self.errors.lock().expect("status lock").clone();
@@ -219,12 +236,7 @@ impl StatusBoard {
             caught_up: self.progress.is_caught_up(),
             checkpoint: self.progress.committed_position().map(|p| p.to_string()),
             read_position: self.progress.read_position().map(|p| p.to_string()),
-            source_end: self
-                .source_end
-                .lock()
-                .expect("status lock")
-                .as_ref()
-                .map(|(f, o)| format!("{f}:{o}")),
+            source_end: self.source_end(),
             transactions_applied: self.progress.transactions.load(Ordering::Relaxed),
             rows_applied: self.progress.rows.load(Ordering::Relaxed),
             rows_per_second,
@@ -344,6 +356,20 @@ mod tests {
             backfill: BTreeMap::new(),
             verification: None,
         }
+    }
+
+    #[test]
+    fn source_end_is_never_shown_behind_what_was_read() {
+        let progress = Arc::new(Progress::default());
+        let board = StatusBoard::new("s", progress.clone());
+        board.set_source_end("b.000002".into(), 500, Some(0));
+        progress.read(0, Some(&"b.000002:400".parse().expect("position")));
+        assert_eq!(board.snapshot().source_end.as_deref(), Some("b.000002:500"));
+        // The poll is two seconds old; the reader is already further.
+        progress.read(0, Some(&"b.000002:900".parse().expect("position")));
+        assert_eq!(board.snapshot().source_end.as_deref(), Some("b.000002:900"));
+        progress.read(0, Some(&"b.000003:4".parse().expect("position")));
+        assert_eq!(board.snapshot().source_end.as_deref(), Some("b.000003:4"));
     }
 
     #[test]
