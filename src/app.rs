@@ -531,9 +531,13 @@ async fn supervise(
         }
     };
     for t in &tables {
-        ddl::ensure_table(&client, t, true)
-            .await
-            .map_err(|e| AppError::Target(e.to_string()))?;
+        ddl::ensure_table(&client, t, true).await.map_err(|e| {
+            if e.is_transient() {
+                AppError::TargetUnreachable(e.to_string())
+            } else {
+                AppError::Target(e.to_string())
+            }
+        })?;
     }
     let resume = match (&backfill, resume) {
         (Some(outcome), Resume::Fresh) => Resume::From(checkpoint::Checkpoint {
@@ -627,6 +631,20 @@ async fn supervise(
             }
             Err(e) => return Err(AppError::Target(pg::describe(&e))),
         };
+        // Every run of the pipeline starts from what PostgreSQL has: after a restart its
+        // checkpoint is the only position that matches its rows. If it cannot be read, nothing
+        // starts (an older position would apply changes twice).
+        match checkpoint::read_target(&client, &config.target.ferry_schema, &config.stream).await {
+            Ok(Some(cp)) => start = StartFrom::Position(cp.position),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %pg::describe(&e), ?backoff, "cannot read the checkpoint from the target; retrying");
+                m::error("sink", true);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+        }
         let decoder = Decoder::new(
             registry.clone(),
             config.tables.clone(),
@@ -735,16 +753,6 @@ async fn supervise(
         }
         if progress.committed_position() != committed_before {
             backoff = Duration::from_millis(500);
-        }
-        // Resume from what PostgreSQL has.
-        let client = match pg::connect(&config.target).await {
-            Ok(c) => c,
-            Err(_) => continue,
-        };
-        if let Ok(Some(cp)) =
-            checkpoint::read_target(&client, &config.target.ferry_schema, &config.stream).await
-        {
-            start = StartFrom::Position(cp.position);
         }
         registry = Registry::new(registry.tables().map(|t| (**t).clone()).collect::<Vec<_>>());
     }

@@ -74,7 +74,11 @@ pub enum BackfillError {
 
 impl BackfillError {
     pub fn is_transient(&self) -> bool {
-        matches!(self, BackfillError::Source(_))
+        match self {
+            BackfillError::Source(_) => true,
+            BackfillError::Ddl(e) => e.is_transient(),
+            _ => false,
+        }
     }
 }
 

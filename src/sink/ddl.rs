@@ -142,7 +142,12 @@ fn one_index(t: &Table, index: &Index) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum DdlError {
     #[error("creating PostgreSQL table {table}: {message}")]
-    Create { table: String, message: String },
+    Create {
+        table: String,
+        message: String,
+        /// The connection failed, not the statement: a restart may succeed.
+        transient: bool,
+    },
     #[error("PostgreSQL table {table} exists but lacks column(s) {missing:?} that the source table has; add them (types per README) or drop the table so ferry recreates it")]
     MissingColumns { table: String, missing: Vec<String> },
     #[error("PostgreSQL table {table} exists with spatial column {column} of type {found}, but ferry maps spatial columns to {want} (types.spatial and whether PostGIS is installed in the target decide); set types.spatial to match the existing column (\"bytea\" or \"postgis\"), or convert the column, or drop the table so ferry recreates it")]
@@ -155,12 +160,20 @@ pub enum DdlError {
     #[error("PostgreSQL table {table} exists but has no primary key or unique index on exactly ({key}); add one (ferry upserts on it)")]
     NoUniqueKey { table: String, key: String },
     #[error("checking PostgreSQL table {table}: {message}")]
-    Check { table: String, message: String },
+    Check {
+        table: String,
+        message: String,
+        transient: bool,
+    },
 }
 
 impl DdlError {
+    /// A lost connection (or another error a retry may clear), not a problem with the table.
     pub fn is_transient(&self) -> bool {
-        false
+        match self {
+            DdlError::Create { transient, .. } | DdlError::Check { transient, .. } => *transient,
+            _ => false,
+        }
     }
 }
 
@@ -189,6 +202,7 @@ pub async fn ensure_table(
     let check_err = |e: tokio_postgres::Error| DdlError::Check {
         table: name.clone(),
         message: super::connect::describe(&e),
+        transient: super::connect::is_transient(&e),
     };
     if exists(client, t).await.map_err(check_err)? {
         check_existing(client, t).await?;
@@ -207,6 +221,7 @@ pub async fn ensure_table(
         .map_err(|e| DdlError::Create {
             table: name.clone(),
             message: super::connect::describe(&e),
+            transient: super::connect::is_transient(&e),
         })?;
     tracing::info!(table = %name, source = %t.source, "created target table");
     Ok(true)
@@ -221,6 +236,7 @@ pub async fn run_all(client: &Client, t: &Table, statements: &[String]) -> Resul
             .map_err(|e| DdlError::Create {
                 table: format!("{}.{}", t.target_schema, t.target_name),
                 message: super::connect::describe(&e),
+                transient: super::connect::is_transient(&e),
             })?;
     }
     Ok(())
@@ -231,6 +247,7 @@ async fn check_existing(client: &Client, t: &Table) -> Result<(), DdlError> {
     let check_err = |e: tokio_postgres::Error| DdlError::Check {
         table: name.clone(),
         message: super::connect::describe(&e),
+        transient: super::connect::is_transient(&e),
     };
     let rows = client
         .query(

@@ -70,6 +70,7 @@ impl SinkError {
     pub fn is_transient(&self) -> bool {
         match self {
             SinkError::Postgres { transient, .. } => *transient,
+            SinkError::Ddl(e) => e.is_transient(),
             _ => false,
         }
     }
