@@ -180,37 +180,18 @@ impl Executor {
                     let params: Vec<&(dyn ToSql + Sync)> =
                         columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
                     let t0 = Instant::now();
-                    let inserted = if op == Op::Insert && plain.worth_trying(key, rows) {
-                        match self.plain_insert(&st.insert, &params).await {
-                            Ok(true) => {
-                                plain.used += 1;
-                                Ok(true)
-                            }
-                            Ok(false) => {
-                                tracing::debug!(table = %table.target_name, rows, "a plain INSERT met an existing key; applying the rows as upserts");
-                                plain.conflicted.insert(key, Instant::now());
-                                Ok(false)
-                            }
-                            Err(e) => Err(self.apply_err(&table, &e, group_transactions)),
-                        }
-                    } else {
-                        Ok(false)
-                    };
-                    let r = match inserted {
-                        Ok(true) => Ok(()),
-                        Ok(false) => {
-                            let stmt = match op {
-                                Op::Insert | Op::Upsert => &st.upsert,
-                                Op::Delete => &st.delete,
-                            };
-                            self.client
-                                .execute(stmt, &params)
-                                .await
-                                .map(|_| ())
-                                .map_err(|e| self.apply_err(&table, &e, group_transactions))
-                        }
-                        Err(e) => Err(e),
-                    };
+                    let r = self
+                        .apply_rows(
+                            st,
+                            &table,
+                            key,
+                            op,
+                            rows,
+                            &params,
+                            &mut plain,
+                            group_transactions,
+                        )
+                        .await;
                     tracing::trace!(table = %table.target_name, op = op.label(), rows, elapsed = ?t0.elapsed(), "statement");
                     *applied
                         .entry((table.target_name.clone(), op.label()))
@@ -306,6 +287,40 @@ impl Executor {
             let _ = self.client.batch_execute("ROLLBACK").await;
         }
         Ok(())
+    }
+
+    /// Runs one set-based statement; inserted rows go as a plain INSERT when
+    /// [`PlainInserts::worth_trying`], else (or after it met an existing key) as upserts.
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_rows(
+        &self,
+        st: &TableStatements,
+        table: &Table,
+        key: usize,
+        op: Op,
+        rows: u64,
+        params: &[&(dyn ToSql + Sync)],
+        plain: &mut PlainInserts,
+        transactions: u64,
+    ) -> Result<(), SinkError> {
+        let err = |e: tokio_postgres::Error| self.apply_err(table, &e, transactions);
+        if op == Op::Insert && plain.worth_trying(key, rows) {
+            if self.plain_insert(&st.insert, params).await.map_err(err)? {
+                plain.used += 1;
+                return Ok(());
+            }
+            tracing::debug!(table = %table.target_name, rows, "a plain INSERT met an existing key; applying the rows as upserts");
+            plain.conflicted.insert(key, Instant::now());
+        }
+        let stmt = match op {
+            Op::Insert | Op::Upsert => &st.upsert,
+            Op::Delete => &st.delete,
+        };
+        self.client
+            .execute(stmt, params)
+            .await
+            .map(|_| ())
+            .map_err(err)
     }
 
     /// Runs a plain INSERT inside a savepoint. `Ok(false)`: some key already existed and the
