@@ -482,10 +482,12 @@ async fn supervise(
     let client = pg::connect(&config.target)
         .await
         .map_err(|e| target_err(&e))?;
-    client
-        .batch_execute(&checkpoint::create_tables_sql(&config.target.ferry_schema))
+    crate::ferry_tables::ensure(&client, &config.target.ferry_schema)
         .await
-        .map_err(|e| target_err(&e))?;
+        .map_err(|e| match e.class() {
+            crate::error::ErrorClass::Transient => AppError::TargetUnreachable(e.to_string()),
+            crate::error::ErrorClass::Definite => AppError::Target(e.to_string()),
+        })?;
     let target_cp = checkpoint::read_target(&client, &config.target.ferry_schema, &config.stream)
         .await
         .map_err(|e| target_err(&e))?;

@@ -158,33 +158,6 @@ impl StateStore for SledStore {
     }
 }
 
-/// SQL for ferry's own tables in the target.
-pub fn create_tables_sql(schema: &str) -> String {
-    let s = quote_ident(schema);
-    format!(
-        "CREATE SCHEMA IF NOT EXISTS {s};
-         CREATE TABLE IF NOT EXISTS {s}.checkpoint (
-             stream text PRIMARY KEY,
-             binlog_file text NOT NULL,
-             binlog_offset bigint NOT NULL,
-             gtid text,
-             source_time timestamptz,
-             updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
-         );
-         CREATE TABLE IF NOT EXISTS {s}.dead_letter (
-             id bigserial PRIMARY KEY,
-             stream text NOT NULL,
-             source_table text NOT NULL,
-             binlog_position text NOT NULL,
-             column_name text NOT NULL,
-             kind text NOT NULL,
-             reason text NOT NULL,
-             row_image jsonb NOT NULL,
-             created_at timestamptz NOT NULL DEFAULT clock_timestamp()
-         );"
-    )
-}
-
 /// The statement that records a checkpoint (parameters: stream, file, offset, gtid, source time
 /// as Unix seconds).
 pub fn upsert_sql(schema: &str) -> String {

@@ -30,6 +30,8 @@ pub mod change;
 pub mod checkpoint;
 pub mod config;
 pub mod control;
+pub mod error;
+pub mod ferry_tables;
 pub mod http;
 pub mod logging;
 pub mod metrics;

@@ -209,6 +209,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     .await
                     .map_err(|e| anyhow::anyhow!(ferry::sink::connect::describe(&e)))?;
                 let schema = &config.target.ferry_schema;
+                ferry::ferry_tables::ensure(&client, schema).await?;
                 let id = ferry::backfill::recopy::request(&client, schema, &config.stream, &table)
                     .await
                     .map_err(|e| anyhow::anyhow!(ferry::sink::connect::describe(&e)))?;

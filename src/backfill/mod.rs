@@ -170,10 +170,6 @@ pub async fn run_if_needed(
     control: watch::Receiver<ReaderControl>,
 ) -> Result<Option<Outcome>, BackfillError> {
     let schema = &config.target.ferry_schema;
-    client
-        .batch_execute(&state::create_sql(schema))
-        .await
-        .map_err(pg_error)?;
     let run = state::load_run(client, schema, &config.stream)
         .await
         .map_err(pg_error)?;

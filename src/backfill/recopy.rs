@@ -47,22 +47,6 @@ impl RecopyHub {
     }
 }
 
-pub fn create_sql(schema: &str) -> String {
-    format!(
-        "CREATE TABLE IF NOT EXISTS {}.backfill_requests (
-             id bigserial PRIMARY KEY,
-             stream text NOT NULL,
-             source_table text NOT NULL,
-             state text NOT NULL DEFAULT 'requested',
-             message text,
-             rows_copied bigint NOT NULL DEFAULT 0,
-             requested_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-             finished_at timestamptz
-         )",
-        quote_ident(schema)
-    )
-}
-
 /// Records a request (what `ferry backfill --table` does). Returns its id.
 ///
 /// # Errors
@@ -73,7 +57,6 @@ pub async fn request(
     stream: &str,
     table: &str,
 ) -> Result<i64, tokio_postgres::Error> {
-    client.batch_execute(&create_sql(schema)).await?;
     let row = client
         .query_one(
             &format!(
@@ -119,9 +102,6 @@ pub async fn serve(
         let Ok(client) = pg::connect(&config.target).await else {
             continue;
         };
-        if client.batch_execute(&create_sql(&schema)).await.is_err() {
-            continue;
-        }
         let next = client
             .query_opt(
                 &format!(

@@ -13,35 +13,6 @@ use crate::schema::Table;
 use crate::select::quote_ident;
 use crate::source::snapshot::KeyValue;
 
-pub fn create_sql(schema: &str) -> String {
-    let s = quote_ident(schema);
-    format!(
-        "CREATE SCHEMA IF NOT EXISTS {s};
-         CREATE TABLE IF NOT EXISTS {s}.backfill_run (
-             stream text PRIMARY KEY,
-             start_file text NOT NULL,
-             start_offset bigint NOT NULL,
-             end_file text,
-             end_offset bigint,
-             copied boolean NOT NULL DEFAULT false,
-             unique_built boolean NOT NULL DEFAULT false,
-             started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-             finished_at timestamptz
-         );
-         CREATE TABLE IF NOT EXISTS {s}.backfill (
-             stream text NOT NULL,
-             source_table text NOT NULL,
-             created_by_ferry boolean NOT NULL,
-             last_key jsonb,
-             rows_copied bigint NOT NULL DEFAULT 0,
-             copied boolean NOT NULL DEFAULT false,
-             indexed boolean NOT NULL DEFAULT false,
-             updated_at timestamptz,
-             PRIMARY KEY (stream, source_table)
-         );"
-    )
-}
-
 /// The stream's backfill as a whole.
 #[derive(Debug, Clone)]
 pub struct BackfillRun {

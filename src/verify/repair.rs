@@ -38,25 +38,6 @@ pub struct Repair {
     pub error: Option<String>,
 }
 
-/// SQL creating the audit table.
-pub fn audit_table_sql(schema: &str) -> String {
-    let s = quote_ident(schema);
-    format!(
-        "CREATE SCHEMA IF NOT EXISTS {s};
-         CREATE TABLE IF NOT EXISTS {s}.{AUDIT_TABLE} (
-             id bigserial PRIMARY KEY,
-             stream text NOT NULL,
-             source_table text NOT NULL,
-             target_table text NOT NULL,
-             key jsonb NOT NULL,
-             action text NOT NULL,
-             before jsonb,
-             after jsonb,
-             at timestamptz NOT NULL DEFAULT clock_timestamp()
-         );"
-    )
-}
-
 fn row_json(q: &TableSql, values: &[super::query::Value]) -> serde_json::Value {
     let map: serde_json::Map<String, serde_json::Value> = q
         .table
@@ -90,10 +71,12 @@ pub async fn repair_table(
     let pg_err = |what: &'static str| {
         move |e: tokio_postgres::Error| VerifyError::target(&format!("repair: {what}"), &e)
     };
-    client
-        .batch_execute(&audit_table_sql(&config.target.ferry_schema))
+    crate::ferry_tables::ensure(client, &config.target.ferry_schema)
         .await
-        .map_err(pg_err("creating the audit table"))?;
+        .map_err(|e| VerifyError::Target {
+            context: "repair: ferry's tables".into(),
+            message: e.to_string(),
+        })?;
     let tx = client
         .transaction()
         .await
