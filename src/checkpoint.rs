@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
+use crate::error::ErrorClass;
 use crate::position::BinlogPosition;
 use crate::select::quote_ident;
 
@@ -33,8 +34,6 @@ pub struct Checkpoint {
 pub enum CheckpointError {
     #[error("local state store at {path}: {message}")]
     Store { path: String, message: String },
-    #[error("reading or writing the checkpoint in PostgreSQL: {0}")]
-    Postgres(String),
     #[error("the target's checkpoint for stream {stream:?} ({target}) is behind ferry's local state ({local}): the target database was restored or rewound. Resuming would skip the changes in between. Re-copy the tables (`ferry backfill`), or, if you know the target is right, start once with `ferry run --accept-target-rewind`")]
     TargetBehind {
         stream: String,
@@ -49,16 +48,47 @@ pub enum CheckpointError {
     },
     #[error("the target checkpoint {target} and the local state {local} are on differently named binlogs; ferry cannot tell which is ahead. If the source was replaced, start once with `ferry run --accept-target-rewind`")]
     Incomparable { target: String, local: String },
+    #[error("local state store at {path} has format {found}, newer than this ferry knows ({known}): a newer ferry used this state_dir. Run that version (or newer)")]
+    StoreFormat {
+        path: String,
+        found: String,
+        known: u32,
+    },
 }
 
-/// Local durable state: the checkpoint copy plus small keyed values (pause flag, backfill
-/// progress). A trait so tests and future stores can stand in for sled.
+impl CheckpointError {
+    /// The local store failing (locked by a ferry still shutting down, a full disk) may pass;
+    /// a target that disagrees with the local state needs the operator.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            CheckpointError::Store { .. } => ErrorClass::Transient,
+            CheckpointError::TargetBehind { .. }
+            | CheckpointError::TargetMissing { .. }
+            | CheckpointError::Incomparable { .. }
+            | CheckpointError::StoreFormat { .. } => ErrorClass::Definite,
+        }
+    }
+}
+
+/// Format of the records in the local store; written on first open, checked on every open.
+pub const STORE_FORMAT: u32 = 1;
+const STORE_FORMAT_KEY: &str = "meta/format";
+
+/// Local durable state: the checkpoint copy plus small keyed values (pause flag, run state).
+/// Two implementations: [`SledStore`] (the daemon's) and [`MemoryStore`] (tests, and a store
+/// whose writes can be made to fail).
 pub trait StateStore: Send + Sync {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CheckpointError>;
     fn put(&self, key: &str, value: &[u8]) -> Result<(), CheckpointError>;
     fn remove(&self, key: &str) -> Result<(), CheckpointError>;
     /// Makes earlier writes durable.
     fn flush(&self) -> Result<(), CheckpointError>;
+    /// Makes earlier writes durable when the last flush is older than `every` (the apply path:
+    /// PostgreSQL is the authority, so the local copy may trail by that much).
+    fn flush_if_due(&self, every: Duration) -> Result<(), CheckpointError> {
+        let _ = every;
+        self.flush()
+    }
 
     fn load_checkpoint(&self, stream: &str) -> Result<Option<Checkpoint>, CheckpointError> {
         match self.get(&format!("checkpoint/{stream}"))? {
@@ -107,11 +137,28 @@ impl SledStore {
                 path: path.clone(),
                 message: format!("{e} (is another ferry running with this state_dir?)"),
             })?;
-        Ok(Self {
+        let store = Self {
             db,
             path,
             last_flush: Mutex::new(Instant::now()),
-        })
+        };
+        match store.get(STORE_FORMAT_KEY)? {
+            None => {
+                store.put(STORE_FORMAT_KEY, STORE_FORMAT.to_string().as_bytes())?;
+                store.flush()?;
+            }
+            Some(v) => {
+                let found = String::from_utf8_lossy(&v).to_string();
+                if found.parse::<u32>().map_or(true, |f| f > STORE_FORMAT) {
+                    return Err(CheckpointError::StoreFormat {
+                        path: store.path.clone(),
+                        found,
+                        known: STORE_FORMAT,
+                    });
+                }
+            }
+        }
+        Ok(store)
     }
 
     fn err(&self, e: sled::Error) -> CheckpointError {
@@ -119,16 +166,6 @@ impl SledStore {
             path: self.path.clone(),
             message: e.to_string(),
         }
-    }
-
-    /// Flushes when the last flush is older than `every`.
-    pub fn flush_if_due(&self, every: Duration) -> Result<(), CheckpointError> {
-        let mut last = self.last_flush.lock().expect("flush lock");
-        if last.elapsed() >= every {
-            self.db.flush().map_err(|e| self.err(e))?;
-            *last = Instant::now();
-        }
-        Ok(())
     }
 }
 
@@ -155,6 +192,60 @@ impl StateStore for SledStore {
         self.db.flush().map(|_| ()).map_err(|e| self.err(e))?;
         *self.last_flush.lock().expect("flush lock") = Instant::now();
         Ok(())
+    }
+
+    fn flush_if_due(&self, every: Duration) -> Result<(), CheckpointError> {
+        let mut last = self.last_flush.lock().expect("flush lock");
+        if last.elapsed() >= every {
+            self.db.flush().map_err(|e| self.err(e))?;
+            *last = Instant::now();
+        }
+        Ok(())
+    }
+}
+
+/// An in-memory store: what the daemon's logic sees of sled, without a disk. `fail_writes`
+/// makes every write fail (a full disk), for tests of how failures are surfaced.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    values: Mutex<std::collections::BTreeMap<String, Vec<u8>>>,
+    pub fail_writes: std::sync::atomic::AtomicBool,
+}
+
+impl MemoryStore {
+    fn check_writable(&self) -> Result<(), CheckpointError> {
+        if self.fail_writes.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(CheckpointError::Store {
+                path: "(memory)".into(),
+                message: "writes fail (simulated full disk)".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl StateStore for MemoryStore {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CheckpointError> {
+        Ok(self.values.lock().expect("store lock").get(key).cloned())
+    }
+
+    fn put(&self, key: &str, value: &[u8]) -> Result<(), CheckpointError> {
+        self.check_writable()?;
+        self.values
+            .lock()
+            .expect("store lock")
+            .insert(key.to_string(), value.to_vec());
+        Ok(())
+    }
+
+    fn remove(&self, key: &str) -> Result<(), CheckpointError> {
+        self.check_writable()?;
+        self.values.lock().expect("store lock").remove(key);
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), CheckpointError> {
+        self.check_writable()
     }
 }
 
@@ -365,6 +456,31 @@ mod tests {
             store.load_checkpoint("a").expect("reads"),
             Some(cp("b.000003", 77))
         );
+        // A store written by a newer ferry is refused, not misread.
+        store.put(STORE_FORMAT_KEY, b"99").expect("writes");
+        store.flush().expect("flushes");
+        drop(store);
+        let e = SledStore::open(&dir).err().expect("newer format refused");
+        assert!(matches!(e, CheckpointError::StoreFormat { .. }), "{e}");
+        assert!(e.class().is_definite());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn memory_store_round_trips_and_can_fail_writes() {
+        let store = MemoryStore::default();
+        store
+            .save_checkpoint("s", &cp("b.000001", 4))
+            .expect("writes");
+        assert_eq!(
+            store.load_checkpoint("s").expect("reads"),
+            Some(cp("b.000001", 4))
+        );
+        store
+            .fail_writes
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let e = store.put("k", b"v").expect_err("fails");
+        assert!(e.class().is_transient(), "a full disk may pass");
+        assert_eq!(store.get("k").expect("reads"), None);
     }
 }

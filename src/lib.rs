@@ -26,6 +26,7 @@
 
 pub mod app;
 pub mod backfill;
+pub mod backoff;
 pub mod change;
 pub mod checkpoint;
 pub mod config;
@@ -36,13 +37,16 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod pidfile;
 pub mod position;
+pub mod preflight;
 pub mod progress;
 pub mod reload;
 pub mod schema;
 pub mod select;
 pub mod sink;
 pub mod source;
+pub mod startup;
 pub mod status;
 pub mod transform;
 pub mod verify;

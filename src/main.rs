@@ -69,6 +69,10 @@ enum Cmd {
         /// Wait until the re-copy is done (or failed) and show its progress.
         #[arg(long)]
         wait: bool,
+        /// With --wait: give up when the request shows no progress for this long (not picked
+        /// up by a running ferry, or the daemon stopped mid-copy).
+        #[arg(long, value_name = "SECONDS", default_value_t = 600.0)]
+        stall_timeout: f64,
     },
     /// Pause replication at the next transaction boundary (sends SIGUSR1; survives restarts).
     Pause {
@@ -117,25 +121,7 @@ enum Cmd {
 /// Sends `signal` to the daemon whose pid file is in the config's state directory.
 fn signal_daemon(config: &std::path::Path, signal: i32, what: &str) -> anyhow::Result<ExitCode> {
     let config = Config::load_for_control(config)?;
-    let pid_path = config.state_dir.join(ferry::app::PID_FILE);
-    let pid: i32 = std::fs::read_to_string(&pid_path)
-        .with_context(|| {
-            format!(
-                "reading {} (is ferry running with this config?)",
-                pid_path.display()
-            )
-        })?
-        .trim()
-        .parse()
-        .context("the pid file does not hold a pid")?;
-    // SAFETY: kill(2) with a pid read from our own pid file and a valid signal number.
-    let rc = unsafe { libc::kill(pid, signal) };
-    if rc != 0 {
-        anyhow::bail!(
-            "cannot signal ferry (pid {pid}): {}; is it still running?",
-            std::io::Error::last_os_error()
-        );
-    }
+    let pid = ferry::pidfile::signal_daemon(&config.state_dir, signal)?;
     println!("{what} requested (pid {pid})");
     Ok(ExitCode::SUCCESS)
 }
@@ -187,7 +173,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                     Err(e) => {
                         let code = e.exit_code();
-                        if e.is_definite() {
+                        if e.class().is_definite() {
                             tracing::error!(error = %e, exit_status = code, "stopped on a definite error: fix it, then start ferry again");
                         } else {
                             tracing::error!(error = %e, exit_status = code, "stopped on an error that may pass; a supervisor may restart ferry");
@@ -202,7 +188,9 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             table,
             wait,
+            stall_timeout,
         } => {
+            use ferry::backfill::recopy;
             let config = Config::load(&config)?;
             runtime.block_on(async move {
                 let client = ferry::sink::connect::connect(&config.target)
@@ -210,34 +198,19 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     .map_err(|e| anyhow::anyhow!(ferry::sink::connect::describe(&e)))?;
                 let schema = &config.target.ferry_schema;
                 ferry::ferry_tables::ensure(&client, schema).await?;
-                let id = ferry::backfill::recopy::request(&client, schema, &config.stream, &table)
+                let id = recopy::request(&client, schema, &config.stream, &table)
                     .await
                     .map_err(|e| anyhow::anyhow!(ferry::sink::connect::describe(&e)))?;
                 println!("re-copy of {table} requested (request {id}); the running ferry picks it up within seconds");
                 if !wait {
                     return Ok(ExitCode::SUCCESS);
                 }
-                let mut last = String::new();
-                loop {
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                    let state = ferry::backfill::recopy::request_state(&client, schema, id)
-                        .await
-                        .map_err(|e| anyhow::anyhow!(ferry::sink::connect::describe(&e)))?;
-                    let Some((state, message, rows)) = state else {
-                        anyhow::bail!("request {id} disappeared");
-                    };
-                    let line = format!("{state}: {rows} rows copied");
-                    if line != last {
-                        println!("{line}");
-                        last = line;
-                    }
-                    match state.as_str() {
-                        "done" => return Ok(ExitCode::SUCCESS),
-                        "failed" => {
-                            eprintln!("re-copy failed: {}", message.unwrap_or_default());
-                            return Ok(ExitCode::from(1));
-                        }
-                        _ => {}
+                let stall = std::time::Duration::from_secs_f64(stall_timeout.max(1.0));
+                match recopy::wait(&client, schema, id, stall, |line| println!("{line}")).await? {
+                    recopy::WaitOutcome::Done => Ok(ExitCode::SUCCESS),
+                    recopy::WaitOutcome::Failed(message) => {
+                        eprintln!("re-copy failed: {message}");
+                        Ok(ExitCode::from(1))
                     }
                 }
             })
@@ -262,21 +235,12 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             };
             logging::init("warn", config.log_format);
-            let mut options = ferry::verify::VerifyOptions::from_config(&config.verify);
+            let mut options = ferry::verify::VerifyOptions::from_config(&config.verify)
+                .with_overrides(chunk_rows, parallel, settle_timeout);
             options.tables = tables;
             options.sample = sample;
             options.repair = repair;
             options.rows_per_second = rows_per_second;
-            if let Some(n) = chunk_rows {
-                options.chunk_rows = n.max(2);
-                options.leaf_rows = options.leaf_rows.min(options.chunk_rows);
-            }
-            if let Some(n) = parallel {
-                options.parallel = n.clamp(1, 16);
-            }
-            if let Some(s) = settle_timeout.filter(|s| *s > 0.0 && s.is_finite()) {
-                options.settle_timeout = std::time::Duration::from_secs_f64(s);
-            }
             runtime.block_on(async move {
                 match ferry::verify::run(&config, &options).await {
                     Ok(report) => {
@@ -323,7 +287,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = Config::load(&config)?;
             logging::init("warn", config.log_format);
             runtime.block_on(async move {
-                let report = ferry::source::preflight::run(&config).await;
+                let report = ferry::preflight::run(&config).await;
                 for c in &report.checks {
                     println!("{c}");
                 }

@@ -7,6 +7,8 @@
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+use crate::error::ErrorClass;
+
 pub const BUILD_INFO: &str = "ferry_build_info";
 pub const UP: &str = "ferry_up";
 pub const PHASE: &str = "ferry_phase";
@@ -33,8 +35,57 @@ pub const VERIFY_ROWS: &str = "ferry_verify_rows_total";
 pub const VERIFY_COVERAGE: &str = "ferry_verify_coverage_ratio";
 pub const VERIFY_LAST_FULL_PASS: &str = "ferry_verify_last_full_pass_timestamp_seconds";
 
-/// Pipeline phases, exported as `ferry_phase{phase="..."}` = 1 for the current one.
-pub const PHASES: [&str; 5] = ["starting", "backfilling", "streaming", "stopping", "failed"];
+/// The daemon's phase, exported as `ferry_phase{phase="..."}` = 1 for the current one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Starting,
+    Backfilling,
+    Streaming,
+    Stopping,
+    Failed,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 5] = [
+        Phase::Starting,
+        Phase::Backfilling,
+        Phase::Streaming,
+        Phase::Stopping,
+        Phase::Failed,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Backfilling => "backfilling",
+            Phase::Streaming => "streaming",
+            Phase::Stopping => "stopping",
+            Phase::Failed => "failed",
+        }
+    }
+}
+
+/// Where an error happened: the `stage` label of `ferry_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Source,
+    Sink,
+    Backfill,
+    Verify,
+    App,
+}
+
+impl Stage {
+    pub fn label(self) -> &'static str {
+        match self {
+            Stage::Source => "source",
+            Stage::Sink => "sink",
+            Stage::Backfill => "backfill",
+            Stage::Verify => "verify",
+            Stage::App => "app",
+        }
+    }
+}
 
 /// Every metric with its help text (also the README's list).
 pub const ALL: &[(&str, &str)] = &[
@@ -93,10 +144,10 @@ pub fn install() -> PrometheusHandle {
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     gauge!(UP).set(1.0);
     set_paused(false);
-    set_phase("starting");
-    for kind in ["transient", "definite"] {
-        for stage in ["source", "sink", "app"] {
-            counter!(ERRORS, "stage" => stage, "kind" => kind).absolute(0);
+    set_phase(Phase::Starting);
+    for class in [ErrorClass::Transient, ErrorClass::Definite] {
+        for stage in [Stage::Source, Stage::Sink, Stage::App] {
+            counter!(ERRORS, "stage" => stage.label(), "kind" => class.label()).absolute(0);
         }
     }
     counter!(TRANSACTIONS_APPLIED).absolute(0);
@@ -106,9 +157,9 @@ pub fn install() -> PrometheusHandle {
     handle
 }
 
-pub fn set_phase(phase: &'static str) {
-    for p in PHASES {
-        gauge!(PHASE, "phase" => p).set(if p == phase { 1.0 } else { 0.0 });
+pub fn set_phase(phase: Phase) {
+    for p in Phase::ALL {
+        gauge!(PHASE, "phase" => p.label()).set(if p == phase { 1.0 } else { 0.0 });
     }
 }
 
@@ -116,9 +167,8 @@ pub fn set_paused(paused: bool) {
     gauge!(PAUSED).set(if paused { 1.0 } else { 0.0 });
 }
 
-pub fn error(stage: &'static str, transient: bool) {
-    let kind = if transient { "transient" } else { "definite" };
-    counter!(ERRORS, "stage" => stage, "kind" => kind).increment(1);
+pub fn error(stage: Stage, class: ErrorClass) {
+    counter!(ERRORS, "stage" => stage.label(), "kind" => class.label()).increment(1);
 }
 
 pub fn restart() {

@@ -37,6 +37,20 @@ pub struct Progress {
     pub transactions: AtomicU64,
     /// Row operations committed downstream in this process.
     pub rows: AtomicU64,
+    /// When the pipeline last did work: a statement or commit finished on the target, or the
+    /// supervisor started or scheduled a run (milliseconds on [`monotonic_ms`]'s clock).
+    last_work_ms: AtomicU64,
+    /// When the source last sent a heartbeat (same clock).
+    last_heartbeat_ms: AtomicU64,
+}
+
+/// Milliseconds since the first call in this process, on a clock that never jumps.
+pub fn monotonic_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
 }
 
 pub fn unix_now() -> f64 {
@@ -69,6 +83,29 @@ impl Progress {
     /// The source sent a heartbeat: the reader has read everything there is.
     pub fn heartbeat(&self) {
         self.caught_up.store(true, Ordering::Relaxed);
+        self.last_heartbeat_ms
+            .store(monotonic_ms(), Ordering::Relaxed);
+    }
+
+    /// The pipeline did work (see [`Progress::is_live`]).
+    pub fn worked(&self) {
+        self.last_work_ms.store(monotonic_ms(), Ordering::Relaxed);
+    }
+
+    /// Whether the pipeline shows liveness within `window`: it did work, or it is idle (nothing
+    /// read and uncommitted) and the source's heartbeat arrived. A pipeline wedged on a hung
+    /// statement or a stuck channel shows neither: its pending transaction blocks the heartbeat
+    /// rule and no statement finishes.
+    pub fn is_live(&self, window: std::time::Duration) -> bool {
+        let now = monotonic_ms();
+        let within = |t: &AtomicU64| {
+            let t = t.load(Ordering::Relaxed);
+            t != 0 && now.saturating_sub(t) <= window.as_millis() as u64
+        };
+        if within(&self.last_work_ms) {
+            return true;
+        }
+        within(&self.last_heartbeat_ms) && self.pending.lock().expect("progress lock").is_empty()
     }
 
     /// The paused reader holds the first event of a transaction it has not read; `ts` is its

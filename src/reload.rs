@@ -148,6 +148,66 @@ impl Running {
     }
 }
 
+/// SIGHUP: re-reads the config file and applies what can change safely: the log filter, and the
+/// apply tuning through `apply_tx` (taken by the applier at its next group).
+pub fn apply(
+    running: &mut Running,
+    path: Option<&std::path::Path>,
+    log: Option<&crate::logging::LogControl>,
+    apply_tx: &tokio::sync::watch::Sender<crate::config::ApplyConfig>,
+) {
+    let Some(path) = path else {
+        tracing::warn!("reload requested, but ferry was started without a config file to re-read");
+        return;
+    };
+    let plan = match running.reload(path) {
+        Ok(plan) => plan,
+        Err(e) => {
+            tracing::error!(error = %e, "reload: the config file is not valid; nothing changed");
+            return;
+        }
+    };
+    let mut applied = Vec::new();
+    for key in &plan.applied {
+        if key == "log.level" {
+            let level = &running.config.log_level;
+            match log.map(|l| l.set_level(level)) {
+                Some(Ok(())) => applied.push(format!("log.level = {level:?}")),
+                Some(Err(e)) => tracing::warn!(error = %e, "reload: log.level not applied"),
+                None => {
+                    tracing::warn!("reload: log.level not applied (logging is not reloadable here)")
+                }
+            }
+        }
+    }
+    let apply = &running.config.apply;
+    for key in &plan.applied {
+        match key.as_str() {
+            "apply.batch_rows" => applied.push(format!("{key} = {}", apply.batch_rows)),
+            "apply.group_max_rows" => applied.push(format!("{key} = {}", apply.group_max_rows)),
+            "apply.group_max_wait_ms" => {
+                applied.push(format!("{key} = {}", apply.group_max_wait.as_millis()))
+            }
+            _ => {}
+        }
+    }
+    if plan.applied.iter().any(|k| k.starts_with("apply.")) {
+        apply_tx.send_replace(apply.clone());
+    }
+    if applied.is_empty() {
+        tracing::info!("reload: no reloadable key changed");
+    } else {
+        tracing::info!(changed = %applied.join(", "), "reloaded configuration");
+    }
+    if !plan.need_restart.is_empty() {
+        tracing::warn!(
+            keys = %plan.need_restart.join(", "),
+            reloadable = %RELOADABLE.join(", "),
+            "reload: these changed keys take effect only after a restart; running with their old values"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

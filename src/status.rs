@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::metrics as m;
+use crate::metrics::{self as m, Phase};
 use crate::position::BinlogPosition;
 use crate::progress::{unix_now, Progress};
 
@@ -62,6 +62,10 @@ pub struct Snapshot {
     #[serde(default)]
     pub errors_per_minute: f64,
     pub last_error: Option<String>,
+    /// Set when the last pause or resume could not be stored locally (it would not survive a
+    /// restart): the reason.
+    #[serde(default)]
+    pub pause_not_persisted: Option<String>,
     pub backfill: BTreeMap<String, TableProgress>,
     pub verification: Option<VerifySummary>,
 }
@@ -70,7 +74,7 @@ pub struct Snapshot {
 pub struct StatusBoard {
     stream: String,
     pub progress: Arc<Progress>,
-    phase: Mutex<&'static str>,
+    phase: Mutex<Phase>,
     paused: AtomicBool,
     /// Unix time the current pause began.
     paused_since: Mutex<Option<f64>>,
@@ -83,6 +87,8 @@ pub struct StatusBoard {
     pub verification: Mutex<Option<VerifySummary>>,
     source_end: Mutex<Option<(String, u64)>>,
     lag_bytes: Mutex<Option<u64>>,
+    /// Why the last pause/resume was not stored locally, if it was not.
+    pause_not_persisted: Mutex<Option<String>>,
 }
 
 impl StatusBoard {
@@ -90,7 +96,7 @@ impl StatusBoard {
         Self {
             stream: stream.to_string(),
             progress,
-            phase: Mutex::new("starting"),
+            phase: Mutex::new(Phase::Starting),
             paused: AtomicBool::new(false),
             paused_since: Mutex::new(None),
             ready: AtomicBool::new(false),
@@ -101,15 +107,16 @@ impl StatusBoard {
             verification: Mutex::new(None),
             source_end: Mutex::new(None),
             lag_bytes: Mutex::new(None),
+            pause_not_persisted: Mutex::new(None),
         }
     }
 
-    pub fn set_phase(&self, phase: &'static str) {
+    pub fn set_phase(&self, phase: Phase) {
         *self.phase.lock().expect("status lock") = phase;
         m::set_phase(phase);
     }
 
-    pub fn phase(&self) -> &'static str {
+    pub fn phase(&self) -> Phase {
         *self.phase.lock().expect("status lock")
     }
 
@@ -136,6 +143,11 @@ impl StatusBoard {
 
     pub fn ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Records whether the last pause/resume reached the local store (`Some(reason)`: it did not).
+    pub fn set_pause_persisted(&self, failure: Option<String>) {
+        *self.pause_not_persisted.lock().expect("status lock") = failure;
     }
 
     pub fn error(&self, message: String) {
@@ -194,7 +206,7 @@ impl StatusBoard {
         let state = if self.paused() {
             "PAUSED".to_string()
         } else {
-            self.phase().to_string()
+            self.phase().label().to_string()
         };
         let checkpoint = self
             .progress
@@ -226,7 +238,7 @@ impl StatusBoard {
         Snapshot {
             stream: self.stream.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            phase: self.phase().to_string(),
+            phase: self.phase().label().to_string(),
             paused: self.paused(),
             paused_since: *self.paused_since.lock().expect("status lock"),
             ready: self.ready(),
@@ -244,6 +256,11 @@ impl StatusBoard {
             errors: errors.0,
             errors_per_minute,
             last_error: errors.1,
+            pause_not_persisted: self
+                .pause_not_persisted
+                .lock()
+                .expect("status lock")
+                .clone(),
             backfill: self.backfill.lock().expect("status lock").clone(),
             verification: self.verification.lock().expect("status lock").clone(),
         }
@@ -257,7 +274,7 @@ impl StatusBoard {
 /// Renders a snapshot as the `ferry status` dashboard.
 pub fn render(s: &Snapshot) -> String {
     let mut out = String::new();
-    let state = if s.paused {
+    let mut state = if s.paused {
         match s.paused_since {
             Some(t) => format!("PAUSED (for {:.0} s)", (unix_now() - t).max(0.0)),
             None => "PAUSED".to_string(),
@@ -265,6 +282,9 @@ pub fn render(s: &Snapshot) -> String {
     } else {
         s.phase.to_uppercase()
     };
+    if s.pause_not_persisted.is_some() {
+        state.push_str("  (pause state not stored: a restart would not keep it)");
+    }
     out.push_str(&format!(
         "ferry {}  stream {:?}  {}\n",
         s.version, s.stream, state
@@ -353,6 +373,7 @@ mod tests {
             errors: 2,
             errors_per_minute: 6.0,
             last_error: Some("target unreachable".into()),
+            pause_not_persisted: None,
             backfill: BTreeMap::new(),
             verification: None,
         }

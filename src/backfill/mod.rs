@@ -30,6 +30,7 @@
 
 pub mod recopy;
 pub mod state;
+pub mod unique;
 pub mod worker;
 
 use std::collections::BTreeMap;
@@ -40,24 +41,43 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_postgres::Client;
 
-use crate::checkpoint::{self, Checkpoint, SledStore, StateStore};
+use crate::checkpoint::{self, Checkpoint, StateStore};
 use crate::config::Config;
-use crate::metrics as m;
+use crate::error::ErrorClass;
+use crate::metrics::{self as m, Phase};
 use crate::position::BinlogPosition;
 use crate::schema::Table;
 use crate::sink::{connect as pg, ddl};
 use crate::source::binlog::ReaderControl;
-use crate::source::connect::{self, Flavor};
+use crate::source::connect::{self, ConnectError, Flavor};
 use crate::source::snapshot;
 use crate::status::{StatusBoard, TableProgress};
 use state::{BackfillRun, TableState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackfillError {
+    #[error("backfill ({context}): {}", pg::describe(source))]
+    Target {
+        context: String,
+        source: tokio_postgres::Error,
+    },
     #[error("backfill: {0}")]
-    Postgres(String),
-    #[error("backfill: {0}")]
-    Source(String),
+    Connect(#[from] ConnectError),
+    #[error("backfill ({context}): {source}")]
+    Snapshot {
+        context: String,
+        source: snapshot::SnapshotError,
+    },
+    #[error("backfill ({context}): {source}")]
+    Source {
+        context: String,
+        source: mysql_async::Error,
+    },
+    #[error("stopped during the backfill; it resumes on the next start")]
+    Stopped,
+    #[error("backfill: {0} task cancelled")]
+    Cancelled(&'static str),
+    /// A value refused under the `refuse` policy (the message names column, key and fix).
     #[error("backfill of table {table}: {message}")]
     Table { table: String, message: String },
     #[error("PostgreSQL table {target} already holds {rows} rows; ferry backfills into empty tables only. Empty it (TRUNCATE {target}), drop it so ferry creates it, or exclude {table} with `tables.exclude`")]
@@ -73,12 +93,38 @@ pub enum BackfillError {
 }
 
 impl BackfillError {
-    pub fn is_transient(&self) -> bool {
+    /// A lost connection on either side is transient: the copy resumes after the last finished
+    /// chunk of each table. Refused values and a non-empty target are definite.
+    pub fn class(&self) -> ErrorClass {
         match self {
-            BackfillError::Source(_) => true,
-            BackfillError::Ddl(e) => e.is_transient(),
-            _ => false,
+            BackfillError::Target { source, .. } => ErrorClass::of_postgres(source),
+            BackfillError::Connect(e) => e.class(),
+            BackfillError::Snapshot { source, .. } => source.class(),
+            BackfillError::Source { source, .. } => ErrorClass::of_mysql(source),
+            BackfillError::Stopped | BackfillError::Cancelled(_) => ErrorClass::Transient,
+            BackfillError::Checkpoint(e) => e.class(),
+            BackfillError::Ddl(e) => e.class(),
+            BackfillError::Table { .. } | BackfillError::TargetNotEmpty { .. } => {
+                ErrorClass::Definite
+            }
         }
+    }
+
+    pub(crate) fn target(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Self {
+        let context = context.into();
+        move |source| BackfillError::Target { context, source }
+    }
+
+    pub(crate) fn snapshot(
+        context: impl Into<String>,
+    ) -> impl FnOnce(snapshot::SnapshotError) -> Self {
+        let context = context.into();
+        move |source| BackfillError::Snapshot { context, source }
+    }
+
+    pub(crate) fn source(context: impl Into<String>) -> impl FnOnce(mysql_async::Error) -> Self {
+        let context = context.into();
+        move |source| BackfillError::Source { context, source }
     }
 }
 
@@ -90,10 +136,6 @@ pub struct Outcome {
     /// The source position when the copy finished: once the stream's checkpoint passes it the
     /// target is consistent and unique constraints can be built.
     pub end: Option<BinlogPosition>,
-}
-
-fn pg_error(e: tokio_postgres::Error) -> BackfillError {
-    BackfillError::Postgres(pg::describe(&e))
 }
 
 /// One table's copy as the tracker sees it: (rows copied, rows estimated, copy start, done).
@@ -165,14 +207,14 @@ pub async fn run_if_needed(
     tables: &[Table],
     client: &Client,
     fresh_stream: bool,
-    store: &SledStore,
+    store: &dyn StateStore,
     board: &Arc<StatusBoard>,
     control: watch::Receiver<ReaderControl>,
 ) -> Result<Option<Outcome>, BackfillError> {
     let schema = &config.target.ferry_schema;
     let run = state::load_run(client, schema, &config.stream)
         .await
-        .map_err(pg_error)?;
+        .map_err(BackfillError::target("reading the backfill state"))?;
     let run = match run {
         Some(r) if r.copied => {
             return Ok(Some(Outcome {
@@ -187,10 +229,10 @@ pub async fn run_if_needed(
         None if !config.backfill.enabled || !fresh_stream => return Ok(None),
         None => start(config, flavor, tables, client, store).await?,
     };
-    board.set_phase("backfilling");
+    board.set_phase(Phase::Backfilling);
     let states = state::load_tables(client, schema, &config.stream)
         .await
-        .map_err(pg_error)?;
+        .map_err(BackfillError::target("reading the tables' copy progress"))?;
     let todo: Vec<(Table, TableState)> = tables
         .iter()
         .filter_map(|t| {
@@ -200,9 +242,7 @@ pub async fn run_if_needed(
         .collect();
     copy_all(config, todo.clone(), board, control.clone()).await?;
     if control.borrow().stop {
-        return Err(BackfillError::Source(
-            "stopped during the backfill; it resumes on the next start".into(),
-        ));
+        return Err(BackfillError::Stopped);
     }
     // Primary keys and non-unique indexes now (tables in parallel, like the copy); unique
     // constraints once the target is consistent.
@@ -214,16 +254,16 @@ pub async fn run_if_needed(
             .collect(),
     )
     .await?;
-    let mut conn = connect::connect(&config.source)
-        .await
-        .map_err(|e| BackfillError::Source(e.to_string()))?;
+    let mut conn = connect::connect(&config.source).await?;
     let end = crate::source::binlog::current_position(&mut conn)
         .await
-        .map_err(|e| BackfillError::Source(e.to_string()))?;
+        .map_err(BackfillError::source(
+            "reading the position where the copy ended",
+        ))?;
     let _ = conn.disconnect().await;
     state::finish_run(client, schema, &config.stream, &end)
         .await
-        .map_err(pg_error)?;
+        .map_err(BackfillError::target("recording the end of the copy"))?;
     tracing::info!(start = %run.start, end = %end, "backfill copied every table; streaming from its start position");
     Ok(Some(Outcome {
         start: run.start,
@@ -239,11 +279,13 @@ async fn build_indexes(config: &Config, tables: Vec<Table>) -> Result<(), Backfi
         let queue = queue.clone();
         let config = config.clone();
         workers.push(tokio::spawn(async move {
-            let client = pg::connect(&config.target).await.map_err(pg_error)?;
+            let client = pg::connect(&config.target)
+                .await
+                .map_err(BackfillError::target("connecting to build indexes"))?;
             client
                 .batch_execute("SET maintenance_work_mem = '256MB'")
                 .await
-                .map_err(pg_error)?;
+                .map_err(BackfillError::target("connecting to build indexes"))?;
             loop {
                 let next = queue.lock().expect("queue lock").pop();
                 let Some(t) = next else {
@@ -255,7 +297,7 @@ async fn build_indexes(config: &Config, tables: Vec<Table>) -> Result<(), Backfi
                 ddl::run_all(&client, &t, &sql).await?;
                 state::mark_indexed(&client, &config.target.ferry_schema, &config.stream, &t.source.to_string())
                     .await
-                    .map_err(pg_error)?;
+                    .map_err(BackfillError::target(format!("table {}: recording its indexes", t.source)))?;
                 tracing::info!(table = %t.source, elapsed = ?started.elapsed(), "built primary key and indexes");
             }
         }));
@@ -264,11 +306,7 @@ async fn build_indexes(config: &Config, tables: Vec<Table>) -> Result<(), Backfi
         match w.await {
             Ok(r) => r?,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => {
-                return Err(BackfillError::Postgres(format!(
-                    "index builder cancelled: {e}"
-                )))
-            }
+            Err(_) => return Err(BackfillError::Cancelled("index builder")),
         }
     }
     Ok(())
@@ -280,16 +318,24 @@ async fn start(
     flavor: Flavor,
     tables: &[Table],
     client: &Client,
-    store: &SledStore,
+    store: &dyn StateStore,
 ) -> Result<BackfillRun, BackfillError> {
     let schema = &config.target.ferry_schema;
     let mut rows = Vec::new();
     for t in tables {
-        let created = if ddl::exists(client, t).await.map_err(pg_error)? {
+        let created = if ddl::exists(client, t)
+            .await
+            .map_err(BackfillError::target(format!(
+                "table {}: checking the target",
+                t.source
+            )))? {
             let n: i64 = client
                 .query_one(&format!("SELECT count(*) FROM {}", t.target_quoted), &[])
                 .await
-                .map_err(pg_error)?
+                .map_err(BackfillError::target(format!(
+                    "table {}: checking the target",
+                    t.source
+                )))?
                 .get(0);
             if n > 0 {
                 return Err(BackfillError::TargetNotEmpty {
@@ -304,21 +350,22 @@ async fn start(
             client
                 .batch_execute(&format!("BEGIN;\n{sql};\nCOMMIT"))
                 .await
-                .map_err(pg_error)?;
+                .map_err(BackfillError::target(format!(
+                    "table {}: creating it",
+                    t.source
+                )))?;
             true
         };
         rows.push((t, created));
     }
-    let mut conn = connect::connect(&config.source)
-        .await
-        .map_err(|e| BackfillError::Source(e.to_string()))?;
+    let mut conn = connect::connect(&config.source).await?;
     let p0 = snapshot::visible_start_position(&mut conn, flavor)
         .await
-        .map_err(|e| BackfillError::Source(e.to_string()))?;
+        .map_err(BackfillError::snapshot("taking the start position"))?;
     let _ = conn.disconnect().await;
     let run = state::start_run(client, schema, &config.stream, &p0, &rows)
         .await
-        .map_err(pg_error)?;
+        .map_err(BackfillError::target("recording the start of the copy"))?;
     let cp = Checkpoint {
         position: p0.clone(),
         gtid: None,
@@ -326,7 +373,9 @@ async fn start(
     };
     checkpoint::write_target(client, schema, &config.stream, &cp)
         .await
-        .map_err(pg_error)?;
+        .map_err(BackfillError::target(
+            "recording the start position as the checkpoint",
+        ))?;
     store.save_checkpoint(&config.stream, &cp)?;
     store.flush()?;
     tracing::info!(start = %p0, tables = tables.len(), "backfill started");
@@ -392,9 +441,7 @@ async fn copy_all(
                 }
             }
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => {
-                result = Err(BackfillError::Source(format!("copy worker cancelled: {e}")));
-            }
+            Err(_) => result = Err(BackfillError::Cancelled("copy worker")),
         }
     }
     reporter.finish().await;
@@ -476,36 +523,4 @@ fn spawn_reporter(
         }
     });
     Reporter { handle, stop }
-}
-
-/// Builds the unique constraints of tables ferry created once the stream passed `end`.
-///
-/// # Errors
-/// DDL failures (e.g. the source had duplicates PostgreSQL's stricter comparison rejects).
-pub async fn finish_unique_constraints(
-    config: &Config,
-    tables: &[Table],
-    client: &Client,
-) -> Result<(), BackfillError> {
-    let schema = &config.target.ferry_schema;
-    let states = state::load_tables(client, schema, &config.stream)
-        .await
-        .map_err(pg_error)?;
-    for t in tables {
-        let Some(st) = states.get(&t.source.to_string()) else {
-            continue;
-        };
-        if st.created_by_ferry && !st.unique_built {
-            let sql = ddl::unique_index_sql(t);
-            if !sql.is_empty() {
-                let started = Instant::now();
-                ddl::run_all(client, t, &sql).await?;
-                tracing::info!(table = %t.source, elapsed = ?started.elapsed(), "built unique constraints");
-            }
-        }
-    }
-    state::mark_unique_built(client, schema, &config.stream)
-        .await
-        .map_err(pg_error)?;
-    Ok(())
 }

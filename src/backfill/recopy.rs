@@ -87,6 +87,74 @@ pub async fn request_state(
     Ok(row.map(|r| (r.get(0), r.get(1), r.get(2))))
 }
 
+/// How a waited-for request ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitOutcome {
+    Done,
+    Failed(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WaitError {
+    #[error("reading the state of re-copy request {id}: {}", pg::describe(source))]
+    Postgres {
+        id: i64,
+        source: tokio_postgres::Error,
+    },
+    #[error("re-copy request {id} disappeared from the target")]
+    Disappeared { id: i64 },
+    #[error("re-copy request {id} is still `{state}` after {waited:?} without any progress: is ferry running for this stream (`ferry status`)? The request stays queued; the daemon picks it up when it runs")]
+    Stalled {
+        id: i64,
+        state: String,
+        waited: Duration,
+    },
+}
+
+/// Waits for request `id` to finish, calling `on_change` with a line whenever its state or row
+/// count changes. Gives up when nothing changed for `stall_after` (a request nobody picks up,
+/// or a daemon that died mid-copy), so the wait always ends.
+///
+/// # Errors
+/// See [`WaitError`].
+pub async fn wait(
+    client: &Client,
+    schema: &str,
+    id: i64,
+    stall_after: Duration,
+    mut on_change: impl FnMut(&str),
+) -> Result<WaitOutcome, WaitError> {
+    let mut last = String::new();
+    let mut changed_at = std::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Some((state, message, rows)) = request_state(client, schema, id)
+            .await
+            .map_err(|source| WaitError::Postgres { id, source })?
+        else {
+            return Err(WaitError::Disappeared { id });
+        };
+        let line = format!("{state}: {rows} rows copied");
+        if line != last {
+            on_change(&line);
+            last = line;
+            changed_at = std::time::Instant::now();
+        }
+        match state.as_str() {
+            "done" => return Ok(WaitOutcome::Done),
+            "failed" => return Ok(WaitOutcome::Failed(message.unwrap_or_default())),
+            _ if changed_at.elapsed() >= stall_after => {
+                return Err(WaitError::Stalled {
+                    id,
+                    state,
+                    waited: stall_after,
+                })
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Polls for requests and serves them one at a time, for the daemon's lifetime.
 pub async fn serve(
     config: Config,
@@ -97,9 +165,13 @@ pub async fn serve(
     board: Arc<StatusBoard>,
 ) {
     let schema = config.target.ferry_schema.clone();
+    let mut session: Option<Client> = None;
     loop {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let Ok(client) = pg::connect(&config.target).await else {
+        if !session.as_ref().is_some_and(|c| !c.is_closed()) {
+            session = pg::connect(&config.target).await.ok();
+        }
+        let Some(client) = session.as_ref() else {
             continue;
         };
         let next = client
@@ -112,25 +184,17 @@ pub async fn serve(
                 &[&config.stream],
             )
             .await;
-        let Ok(Some(row)) = next else {
-            continue;
+        let row = match next {
+            Ok(Some(row)) => row,
+            Ok(None) => continue,
+            Err(_) => {
+                session = None;
+                continue;
+            }
         };
         let (id, name): (i64, String) = (row.get(0), row.get(1));
         let set = |state: &'static str, message: Option<String>| {
-            let client = &client;
-            let schema = &schema;
-            async move {
-                let _ = client
-                    .execute(
-                        &format!(
-                            "UPDATE {}.backfill_requests SET state = $2, message = $3, \
-                             finished_at = CASE WHEN $2 IN ('done', 'failed') THEN clock_timestamp() END WHERE id = $1",
-                            quote_ident(schema)
-                        ),
-                        &[&id, &state, &message],
-                    )
-                    .await;
-            }
+            record_state(&config, id, state, message)
         };
         let Some(table) = tables.iter().find(|t| t.source.to_string() == name) else {
             set("failed", Some(format!("{name} is not a replicated table"))).await;
@@ -138,7 +202,7 @@ pub async fn serve(
         };
         set("running", None).await;
         tracing::info!(table = %name, request = id, "re-copying table while streaming continues");
-        match recopy(&config, flavor, table, &client, &hub, &progress, &board, id).await {
+        match recopy(&config, flavor, table, client, &hub, &progress, &board, id).await {
             Ok(rows) => {
                 set("done", Some(format!("{rows} rows copied"))).await;
                 tracing::info!(table = %name, rows, "re-copy done");
@@ -149,6 +213,37 @@ pub async fn serve(
             Err(Failure::Fatal(why)) => {
                 tracing::error!(table = %name, reason = %why, "re-copy failed; the table keeps streaming as before");
                 set("failed", Some(why)).await;
+            }
+        }
+    }
+}
+
+/// Records a request's state, on a fresh session when the last one failed: a final state that
+/// is not recorded would make the daemon re-copy the table again and leave `--wait` waiting.
+/// Retried with backoff (about a minute in all); every failure is logged.
+async fn record_state(config: &Config, id: i64, state: &'static str, message: Option<String>) {
+    let sql = format!(
+        "UPDATE {}.backfill_requests SET state = $2, message = $3, \
+         finished_at = CASE WHEN $2 IN ('done', 'failed') THEN clock_timestamp() END WHERE id = $1",
+        quote_ident(&config.target.ferry_schema)
+    );
+    let mut backoff = crate::backoff::Backoff::default();
+    for attempt in 1..=6 {
+        let result = match pg::connect(&config.target).await {
+            Ok(client) => client
+                .execute(&sql, &[&id, &state, &message])
+                .await
+                .map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => return,
+            Err(e) if attempt < 6 => {
+                tracing::warn!(request = id, state, error = %pg::describe(&e), retry_in = ?backoff.current(), "cannot record the re-copy request's state; retrying");
+                backoff.wait().await;
+            }
+            Err(e) => {
+                tracing::error!(request = id, state, error = %pg::describe(&e), "cannot record the re-copy request's state; `ferry backfill --wait` will report it stalled");
             }
         }
     }

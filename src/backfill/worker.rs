@@ -209,21 +209,21 @@ pub async fn copy_table(
     let name = table.source.to_string();
     let schema = config.target.ferry_schema.clone();
     let estimated = table.estimated_rows.max(st.rows_copied);
-    let conn = connect::connect(&config.source)
-        .await
-        .map_err(|e| BackfillError::Source(e.to_string()))?;
+    let conn = connect::connect(&config.source).await?;
     let mut reader = ChunkReader::new(conn, table, config.backfill.chunk_rows)
         .await
-        .map_err(|e| BackfillError::Source(format!("table {name}: {e}")))?;
+        .map_err(BackfillError::snapshot(format!(
+            "table {name}: preparing the chunk reads"
+        )))?;
     let mut client = pg::connect(&config.target)
         .await
-        .map_err(|e| BackfillError::Postgres(pg::describe(&e)))?;
+        .map_err(BackfillError::target(format!("table {name}: connecting")))?;
     // A chunk and its progress row commit together, so losing the last commits in a target
     // crash only makes the copy redo those chunks: waiting for each WAL flush buys nothing.
     client
         .batch_execute("SET synchronous_commit = off")
         .await
-        .map_err(|e| BackfillError::Postgres(pg::describe(&e)))?;
+        .map_err(BackfillError::target(format!("table {name}: connecting")))?;
     // Three stages so the source query, the conversion and the target COPY overlap: the
     // reader fetches the next chunk while the encoder converts this one and the writer loads
     // the previous one.
@@ -240,7 +240,10 @@ pub async fn copy_table(
             let chunk = reader
                 .read(last_key.as_deref())
                 .await
-                .map_err(|e| BackfillError::Source(format!("table {}: {e}", read_table.source)))?;
+                .map_err(BackfillError::snapshot(format!(
+                    "table {}: reading a chunk",
+                    read_table.source
+                )))?;
             let Some(key) = chunk.last_key else {
                 return Ok(());
             };
@@ -295,7 +298,9 @@ pub async fn copy_table(
                 .map(|d| (dead_sql.as_str(), &config.stream, d)),
         )
         .await
-        .map_err(|e| table_err(table, pg::describe(&e)))?;
+        .map_err(BackfillError::target(format!(
+            "table {name}: writing a chunk"
+        )))?;
         copied += chunk.rows;
         m::backfill_rows(&name, chunk.rows);
         tracker.set(&name, copied, estimated, false);
@@ -305,11 +310,7 @@ pub async fn copy_table(
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(e),
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => {
-                return Err(BackfillError::Source(format!(
-                    "table {name}: copy stage cancelled: {e}"
-                )))
-            }
+            Err(_) => return Err(BackfillError::Cancelled("copy stage")),
         }
     }
     if control.borrow().stop {
@@ -317,7 +318,9 @@ pub async fn copy_table(
     }
     state::mark_copied(&client, &schema, &config.stream, &name)
         .await
-        .map_err(|e| table_err(table, pg::describe(&e)))?;
+        .map_err(BackfillError::target(format!(
+            "table {name}: recording it copied"
+        )))?;
     tracker.set(&name, copied, copied, true);
     tracing::info!(table = %name, rows = copied, elapsed = ?started.elapsed(), "table copied");
     Ok(())

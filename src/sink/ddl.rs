@@ -11,6 +11,8 @@
 
 use tokio_postgres::Client;
 
+use super::connect::describe;
+use crate::error::ErrorClass;
 use crate::schema::{Index, Table};
 use crate::select::quote_ident;
 use crate::transform::{PgType, ValueKind};
@@ -141,12 +143,10 @@ fn one_index(t: &Table, index: &Index) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DdlError {
-    #[error("creating PostgreSQL table {table}: {message}")]
+    #[error("creating PostgreSQL table {table}: {}", describe(source))]
     Create {
         table: String,
-        message: String,
-        /// The connection failed, not the statement: a restart may succeed.
-        transient: bool,
+        source: tokio_postgres::Error,
     },
     #[error("PostgreSQL table {table} exists but lacks column(s) {missing:?} that the source table has; add them (types per README) or drop the table so ferry recreates it")]
     MissingColumns { table: String, missing: Vec<String> },
@@ -159,20 +159,22 @@ pub enum DdlError {
     },
     #[error("PostgreSQL table {table} exists but has no primary key or unique index on exactly ({key}); add one (ferry upserts on it)")]
     NoUniqueKey { table: String, key: String },
-    #[error("checking PostgreSQL table {table}: {message}")]
+    #[error("checking PostgreSQL table {table}: {}", describe(source))]
     Check {
         table: String,
-        message: String,
-        transient: bool,
+        source: tokio_postgres::Error,
     },
 }
 
 impl DdlError {
-    /// A lost connection (or another error a retry may clear), not a problem with the table.
-    pub fn is_transient(&self) -> bool {
+    /// Transient when the connection failed, not the statement; an existing table that cannot
+    /// take ferry's writes is definite.
+    pub fn class(&self) -> ErrorClass {
         match self {
-            DdlError::Create { transient, .. } | DdlError::Check { transient, .. } => *transient,
-            _ => false,
+            DdlError::Create { source, .. } | DdlError::Check { source, .. } => {
+                ErrorClass::of_postgres(source)
+            }
+            _ => ErrorClass::Definite,
         }
     }
 }
@@ -201,8 +203,7 @@ pub async fn ensure_table(
     let name = format!("{}.{}", t.target_schema, t.target_name);
     let check_err = |e: tokio_postgres::Error| DdlError::Check {
         table: name.clone(),
-        message: super::connect::describe(&e),
-        transient: super::connect::is_transient(&e),
+        source: e,
     };
     if exists(client, t).await.map_err(check_err)? {
         check_existing(client, t).await?;
@@ -220,8 +221,7 @@ pub async fn ensure_table(
         .await
         .map_err(|e| DdlError::Create {
             table: name.clone(),
-            message: super::connect::describe(&e),
-            transient: super::connect::is_transient(&e),
+            source: e,
         })?;
     tracing::info!(table = %name, source = %t.source, "created target table");
     Ok(true)
@@ -235,8 +235,7 @@ pub async fn run_all(client: &Client, t: &Table, statements: &[String]) -> Resul
             .await
             .map_err(|e| DdlError::Create {
                 table: format!("{}.{}", t.target_schema, t.target_name),
-                message: super::connect::describe(&e),
-                transient: super::connect::is_transient(&e),
+                source: e,
             })?;
     }
     Ok(())
@@ -246,8 +245,7 @@ async fn check_existing(client: &Client, t: &Table) -> Result<(), DdlError> {
     let name = format!("{}.{}", t.target_schema, t.target_name);
     let check_err = |e: tokio_postgres::Error| DdlError::Check {
         table: name.clone(),
-        message: super::connect::describe(&e),
-        transient: super::connect::is_transient(&e),
+        source: e,
     };
     let rows = client
         .query(

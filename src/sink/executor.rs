@@ -20,11 +20,13 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Statement};
 
-use super::connect::{describe, is_transient};
+use super::connect::describe;
 use super::ddl;
-use super::postgres::{delete_sql, insert_sql, upsert_sql, SinkError};
+use super::error::SinkError;
+use super::sql::{delete_sql, insert_sql, upsert_sql};
 use crate::change::{Commit, DeadLetter};
-use crate::checkpoint::{self, Checkpoint, SledStore, StateStore};
+use crate::checkpoint::{self, Checkpoint, StateStore};
+use crate::error::ErrorClass;
 use crate::metrics as m;
 use crate::position::BinlogPosition;
 use crate::progress::Progress;
@@ -127,7 +129,7 @@ pub struct Executor {
     pub client: Client,
     pub stream: String,
     pub ferry_schema: String,
-    pub store: Arc<SledStore>,
+    pub store: Arc<dyn StateStore>,
     pub progress: Arc<Progress>,
     /// Last committed position (for error messages).
     pub committed: Option<BinlogPosition>,
@@ -146,7 +148,7 @@ impl Executor {
                 &[Type::TEXT, Type::TEXT, Type::INT8, Type::TEXT, Type::INT8],
             )
             .await
-            .map_err(|e| pg_err("preparing the checkpoint statement", &e))?;
+            .map_err(|e| SinkError::postgres("preparing the checkpoint statement", e))?;
         let mut statements: HashMap<usize, (Arc<Table>, TableStatements)> = HashMap::new();
         let mut open = false;
         let mut group_transactions = 0u64;
@@ -163,7 +165,7 @@ impl Executor {
                     self.client
                         .batch_execute("BEGIN")
                         .await
-                        .map_err(|e| pg_err("BEGIN", &e))
+                        .map_err(|e| SinkError::postgres("BEGIN", e))
                 }
                 Work::Apply {
                     table,
@@ -203,7 +205,7 @@ impl Executor {
                         .client
                         .batch_execute(&format!("TRUNCATE {}", table.target_quoted))
                         .await
-                        .map_err(|e| self.apply_err(&table, &e, group_transactions));
+                        .map_err(|e| self.apply_err(&table, e, group_transactions));
                     *applied
                         .entry((table.target_name.clone(), "truncate"))
                         .or_default() += 1;
@@ -226,7 +228,7 @@ impl Executor {
                         .client
                         .batch_execute(&sql)
                         .await
-                        .map_err(|e| self.apply_err(&table, &e, group_transactions));
+                        .map_err(|e| self.apply_err(&table, e, group_transactions));
                     // Statements were planned against the old relations.
                     statements.remove(&(Arc::as_ptr(&table) as usize));
                     statements.remove(&(Arc::as_ptr(&shadow) as usize));
@@ -282,6 +284,8 @@ impl Executor {
                 }
                 return Err(e);
             }
+            // Each finished statement is liveness for the watchdog: a hung one is not.
+            self.progress.worked();
         }
         if open {
             let _ = self.client.batch_execute("ROLLBACK").await;
@@ -303,7 +307,7 @@ impl Executor {
         plain: &mut PlainInserts,
         transactions: u64,
     ) -> Result<(), SinkError> {
-        let err = |e: tokio_postgres::Error| self.apply_err(table, &e, transactions);
+        let err = |e: tokio_postgres::Error| self.apply_err(table, e, transactions);
         if op == Op::Insert && plain.worth_trying(key, rows) {
             if self.plain_insert(&st.insert, params).await.map_err(err)? {
                 plain.used += 1;
@@ -357,17 +361,17 @@ impl Executor {
             .client
             .prepare_typed(&insert_sql(t), &vec![Type::TEXT_ARRAY; t.columns.len()])
             .await
-            .map_err(|e| self.apply_err(t, &e, 0))?;
+            .map_err(|e| self.apply_err(t, e, 0))?;
         let upsert = self
             .client
             .prepare_typed(&upsert_sql(t), &vec![Type::TEXT_ARRAY; t.columns.len()])
             .await
-            .map_err(|e| self.apply_err(t, &e, 0))?;
+            .map_err(|e| self.apply_err(t, e, 0))?;
         let delete = self
             .client
             .prepare_typed(&delete_sql(t), &vec![Type::TEXT_ARRAY; t.key.len()])
             .await
-            .map_err(|e| self.apply_err(t, &e, 0))?;
+            .map_err(|e| self.apply_err(t, e, 0))?;
         Ok(TableStatements {
             insert,
             upsert,
@@ -375,14 +379,14 @@ impl Executor {
         })
     }
 
-    fn apply_err(&self, t: &Table, e: &tokio_postgres::Error, transactions: u64) -> SinkError {
-        if is_transient(e) {
-            return pg_err(&format!("table {}", t.target_name), e);
+    fn apply_err(&self, t: &Table, e: tokio_postgres::Error, transactions: u64) -> SinkError {
+        if ErrorClass::of_postgres(&e).is_transient() {
+            return SinkError::postgres(&format!("table {}", t.target_name), e);
         }
         if e.code().is_some_and(|c| c.code() == "23505") {
             return SinkError::UniqueConflict {
                 target: format!("{}.{}", t.target_schema, t.target_name),
-                message: describe(e),
+                message: describe(&e),
                 transactions: transactions + 1,
             };
         }
@@ -394,7 +398,7 @@ impl Executor {
                 .as_ref()
                 .map(|p| p.to_string())
                 .unwrap_or_else(|| "start".into()),
-            message: describe(e),
+            message: describe(&e),
         }
     }
 
@@ -419,7 +423,7 @@ impl Executor {
                 ],
             )
             .await
-            .map_err(|e| pg_err("writing a dead-letter row", &e))?;
+            .map_err(|e| SinkError::postgres("writing a dead-letter row", e))?;
         tracing::warn!(table = %d.table.source, column = %d.column, position = %d.position, kind = d.kind, "row dead-lettered");
         Ok(())
     }
@@ -443,7 +447,7 @@ impl Executor {
         self.client
             .execute(checkpoint_stmt, &params)
             .await
-            .map_err(|e| pg_err("writing the checkpoint", &e))?;
+            .map_err(|e| SinkError::postgres("writing the checkpoint", e))?;
         if open {
             if let Err(e) = self.client.batch_execute("COMMIT").await {
                 if e.code().is_some_and(|c| c.code() == "23505") {
@@ -453,7 +457,7 @@ impl Executor {
                         transactions,
                     });
                 }
-                return Err(pg_err("COMMIT", &e));
+                return Err(SinkError::postgres("COMMIT", e));
             }
         }
         let cp = Checkpoint {
@@ -479,13 +483,5 @@ impl Executor {
             m::checkpoint(seq, last.position.offset, last.source_time);
         }
         Ok(())
-    }
-}
-
-pub fn pg_err(context: &str, e: &tokio_postgres::Error) -> SinkError {
-    SinkError::Postgres {
-        context: context.to_string(),
-        message: describe(e),
-        transient: is_transient(e),
     }
 }

@@ -4,6 +4,8 @@ pub mod batch;
 pub mod connect;
 pub mod copy;
 pub mod ddl;
+pub mod error;
 pub mod executor;
 pub mod postgis;
 pub mod postgres;
+pub mod sql;

@@ -29,123 +29,14 @@ use tokio::sync::{mpsc, watch};
 use tokio_postgres::Client;
 
 use super::batch::{into_columns, KeyOrder, Segment};
-use super::ddl::DdlError;
+use super::error::SinkError;
 use super::executor::{Executor, Op, Work};
 use crate::change::{Commit, Message, RowBudget};
-use crate::checkpoint::{CheckpointError, SledStore};
+use crate::checkpoint::StateStore;
 use crate::config::ApplyConfig;
 use crate::position::BinlogPosition;
 use crate::progress::Progress;
-use crate::schema::{SourceName, Table};
-
-#[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    #[error("PostgreSQL ({context}): {message}")]
-    Postgres {
-        context: String,
-        message: String,
-        transient: bool,
-    },
-    #[error("applying changes to PostgreSQL table {target} (source {table}) after checkpoint {position}: {message}. Fix the target table (or the source data) and restart ferry")]
-    Apply {
-        table: SourceName,
-        target: String,
-        position: String,
-        message: String,
-    },
-    #[error("unique-key conflict in PostgreSQL table {target}: {message}")]
-    UniqueConflict {
-        target: String,
-        message: String,
-        /// Source transactions in the failed group (to replay one by one).
-        transactions: u64,
-    },
-    #[error(transparent)]
-    Ddl(#[from] DdlError),
-    #[error(transparent)]
-    Store(#[from] CheckpointError),
-}
-
-impl SinkError {
-    pub fn is_transient(&self) -> bool {
-        match self {
-            SinkError::Postgres { transient, .. } => *transient,
-            SinkError::Ddl(e) => e.is_transient(),
-            _ => false,
-        }
-    }
-}
-
-/// The SQL ferry writes a table with (public for tests and the backfill).
-pub fn upsert_sql(t: &Table) -> String {
-    let key: Vec<&str> = t
-        .key
-        .iter()
-        .map(|i| t.columns[*i].quoted.as_str())
-        .collect();
-    let updates: Vec<String> = t
-        .columns
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !t.is_key_column(*i))
-        .map(|(_, c)| format!("{0} = EXCLUDED.{0}", c.quoted))
-        .collect();
-    let conflict = if updates.is_empty() {
-        "DO NOTHING".to_string()
-    } else {
-        format!("DO UPDATE SET {}", updates.join(", "))
-    };
-    format!(
-        "{} ON CONFLICT ({}) {}",
-        insert_sql(t),
-        key.join(", "),
-        conflict
-    )
-}
-
-/// A plain INSERT of every column from `unnest` arrays: fails on an existing key (the sink
-/// then applies the same rows with [`upsert_sql`]).
-pub fn insert_sql(t: &Table) -> String {
-    let n = t.columns.len();
-    let cols: Vec<&str> = t.columns.iter().map(|c| c.quoted.as_str()).collect();
-    let params: Vec<String> = (1..=n).map(|i| format!("${i}::text[]")).collect();
-    let aliases: Vec<String> = (1..=n).map(|i| format!("c{i}")).collect();
-    let casts: Vec<String> = t
-        .columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| format!("u.c{}::{}", i + 1, c.pg_type.sql()))
-        .collect();
-    format!(
-        "INSERT INTO {} ({}) SELECT {} FROM unnest({}) AS u({})",
-        t.target_quoted,
-        cols.join(", "),
-        casts.join(", "),
-        params.join(", "),
-        aliases.join(", "),
-    )
-}
-
-pub fn delete_sql(t: &Table) -> String {
-    let params: Vec<String> = (1..=t.key.len()).map(|i| format!("${i}::text[]")).collect();
-    let aliases: Vec<String> = (1..=t.key.len()).map(|i| format!("k{i}")).collect();
-    let conds: Vec<String> = t
-        .key
-        .iter()
-        .enumerate()
-        .map(|(j, i)| {
-            let c = &t.columns[*i];
-            format!("t.{} = k.k{}::{}", c.quoted, j + 1, c.pg_type.sql())
-        })
-        .collect();
-    format!(
-        "DELETE FROM {} AS t USING unnest({}) AS k({}) WHERE {}",
-        t.target_quoted,
-        params.join(", "),
-        aliases.join(", "),
-        conds.join(" AND ")
-    )
-}
+use crate::schema::Table;
 
 /// Work items queued for the executor; each holds up to `apply.batch_rows` rows.
 const WORK_QUEUE: usize = 4;
@@ -170,7 +61,7 @@ pub struct Applier {
     pub stream: String,
     pub ferry_schema: String,
     pub rx: mpsc::Receiver<Message>,
-    pub store: Arc<SledStore>,
+    pub store: Arc<dyn StateStore>,
     pub progress: Arc<Progress>,
     /// Apply the next N source transactions one operation at a time (after a unique conflict in
     /// a batched group).
@@ -190,7 +81,7 @@ impl Applier {
     /// Applies until the channel closes.
     ///
     /// # Errors
-    /// [`SinkError`]; `is_transient` tells whether a restart may succeed.
+    /// [`SinkError`]; its `class()` tells whether a restart may succeed.
     pub async fn run(self) -> Result<(), SinkError> {
         let (tx, work_rx) = mpsc::channel(WORK_QUEUE);
         let executor = Executor {

@@ -33,6 +33,7 @@ use super::decode::{is_heartbeat, DecodeError, Decoder, Need};
 use super::recopy::{RecopyCommand, RecopyTap};
 use crate::change::{Message, RowBudget};
 use crate::config::SourceConfig;
+use crate::error::ErrorClass;
 use crate::metrics as m;
 use crate::position::{BinlogPosition, GtidSet};
 use crate::progress::Progress;
@@ -77,17 +78,18 @@ pub enum SourceError {
 }
 
 impl SourceError {
-    /// Whether reconnecting from the checkpoint may succeed.
-    pub fn is_transient(&self) -> bool {
+    /// Transient when reconnecting from the checkpoint may succeed: a lost or silent stream, a
+    /// corrupted event in transit, a catalog query that failed with the connection.
+    pub fn class(&self) -> ErrorClass {
         match self {
-            SourceError::Connect(e) => !e.is_definite(),
-            SourceError::Stream { source, .. } => match source {
-                mysql_async::Error::Server(e) => !matches!(e.code, 1236 | 1045 | 1044 | 1227),
-                _ => true,
-            },
-            SourceError::Silent(_) | SourceError::Closed | SourceError::Checksum { .. } => true,
-            SourceError::Catalog(CatalogError::Mysql(_)) => true,
-            _ => false,
+            SourceError::Connect(e) => e.class(),
+            SourceError::Stream { source, .. } => ErrorClass::of_mysql(source),
+            SourceError::Silent(_) | SourceError::Closed | SourceError::Checksum { .. } => {
+                ErrorClass::Transient
+            }
+            SourceError::Catalog(e) => e.class(),
+            SourceError::Decode(e) => e.class(),
+            SourceError::Purged { .. } | SourceError::TaggedGtidStart(_) => ErrorClass::Definite,
         }
     }
 }
@@ -136,7 +138,7 @@ impl BinlogReader {
     /// Streams until stopped or an error.
     ///
     /// # Errors
-    /// [`SourceError`]; [`SourceError::is_transient`] tells whether to reconnect.
+    /// [`SourceError`]; [`SourceError::class`] tells whether to reconnect.
     pub async fn run(mut self) -> Result<(), SourceError> {
         let stream_err = |cfg: &SourceConfig, source| SourceError::Stream {
             host: cfg.host.clone(),

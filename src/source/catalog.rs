@@ -11,6 +11,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
 
 use super::connect::Flavor;
+use crate::error::ErrorClass;
 use crate::schema::{check_target_collisions, Index, SourceName, Table, TableError};
 use crate::select::TableSelector;
 use crate::transform::{SourceColumn, TypeOptions};
@@ -23,6 +24,16 @@ pub enum CatalogError {
     Table(#[from] TableError),
     #[error("{0}")]
     Collision(String),
+}
+
+impl CatalogError {
+    /// A failed catalog query is transient (the connection); a table ferry cannot plan is not.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            CatalogError::Mysql(e) => ErrorClass::of_mysql(e),
+            CatalogError::Table(_) | CatalogError::Collision(_) => ErrorClass::Definite,
+        }
+    }
 }
 
 const SYSTEM_SCHEMAS: &str = "'mysql','information_schema','performance_schema','sys'";

@@ -12,6 +12,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder};
 
 use crate::config::SourceConfig;
+use crate::error::ErrorClass;
 
 /// Largest packet the client accepts.
 pub const MAX_PACKET: usize = 1 << 30;
@@ -31,8 +32,8 @@ pub struct ServerInfo {
     pub server_id: u32,
 }
 
-/// Errors talking to the source; all are transient (the caller reconnects with backoff) except
-/// where the caller decides otherwise from the server error code.
+/// Errors opening a source session; classed by [`ErrorClass::of_mysql`] (an unreachable or
+/// restarting server is transient, refused credentials are definite).
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("cannot connect to source {host}:{port} within {timeout:?}")]
@@ -50,14 +51,10 @@ pub enum ConnectError {
 }
 
 impl ConnectError {
-    /// True for authentication failures and similar that retrying cannot fix.
-    pub fn is_definite(&self) -> bool {
+    pub fn class(&self) -> ErrorClass {
         match self {
-            ConnectError::Timeout { .. } => false,
-            ConnectError::Mysql { source, .. } => matches!(
-                source,
-                mysql_async::Error::Server(e) if matches!(e.code, 1044 | 1045 | 1049 | 1698)
-            ),
+            ConnectError::Timeout { .. } => ErrorClass::Transient,
+            ConnectError::Mysql { source, .. } => ErrorClass::of_mysql(source),
         }
     }
 }

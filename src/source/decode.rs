@@ -33,6 +33,7 @@ use super::ddl::{classify, Statement, TableRef};
 use super::mariadb;
 use super::rows::{images, TablePlan};
 use crate::change::{Commit, DeadLetter, Message, RowOp};
+use crate::error::ErrorClass;
 use crate::position::{uuid_text, BinlogPosition, GtidSet};
 use crate::schema::{SourceName, Table};
 use crate::select::TableSelector;
@@ -92,6 +93,13 @@ pub enum DecodeError {
         position: BinlogPosition,
         detail: String,
     },
+}
+
+impl DecodeError {
+    /// Always definite: the same bytes decode the same way on every retry.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::Definite
+    }
 }
 
 /// A value refused under the `refuse` policy, with everything the operator needs.

@@ -1,14 +1,14 @@
-//! The MySQL/MariaDB side: connections, preflight, the catalog, and the binlog stage.
+//! The MySQL/MariaDB side: connections, the catalog, the binlog stage and its decoder, snapshot
+//! reads for the backfill, and the watcher of the source's binlog end.
 
 pub mod binlog;
 pub mod catalog;
 pub mod connect;
 pub mod ddl;
 pub mod decode;
+pub mod end_watch;
 pub mod mariadb;
-pub mod preflight;
 pub mod recopy;
 pub mod rows;
 pub mod snapshot;
 pub mod tablemap;
-pub mod watch;

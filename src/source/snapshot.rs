@@ -18,6 +18,7 @@ use mysql_async::{Conn, Row, Statement, Value};
 use serde::{Deserialize, Serialize};
 
 use super::connect::Flavor;
+use crate::error::ErrorClass;
 use crate::position::BinlogPosition;
 use crate::schema::Table;
 use crate::select::quote_mysql_ident;
@@ -33,13 +34,10 @@ pub enum SnapshotError {
 }
 
 impl SnapshotError {
-    pub fn is_transient(&self) -> bool {
+    pub fn class(&self) -> ErrorClass {
         match self {
-            SnapshotError::Mysql(mysql_async::Error::Server(e)) => {
-                !matches!(e.code, 1044 | 1045 | 1142 | 1143 | 1227)
-            }
-            SnapshotError::Mysql(_) => true,
-            _ => false,
+            SnapshotError::Mysql(e) => ErrorClass::of_mysql(e),
+            SnapshotError::NoPosition | SnapshotError::Lock(_) => ErrorClass::Definite,
         }
     }
 }

@@ -20,6 +20,7 @@ use super::query::{self, Session, TableSql};
 use super::settle::{self, Settling};
 use super::{load_tables, VerifyError};
 use crate::config::Config;
+use crate::error::ErrorClass;
 use crate::metrics as m;
 use crate::progress::unix_now;
 use crate::status::{StatusBoard, VerifySummary};
@@ -57,7 +58,7 @@ pub async fn run(config: Config, board: Arc<StatusBoard>) {
                 tokio::time::sleep(config.verify.pass_interval).await;
             }
             Err(e) => {
-                m::error("verify", true);
+                m::error(m::Stage::Verify, ErrorClass::Transient);
                 tracing::warn!(error = %e, retry_in = ?RETRY, "verification pass failed");
                 tokio::time::sleep(RETRY).await;
             }

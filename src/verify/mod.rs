@@ -112,6 +112,28 @@ impl VerifyOptions {
         }
     }
 
+    /// Command-line overrides, clamped to what works: at least 2 rows per chunk (a bisection
+    /// needs two halves) with leaves no larger than a chunk, 1–16 workers, a positive finite
+    /// settle timeout (others keep the configured one).
+    pub fn with_overrides(
+        mut self,
+        chunk_rows: Option<u64>,
+        parallel: Option<usize>,
+        settle_timeout_seconds: Option<f64>,
+    ) -> VerifyOptions {
+        if let Some(n) = chunk_rows {
+            self.chunk_rows = n.max(2);
+            self.leaf_rows = self.leaf_rows.min(self.chunk_rows);
+        }
+        if let Some(n) = parallel {
+            self.parallel = n.clamp(1, 16);
+        }
+        if let Some(s) = settle_timeout_seconds.filter(|s| *s > 0.0 && s.is_finite()) {
+            self.settle_timeout = Duration::from_secs_f64(s);
+        }
+        self
+    }
+
     fn scan_settings(&self) -> ScanSettings {
         ScanSettings {
             chunk_rows: self.chunk_rows,

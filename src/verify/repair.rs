@@ -22,7 +22,7 @@ use super::VerifyError;
 use crate::config::Config;
 use crate::select::quote_ident;
 use crate::sink::batch::into_columns;
-use crate::sink::postgres::{delete_sql, upsert_sql};
+use crate::sink::sql::{delete_sql, upsert_sql};
 
 /// Name of the audit table inside the ferry schema.
 pub const AUDIT_TABLE: &str = "verify_repairs";

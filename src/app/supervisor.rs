@@ -1,0 +1,348 @@
+//! The supervisor: runs start-up once, then the reader → applier pipeline, restarting it with
+//! backoff after transient errors until a stop or a definite error.
+//!
+//! Guarantees: every pipeline run starts from the checkpoint committed in PostgreSQL, read on
+//! the run's own connection (after a restart it is the only position that matches the target's
+//! rows; if it cannot be read, nothing starts — an older position would apply changes twice); a
+//! unique-key conflict in a batched group is replayed once one operation at a time (the
+//! conflict may be an artefact of batching) and stops ferry only if the replay conflicts too;
+//! what to do after a run is decided by one pure function ([`next_step`]).
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+
+use super::{AppError, RunOptions, Shared};
+use crate::backfill;
+use crate::backoff::Backoff;
+use crate::change::RowBudget;
+use crate::checkpoint;
+use crate::config::{ApplyConfig, Config};
+use crate::error::ErrorClass;
+use crate::metrics::{self as m, Phase, Stage};
+use crate::sink::connect as pg;
+use crate::sink::error::SinkError;
+use crate::sink::postgres::Applier;
+use crate::source::binlog::{BinlogReader, ReaderControl, SourceError, StartFrom};
+use crate::source::decode::{Decoder, Registry};
+use crate::startup::{self, Prepared};
+
+pub(super) struct Supervisor {
+    pub shared: Shared,
+    pub control: watch::Receiver<ReaderControl>,
+    /// Current apply tuning (changed by reloads).
+    pub apply: watch::Receiver<ApplyConfig>,
+}
+
+/// What the supervisor does after a pipeline run ended.
+#[derive(Debug)]
+enum Next {
+    /// Stopped on request, everything committed.
+    Stop,
+    /// Replay the group's transactions one operation at a time, then batch again.
+    ReplayStrictly {
+        transactions: u64,
+    },
+    /// Resume from the checkpoint after a backoff.
+    Retry {
+        stage: Stage,
+        why: String,
+    },
+    Fail(AppError),
+}
+
+/// Decides the next step from how the reader and the applier ended.
+fn next_step(
+    read: Result<(), SourceError>,
+    apply: Result<(), SinkError>,
+    stop_requested: bool,
+    was_strict: bool,
+) -> Next {
+    match (read, apply) {
+        (Ok(()), Ok(())) if stop_requested => Next::Stop,
+        (_, Err(SinkError::UniqueConflict { transactions, .. })) if !was_strict => {
+            Next::ReplayStrictly { transactions }
+        }
+        (_, Err(e)) if e.class().is_definite() => Next::Fail(e.into()),
+        (Err(e), _) if e.class().is_definite() => Next::Fail(e.into()),
+        (Err(e), _) => Next::Retry {
+            stage: Stage::Source,
+            why: e.to_string(),
+        },
+        (_, Err(e)) => Next::Retry {
+            stage: Stage::Sink,
+            why: e.to_string(),
+        },
+        (Ok(()), Ok(())) => Next::Retry {
+            stage: Stage::Source,
+            why: "the stream ended".into(),
+        },
+    }
+}
+
+impl Supervisor {
+    pub(super) async fn run(self, config: &Config, options: &RunOptions) -> Result<(), AppError> {
+        let Shared {
+            store,
+            board,
+            progress,
+            notifier,
+        } = &self.shared;
+        let ctx = startup::Context {
+            store,
+            board,
+            progress,
+            control: &self.control,
+            accept_target_rewind: options.accept_target_rewind,
+        };
+        let Some(prepared) = startup::prepare(config, ctx).await? else {
+            return Ok(());
+        };
+        board.set_ready(true);
+        board.set_phase(Phase::Streaming);
+        tracing::info!(paused = board.paused(), "preflight passed; streaming");
+        if let Some(n) = notifier {
+            n.ready(&board.status_line());
+        }
+        if let Some(end) = prepared.unique_after.clone() {
+            backfill::unique::spawn_when_passed(
+                prepared.config.clone(),
+                prepared.tables.clone(),
+                progress.clone(),
+                end,
+            );
+        }
+        self.stream(prepared, options).await
+    }
+
+    /// The restart loop around pipeline runs.
+    async fn stream(&self, prepared: Prepared, options: &RunOptions) -> Result<(), AppError> {
+        let Prepared {
+            config,
+            flavor,
+            tables,
+            mut start,
+            ..
+        } = prepared;
+        let Shared {
+            store,
+            board,
+            progress,
+            ..
+        } = &self.shared;
+        let hub = Arc::new(backfill::recopy::RecopyHub::default());
+        tokio::spawn(backfill::recopy::serve(
+            config.clone(),
+            flavor,
+            tables.clone(),
+            hub.clone(),
+            progress.clone(),
+            board.clone(),
+        ));
+        let mut registry = Registry::new(tables);
+        let mut backoff = Backoff::default();
+        let mut strict_transactions = 0;
+        loop {
+            progress.worked();
+            let client = match pg::connect(&config.target).await {
+                Ok(c) => c,
+                Err(e) if ErrorClass::of_postgres(&e).is_transient() => {
+                    tracing::warn!(error = %pg::describe(&e), retry_in = ?backoff.current(), "target unreachable; retrying");
+                    m::error(Stage::Sink, ErrorClass::Transient);
+                    backoff.wait().await;
+                    continue;
+                }
+                Err(source) => {
+                    return Err(AppError::Target {
+                        context: "connecting",
+                        source,
+                    })
+                }
+            };
+            match checkpoint::read_target(&client, &config.target.ferry_schema, &config.stream)
+                .await
+            {
+                Ok(Some(cp)) => start = StartFrom::Position(cp.position),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %pg::describe(&e), retry_in = ?backoff.current(), "cannot read the checkpoint from the target; retrying");
+                    m::error(Stage::Sink, ErrorClass::of_postgres(&e));
+                    backoff.wait().await;
+                    continue;
+                }
+            }
+            let (tx, rx) = mpsc::channel(config.apply.channel_capacity);
+            let (recopy_tx, recopy_rx) = mpsc::channel(8);
+            let budget = RowBudget::new(config.apply.max_rows_in_flight);
+            hub.set(recopy_tx);
+            let decoder = Decoder::new(
+                registry.clone(),
+                config.tables.clone(),
+                config.types.clone(),
+                match &start {
+                    StartFrom::Position(p) => p.file.clone(),
+                    StartFrom::Gtid(_) => String::new(),
+                },
+                match &start {
+                    StartFrom::Gtid(g) => Some(g.clone()),
+                    StartFrom::Position(_) => None,
+                },
+                options.skip_ddl.clone(),
+            );
+            let reader = BinlogReader {
+                config: config.source.clone(),
+                flavor,
+                start: start.clone(),
+                decoder,
+                selector: config.tables.clone(),
+                options: config.types.clone(),
+                tx,
+                progress: progress.clone(),
+                control: self.control.clone(),
+                recopy: recopy_rx,
+                budget: budget.clone(),
+            };
+            let applier = Applier {
+                client,
+                apply: self.apply.clone(),
+                stream: config.stream.clone(),
+                ferry_schema: config.target.ferry_schema.clone(),
+                rx,
+                store: store.clone(),
+                progress: progress.clone(),
+                strict_transactions,
+                resumed_from: match &start {
+                    StartFrom::Position(p) => Some(p.clone()),
+                    StartFrom::Gtid(_) => None,
+                },
+                budget,
+            };
+            let committed_before = progress.committed_position();
+            let (read, apply) = run_once(reader, applier).await;
+            progress.reset_pending();
+            let was_strict = strict_transactions > 0;
+            strict_transactions = 0;
+            match next_step(read, apply, self.control.borrow().stop, was_strict) {
+                Next::Stop => return Ok(()),
+                Next::ReplayStrictly { transactions } => {
+                    tracing::warn!(transactions, "unique-key conflict in a batched group; replaying those transactions one operation at a time");
+                    strict_transactions = transactions;
+                }
+                Next::Fail(e) => {
+                    let stage = match &e {
+                        AppError::Source(_) => Stage::Source,
+                        _ => Stage::Sink,
+                    };
+                    m::error(stage, ErrorClass::Definite);
+                    return Err(e);
+                }
+                Next::Retry { stage, why } => {
+                    m::error(stage, ErrorClass::Transient);
+                    m::restart();
+                    board.error(why.clone());
+                    tracing::warn!(error = %why, retry_in = ?backoff.current(), "transient error; resuming from the checkpoint");
+                    backoff.wait().await;
+                }
+            }
+            if progress.committed_position() != committed_before {
+                backoff.reset();
+            }
+            registry = Registry::new(registry.tables().map(|t| (**t).clone()).collect::<Vec<_>>());
+        }
+    }
+}
+
+/// Runs one reader and one applier to their end, on separate tasks (decoding and applying run
+/// on different worker threads).
+async fn run_once(
+    reader: BinlogReader,
+    applier: Applier,
+) -> (Result<(), SourceError>, Result<(), SinkError>) {
+    let read = tokio::spawn(reader.run());
+    let apply = join(tokio::spawn(applier.run())).await;
+    if apply.is_err() {
+        // A reader waiting on a quiet source would not notice the applier is gone.
+        read.abort();
+    }
+    let read = match read.await {
+        Ok(v) => v,
+        Err(e) if e.is_cancelled() => Ok(()),
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
+    (read, apply)
+}
+
+/// Awaits a stage task; a panic inside a stage is a bug, reported as such instead of hanging.
+async fn join<T>(handle: tokio::task::JoinHandle<T>) -> T {
+    match handle.await {
+        Ok(v) => v,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("pipeline stage cancelled: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::position::BinlogPosition;
+
+    fn conflict() -> SinkError {
+        SinkError::UniqueConflict {
+            target: "s.t".into(),
+            message: "duplicate".into(),
+            transactions: 3,
+        }
+    }
+
+    #[test]
+    fn a_requested_stop_with_everything_committed_stops() {
+        assert!(matches!(next_step(Ok(()), Ok(()), true, false), Next::Stop));
+        assert!(matches!(
+            next_step(Ok(()), Ok(()), false, false),
+            Next::Retry { .. }
+        ));
+    }
+
+    #[test]
+    fn a_unique_conflict_is_replayed_once_then_fails() {
+        assert!(matches!(
+            next_step(Ok(()), Err(conflict()), false, false),
+            Next::ReplayStrictly { transactions: 3 }
+        ));
+        assert!(matches!(
+            next_step(Ok(()), Err(conflict()), false, true),
+            Next::Fail(AppError::Sink(SinkError::UniqueConflict { .. }))
+        ));
+    }
+
+    #[test]
+    fn definite_errors_fail_and_transient_ones_retry() {
+        let purged = SourceError::Purged {
+            position: BinlogPosition::new("b.000001", 4),
+            file: "b.000001".into(),
+            oldest: "b.000009".into(),
+        };
+        assert!(matches!(
+            next_step(Err(purged), Ok(()), false, false),
+            Next::Fail(AppError::Source(_))
+        ));
+        assert!(matches!(
+            next_step(Err(SourceError::Closed), Ok(()), false, false),
+            Next::Retry {
+                stage: Stage::Source,
+                ..
+            }
+        ));
+        // A stop request does not hide a definite error of the applier.
+        let apply = SinkError::Apply {
+            table: crate::schema::SourceName::new("d", "t"),
+            target: "d.t".into(),
+            position: "b.000001:4".into(),
+            message: "refused".into(),
+        };
+        assert!(matches!(
+            next_step(Ok(()), Err(apply), true, false),
+            Next::Fail(AppError::Sink(_))
+        ));
+    }
+}

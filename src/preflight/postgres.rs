@@ -1,0 +1,71 @@
+//! Target checks: reachable, writable (probed in a rolled-back transaction), and where spatial
+//! columns go (PostGIS or bytea), which every later stage plans with.
+
+use super::Check;
+use crate::config::Config;
+use crate::error::ErrorClass;
+use crate::sink::connect as pg;
+use crate::sink::postgis;
+use crate::transform::TypeOptions;
+
+/// Checks the target; returns the type options resolved against it (as configured when the
+/// target cannot be asked).
+pub(super) async fn check_target(config: &Config, checks: &mut Vec<Check>) -> TypeOptions {
+    let client = match pg::connect(&config.target).await {
+        Ok(c) => c,
+        Err(e) => {
+            checks.push(
+                Check::fail(
+                    "target reachable",
+                    e.to_string(),
+                    "check target.host/port/user/database and the password; the database must exist",
+                )
+                .class(ErrorClass::of_postgres(&e)),
+            );
+            return config.types.clone();
+        }
+    };
+    let version = client
+        .query_one("SELECT current_setting('server_version')", &[])
+        .await
+        .map(|r| r.get::<_, String>(0))
+        .unwrap_or_default();
+    checks.push(Check::pass(
+        "target reachable",
+        format!("PostgreSQL {version}"),
+    ));
+    // Writable: create ferry's schema and a table inside a transaction that is rolled back.
+    let probe = format!(
+        "BEGIN; CREATE SCHEMA IF NOT EXISTS {s}; CREATE TABLE {s}.ferry_preflight_probe (x int); \
+         INSERT INTO {s}.ferry_preflight_probe VALUES (1); ROLLBACK;",
+        s = crate::select::quote_ident(&config.target.ferry_schema)
+    );
+    checks.push(match client.batch_execute(&probe).await {
+        Ok(()) => Check::pass("target writable", "can create schemas and tables"),
+        Err(e) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            Check::fail(
+                "target writable",
+                pg::describe(&e),
+                format!(
+                    "GRANT CREATE ON DATABASE {} TO {} (ferry creates schema {:?} and the target tables)",
+                    config.target.database, config.target.user, config.target.ferry_schema
+                ),
+            )
+        }
+    });
+    match postgis::resolve(&client, &config.types).await {
+        Ok(decision) => {
+            checks.push(Check::pass("spatial types", decision.detail));
+            decision.options
+        }
+        Err(e) => {
+            checks.push(Check::fail(
+                "spatial types",
+                e,
+                "install PostGIS in the target database (CREATE EXTENSION postgis) or set types.spatial = \"bytea\"",
+            ));
+            config.types.clone()
+        }
+    }
+}

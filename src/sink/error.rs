@@ -1,0 +1,60 @@
+//! Errors of the sink stage, each with its [`ErrorClass`].
+//!
+//! Guarantees: a PostgreSQL failure keeps the driver's error (SQLSTATE, detail) and is classed
+//! once, by [`ErrorClass::of_postgres`]; an apply failure names the source table, the target
+//! table and the last committed position, which is where a restart resumes.
+
+use crate::checkpoint::CheckpointError;
+use crate::error::ErrorClass;
+use crate::schema::SourceName;
+
+use super::connect::describe;
+use super::ddl::DdlError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("PostgreSQL ({context}): {}", describe(source))]
+    Postgres {
+        context: String,
+        source: tokio_postgres::Error,
+    },
+    #[error("applying changes to PostgreSQL table {target} (source {table}) after checkpoint {position}: {message}. Fix the target table (or the source data) and restart ferry")]
+    Apply {
+        table: SourceName,
+        target: String,
+        position: String,
+        message: String,
+    },
+    #[error("unique-key conflict in PostgreSQL table {target}: {message}")]
+    UniqueConflict {
+        target: String,
+        message: String,
+        /// Source transactions in the failed group (to replay one by one).
+        transactions: u64,
+    },
+    #[error(transparent)]
+    Ddl(#[from] DdlError),
+    #[error(transparent)]
+    Store(#[from] CheckpointError),
+}
+
+impl SinkError {
+    /// A PostgreSQL failure outside a table's rows (checkpoint, COMMIT, dead letters).
+    pub fn postgres(context: &str, e: tokio_postgres::Error) -> SinkError {
+        SinkError::Postgres {
+            context: context.to_string(),
+            source: e,
+        }
+    }
+
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            SinkError::Postgres { source, .. } => ErrorClass::of_postgres(source),
+            SinkError::Ddl(e) => e.class(),
+            SinkError::Store(e) => e.class(),
+            // A unique conflict is first replayed one operation at a time by the supervisor;
+            // only a conflict of that replay reaches the operator.
+            SinkError::Apply { .. } | SinkError::UniqueConflict { .. } => ErrorClass::Definite,
+        }
+    }
+}
