@@ -23,7 +23,8 @@ use std::sync::Arc;
 
 use mysql_common::binlog::consts::EventType;
 use mysql_common::binlog::events::{
-    Event, EventData, OptionalMetaExtractor, RowsEventData, TableMapEvent,
+    Event, EventData, OptionalMetaExtractor, PreviousGtidsEvent, RotateEvent, RowsEventData,
+    TableMapEvent,
 };
 use mysql_common::binlog::value::BinlogValue;
 use mysql_common::constants::ColumnType;
@@ -327,38 +328,8 @@ impl Decoder {
             self.last_log_pos = u64::from(header.log_pos());
         }
         let raw_type = header.event_type_raw();
-        match raw_type {
-            mariadb::GTID_EVENT => {
-                if let Some(g) = mariadb::parse_gtid(event.data(), header.server_id()) {
-                    let gtids = self.gtid.get_or_insert_with(GtidSet::empty_mariadb);
-                    gtids.apply_mariadb(g.gtid);
-                    if g.standalone() {
-                        self.standalone_pending = true;
-                    } else {
-                        self.begin(ts, progress);
-                        // MariaDB logs XA START in the GTID event itself.
-                        self.in_xa = g.prepared_xa();
-                    }
-                }
-                return Ok(out);
-            }
-            mariadb::GTID_LIST_EVENT => {
-                // The GTID state before this file: it seeds the domains this run has not seen,
-                // so a commit's GTID text is the whole state, not only what this run read.
-                if let Some(list) = mariadb::parse_gtid_list(event.data()) {
-                    self.gtid
-                        .get_or_insert_with(GtidSet::empty_mariadb)
-                        .seed_mariadb(&list);
-                }
-                return Ok(out);
-            }
-            mariadb::ANNOTATE_ROWS_EVENT
-            | mariadb::BINLOG_CHECKPOINT_EVENT
-            | mariadb::START_ENCRYPTION_EVENT => return Ok(out),
-            t if mariadb::COMPRESSED_EVENTS.contains(&t) => {
-                return Err(DecodeError::Compressed { position: start })
-            }
-            _ => {}
+        if self.on_mariadb_event(raw_type, event, ts, &start, progress)? {
+            return Ok(out);
         }
         let data = match event.read_data() {
             Ok(Some(d)) => d,
@@ -372,35 +343,8 @@ impl Decoder {
             }
         };
         match data {
-            EventData::RotateEvent(r) => {
-                // A fake ROTATE (sent at stream start) has log_pos 0 in its header; its position
-                // field is the requested start, so `RotateEvent::is_fake` cannot tell.
-                if header.log_pos() == 0 {
-                    // The fake ROTATE at stream start may carry 4 checksum bytes in its name
-                    // (mysql_async issue 189): keep our own name unless this one is clean.
-                    if let Some(clean) = clean_rotate_name(r.name_raw(), &self.file) {
-                        self.file = clean;
-                    }
-                } else {
-                    self.file = r.name().to_string();
-                }
-                self.last_log_pos = r.position();
-            }
-            // Everything logged before this file: with it, a commit's GTID text is the source's
-            // whole executed set at that commit (what a file:offset position denotes), not only
-            // the transactions this run happened to read.
-            EventData::PreviousGtidsEvent(p) if !p.sids().is_empty() => {
-                let gtids = self.gtid.get_or_insert_with(GtidSet::empty_mysql);
-                for sid in p.sids() {
-                    let source = gtid_source(&sid.uuid(), sid.tag().map(|t| t.to_string()));
-                    for iv in sid.intervals() {
-                        // The binary encoding's intervals end exclusively.
-                        if iv.end() > iv.start() {
-                            gtids.apply_mysql_interval(&source, iv.start(), iv.end() - 1);
-                        }
-                    }
-                }
-            }
+            EventData::RotateEvent(r) => self.on_rotate(&r, header.log_pos() == 0),
+            EventData::PreviousGtidsEvent(p) if !p.sids().is_empty() => self.on_previous_gtids(&p),
             EventData::GtidEvent(g) => {
                 let source = gtid_source(&g.sid(), g.tag().map(|t| t.to_string()));
                 let gtids = self.gtid.get_or_insert_with(GtidSet::empty_mysql);
@@ -432,72 +376,10 @@ impl Decoder {
                 let schema = q.schema().to_string();
                 self.query(&sql, &schema, ts, start, &mut out, progress)?;
             }
-            EventData::TableMapEvent(t) => {
-                let name =
-                    SourceName::new(t.database_name().to_string(), t.table_name().to_string());
-                match self.registry.get(&name).cloned() {
-                    Some(table) => {
-                        if !matches!(self.bound.get(&t.table_id()), Some(Some(b)) if Arc::ptr_eq(b, &table))
-                        {
-                            validate_table_map(&table, &t, &start)?;
-                            let plan = TablePlan::new(&t).map_err(|e| DecodeError::Corrupt {
-                                what: "table map",
-                                position: start.clone(),
-                                detail: format!("table {}: {e}", table.source),
-                            })?;
-                            self.plans.insert(t.table_id(), Arc::new(plan));
-                            self.bound.insert(t.table_id(), Some(table));
-                        }
-                    }
-                    None if self.selector.matches(&name.db, &name.table) => {
-                        // Selected but unknown: created while ferry was not looking.
-                        out.need = Some(Need::Tables(vec![name]));
-                        self.bound.remove(&t.table_id());
-                    }
-                    None => {
-                        self.bound.insert(t.table_id(), None);
-                    }
-                }
-            }
+            EventData::TableMapEvent(t) => self.on_table_map(&t, &start, &mut out)?,
             EventData::RowsEvent(rows) => {
                 self.begin(ts, progress);
-                // Rows after a group's first QUERY (CREATE TABLE ... START TRANSACTION of an
-                // atomic CREATE ... SELECT) belong to a transaction that ends with its XID.
-                self.implicit_group = false;
-                let id = rows.table_id();
-                let table = match self.bound.get(&id) {
-                    Some(Some(t)) => t.clone(),
-                    Some(None) => return Ok(out),
-                    None => {
-                        let Some(map) = tme(id) else {
-                            return Err(DecodeError::Corrupt {
-                                what: "rows event",
-                                position: start,
-                                detail: format!("no table map for table id {id}"),
-                            });
-                        };
-                        let name = SourceName::new(
-                            map.database_name().to_string(),
-                            map.table_name().to_string(),
-                        );
-                        if self.selector.matches(&name.db, &name.table) {
-                            return Err(DecodeError::SchemaMismatch {
-                                table: name,
-                                position: start,
-                                detail: "table is selected but was not loaded".into(),
-                            });
-                        }
-                        return Ok(out);
-                    }
-                };
-                let Some(plan) = self.plans.get(&id).cloned() else {
-                    return Err(DecodeError::Corrupt {
-                        what: "rows event",
-                        position: start,
-                        detail: format!("no table map for table id {id}"),
-                    });
-                };
-                self.rows(&table, &rows, &plan, &start, &mut out)?;
+                self.on_rows_event(&rows, tme, &start, &mut out)?;
             }
             // Its inner events follow from the stream (log_pos 0, sharing this event's
             // position); an empty payload carries nothing to wait for.
@@ -510,6 +392,165 @@ impl Decoder {
             self.standalone_pending = false;
         }
         Ok(out)
+    }
+
+    /// MariaDB's own event types, which mysql_common does not decode. Returns true when the
+    /// event was one of them (and is handled).
+    fn on_mariadb_event(
+        &mut self,
+        raw_type: u8,
+        event: &Event,
+        ts: u32,
+        start: &BinlogPosition,
+        progress: &dyn Fn(u64, u32),
+    ) -> Result<bool, DecodeError> {
+        match raw_type {
+            mariadb::GTID_EVENT => {
+                if let Some(g) = mariadb::parse_gtid(event.data(), event.header().server_id()) {
+                    let gtids = self.gtid.get_or_insert_with(GtidSet::empty_mariadb);
+                    gtids.apply_mariadb(g.gtid);
+                    if g.standalone() {
+                        self.standalone_pending = true;
+                    } else {
+                        self.begin(ts, progress);
+                        // MariaDB logs XA START in the GTID event itself.
+                        self.in_xa = g.prepared_xa();
+                    }
+                }
+                Ok(true)
+            }
+            mariadb::GTID_LIST_EVENT => {
+                // The GTID state before this file: it seeds the domains this run has not seen,
+                // so a commit's GTID text is the whole state, not only what this run read.
+                if let Some(list) = mariadb::parse_gtid_list(event.data()) {
+                    self.gtid
+                        .get_or_insert_with(GtidSet::empty_mariadb)
+                        .seed_mariadb(&list);
+                }
+                Ok(true)
+            }
+            mariadb::ANNOTATE_ROWS_EVENT
+            | mariadb::BINLOG_CHECKPOINT_EVENT
+            | mariadb::START_ENCRYPTION_EVENT => Ok(true),
+            t if mariadb::COMPRESSED_EVENTS.contains(&t) => Err(DecodeError::Compressed {
+                position: start.clone(),
+            }),
+            _ => Ok(false),
+        }
+    }
+
+    /// A ROTATE names the file the following positions are in.
+    fn on_rotate(&mut self, r: &RotateEvent<'_>, fake: bool) {
+        // A fake ROTATE (sent at stream start) has log_pos 0 in its header; its position field
+        // is the requested start, so `RotateEvent::is_fake` cannot tell.
+        if fake {
+            // The fake ROTATE at stream start may carry 4 checksum bytes in its name
+            // (mysql_async issue 189): keep our own name unless this one is clean.
+            if let Some(clean) = clean_rotate_name(r.name_raw(), &self.file) {
+                self.file = clean;
+            }
+        } else {
+            self.file = r.name().to_string();
+        }
+        self.last_log_pos = r.position();
+    }
+
+    /// Everything logged before this file: with it, a commit's GTID text is the source's whole
+    /// executed set at that commit (what a file:offset position denotes), not only the
+    /// transactions this run happened to read.
+    fn on_previous_gtids(&mut self, p: &PreviousGtidsEvent) {
+        let gtids = self.gtid.get_or_insert_with(GtidSet::empty_mysql);
+        for sid in p.sids() {
+            let source = gtid_source(&sid.uuid(), sid.tag().map(|t| t.to_string()));
+            for iv in sid.intervals() {
+                // The binary encoding's intervals end exclusively.
+                if iv.end() > iv.start() {
+                    gtids.apply_mysql_interval(&source, iv.start(), iv.end() - 1);
+                }
+            }
+        }
+    }
+
+    /// Binds a table id to a loaded table (validating the map against it), asks for a selected
+    /// table ferry has not loaded, or marks the id as not replicated.
+    fn on_table_map(
+        &mut self,
+        t: &TableMapEvent<'_>,
+        start: &BinlogPosition,
+        out: &mut Output,
+    ) -> Result<(), DecodeError> {
+        let name = SourceName::new(t.database_name().to_string(), t.table_name().to_string());
+        match self.registry.get(&name).cloned() {
+            Some(table) => {
+                if !matches!(self.bound.get(&t.table_id()), Some(Some(b)) if Arc::ptr_eq(b, &table))
+                {
+                    validate_table_map(&table, t, start)?;
+                    let plan = TablePlan::new(t).map_err(|e| DecodeError::Corrupt {
+                        what: "table map",
+                        position: start.clone(),
+                        detail: format!("table {}: {e}", table.source),
+                    })?;
+                    self.plans.insert(t.table_id(), Arc::new(plan));
+                    self.bound.insert(t.table_id(), Some(table));
+                }
+            }
+            None if self.selector.matches(&name.db, &name.table) => {
+                // Selected but unknown: created while ferry was not looking.
+                out.need = Some(Need::Tables(vec![name]));
+                self.bound.remove(&t.table_id());
+            }
+            None => {
+                self.bound.insert(t.table_id(), None);
+            }
+        }
+        Ok(())
+    }
+
+    /// Rows of a bound table are decoded; rows of tables not replicated are skipped.
+    fn on_rows_event<'t>(
+        &mut self,
+        rows: &RowsEventData<'_>,
+        tme: &dyn Fn(u64) -> Option<&'t TableMapEvent<'static>>,
+        start: &BinlogPosition,
+        out: &mut Output,
+    ) -> Result<(), DecodeError> {
+        // Rows after a group's first QUERY (CREATE TABLE ... START TRANSACTION of an atomic
+        // CREATE ... SELECT) belong to a transaction that ends with its XID.
+        self.implicit_group = false;
+        let id = rows.table_id();
+        let table = match self.bound.get(&id) {
+            Some(Some(t)) => t.clone(),
+            Some(None) => return Ok(()),
+            None => {
+                let Some(map) = tme(id) else {
+                    return Err(DecodeError::Corrupt {
+                        what: "rows event",
+                        position: start.clone(),
+                        detail: format!("no table map for table id {id}"),
+                    });
+                };
+                let name = SourceName::new(
+                    map.database_name().to_string(),
+                    map.table_name().to_string(),
+                );
+                if self.selector.matches(&name.db, &name.table) {
+                    return Err(DecodeError::SchemaMismatch {
+                        table: name,
+                        position: start.clone(),
+                        detail: "table is selected but was not loaded".into(),
+                    });
+                }
+                return Ok(());
+            }
+        };
+        let Some(plan) = self.plans.get(&id).cloned() else {
+            return Err(DecodeError::Corrupt {
+                what: "rows event",
+                position: start.clone(),
+                detail: format!("no table map for table id {id}"),
+            });
+        };
+        self.rows(&table, rows, &plan, start, out)
     }
 
     fn query(
