@@ -145,6 +145,85 @@ async fn backfill_resumes_from_its_last_chunk_after_sigkill() {
     db.cleanup_dir();
 }
 
+/// Terminates ferry's PostgreSQL sessions (application_name 'ferry') in the test's database.
+async fn terminate_ferry_sessions(pg: &tokio_postgres::Client) -> i64 {
+    pg.query_one(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE datname = current_database() AND application_name = 'ferry'
+            AND pid <> pg_backend_pid()) t",
+        &[],
+    )
+    .await
+    .expect("terminate")
+    .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_resumes_in_process_after_target_connection_losses() {
+    let db = TestDb::new("bfpglost").await;
+    let mut my = db.my().await;
+    populate(&mut my, 3_000, 60_000).await;
+    let config = db.config_backfill(
+        "main",
+        "chunk_rows = 2000\nrows_per_second = 15000\nparallel_tables = 1",
+        "",
+    );
+    let mut ferry = Ferry::start(&config, &[]);
+    let pg = db.pg().await;
+    let copied = || async {
+        db.pg()
+            .await
+            .query_opt(
+                "SELECT COALESCE(sum(rows_copied), 0)::bigint FROM ferry.backfill WHERE stream = 'main'",
+                &[],
+            )
+            .await
+            .ok()
+            .flatten()
+            .map_or(0i64, |r| r.get(0))
+    };
+    // Two losses mid-copy, each after more chunks finished.
+    let mut losses = 0;
+    let mut last = 0;
+    for _ in 0..400 {
+        if losses == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = copied().await;
+        if now > last && now < 50_000 && terminate_ferry_sessions(&pg).await > 0 {
+            losses += 1;
+            last = now;
+        }
+        assert!(
+            ferry.try_exit().is_none(),
+            "ferry exited after losing its target connection:\n{}",
+            ferry.log()
+        );
+    }
+    assert_eq!(losses, 2, "two losses during the copy:\n{}", ferry.log());
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(240), &mut ferry)
+        .await;
+    let (_, lines) = assert_equal(&db).await;
+    assert_eq!(lines, 60_000);
+    let log = ferry.log();
+    assert!(
+        log.contains("backfill interrupted; resuming after the last finished chunks"),
+        "the loss is retried in process:\n{log}"
+    );
+    assert!(
+        log.contains("resuming the table copy after its last finished chunk"),
+        "the copy resumed mid-table, not from the start:\n{log}"
+    );
+    assert_eq!(
+        log.matches("backfill started").count(),
+        1,
+        "one backfill, resumed, not restarted:\n{log}"
+    );
+    assert!(ferry.try_exit().is_none(), "ferry is still running:\n{log}");
+    db.cleanup_dir();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_refuses_a_non_empty_target_table() {
     let db = TestDb::new("bffull").await;

@@ -1014,3 +1014,143 @@ fn contrib_dashboard_and_alerts_use_real_metric_names() {
         "drift alert at 0.1%"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_refuses_a_stale_pid_file_naming_another_live_process() {
+    let db = TestDb::new("stalepid").await;
+    let mut my = db.my().await;
+    my.query_drop(TABLE).await.expect("table");
+    let start = db.start_position().await;
+    let config = db.config("main", &start, "");
+    let mut ferry = Ferry::start(&config, &[]);
+    my.query_drop("INSERT INTO items (id, label) VALUES (1, 'a')")
+        .await
+        .expect("insert");
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
+        .await;
+    // While the daemon runs, `ferry pause` reaches it.
+    let (code, out) = ferry_cmd(&["pause", "--config", config_arg(&config)]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("pid {}", ferry.pid())), "{out}");
+    let (code, out) = ferry_cmd(&["resume", "--config", config_arg(&config)]);
+    assert_eq!(code, 0, "{out}");
+
+    // SIGKILL leaves the pid file behind; the pid is then reused by an unrelated process.
+    ferry.kill9();
+    let pid_file = db.dir.join("state-main").join("ferry.pid");
+    assert!(pid_file.exists(), "a killed daemon leaves its pid file");
+    let mut bystander = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .expect("spawn sleep");
+    std::fs::write(&pid_file, bystander.id().to_string()).expect("overwrite pid file");
+    let (code, out) = ferry_cmd(&["pause", "--config", config_arg(&config)]);
+    assert_ne!(code, 0, "a stale pid file is refused:\n{out}");
+    assert!(
+        out.contains("ferry is not running") && out.contains("Nothing was signalled"),
+        "{out}"
+    );
+    let (code, _) = ferry_cmd(&["resume", "--config", config_arg(&config)]);
+    assert_ne!(code, 0);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        bystander.try_wait().expect("poll sleep").is_none(),
+        "the unrelated process was not signalled (SIGUSR1 would have killed it)"
+    );
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+    db.cleanup_dir();
+}
+
+/// Watchdog pings received within `within`; returns the time of the last one, if any.
+async fn last_ping_within(sock: &tokio::net::UnixDatagram, within: Duration) -> Option<Instant> {
+    let until = Instant::now() + within;
+    let mut last = None;
+    while let Some(msg) = recv(sock, until.saturating_duration_since(Instant::now())).await {
+        if msg == "WATCHDOG=1" {
+            last = Some(Instant::now());
+        }
+    }
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wedged_pipeline_stops_the_watchdog_pings_and_a_restart_loses_nothing() {
+    let db = TestDb::new("wedge").await;
+    let mut my = db.my().await;
+    my.query_drop(TABLE).await.expect("table");
+    let start = db.start_position().await;
+    let config = db.config("main", &start, "[verify]\ncontinuous = false\n");
+    let (path, sock) = notify_socket();
+    let socket = path.to_str().expect("utf8").to_string();
+    // WATCHDOG_USEC = 2 s: a ping every second while live; liveness must show within 2 s.
+    let mut ferry = Ferry::start_with(
+        &config,
+        &[],
+        &[("NOTIFY_SOCKET", &socket), ("WATCHDOG_USEC", "2000000")],
+        &[],
+    );
+    recv_until(&sock, "READY=1", Duration::from_secs(60), &ferry).await;
+    my.query_drop("INSERT INTO items (id, label) VALUES (1, 'before')")
+        .await
+        .expect("insert");
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
+        .await;
+    // Idle and caught up, the source's heartbeats keep it live.
+    assert!(
+        last_ping_within(&sock, Duration::from_secs(4))
+            .await
+            .is_some(),
+        "an idle, caught-up ferry pings:\n{}",
+        ferry.log()
+    );
+
+    // Wedge the apply: a session holds an exclusive lock on the target table, so the next
+    // statement hangs (as on a stuck target), while the source keeps sending heartbeats.
+    let locker = db.pg().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    my.query_drop("INSERT INTO items (id, label) VALUES (2, 'wedged')")
+        .await
+        .expect("insert");
+    // Pings stop within the window and stay stopped: a quiet stretch of 4 s (two watchdog
+    // periods) with the process still running.
+    let started = Instant::now();
+    let mut quiet_since = Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "pings kept coming while the pipeline was wedged:\n{}",
+            ferry.log()
+        );
+        match last_ping_within(&sock, Duration::from_millis(500)).await {
+            Some(t) => quiet_since = t,
+            None if quiet_since.elapsed() >= Duration::from_secs(4) => break,
+            None => {}
+        }
+    }
+    assert!(ferry.try_exit().is_none(), "ferry is still running");
+    assert!(
+        ferry.log().contains("shows no liveness"),
+        "the reason is logged:\n{}",
+        ferry.log()
+    );
+    // systemd kills a unit whose watchdog expired; the restarted ferry applies the change once.
+    ferry.kill9();
+    locker.batch_execute("ROLLBACK").await.expect("unlock");
+    let _ = std::fs::remove_file(&path);
+    ferry.start_again();
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
+        .await;
+    let rows = pg_rows(&db.pg().await, "SELECT id::text, label FROM items").await;
+    assert_eq!(
+        rows,
+        vec![
+            vec![Some("1".into()), Some("before".into())],
+            vec![Some("2".into()), Some("wedged".into())]
+        ]
+    );
+    db.cleanup_dir();
+}

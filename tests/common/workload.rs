@@ -100,15 +100,20 @@ pub async fn random_workload(
     statements
 }
 
-pub async fn assert_equal(db: &TestDb) {
-    assert_equal_in(db, &db.pg().await).await;
+pub async fn assert_equal(db: &TestDb) -> (usize, usize) {
+    assert_equal_in(db, &db.pg().await).await
 }
 
 /// Compares MariaDB with the given PostgreSQL session (search_path on the replicated schema).
-pub async fn assert_equal_in(db: &TestDb, pg: &tokio_postgres::Client) {
+/// Two empty tables prove nothing, so both tables must hold rows; returns (accounts, lines).
+pub async fn assert_equal_in(db: &TestDb, pg: &tokio_postgres::Client) -> (usize, usize) {
     let mut my = db.my().await;
     let a_my = mysql_rows(&mut my, MY_ACCOUNTS).await;
     let a_pg = pg_rows(pg, PG_ACCOUNTS).await;
+    assert!(
+        !a_my.is_empty(),
+        "accounts is empty on the source: nothing was compared"
+    );
     assert_eq!(a_my.len(), a_pg.len(), "accounts row counts differ");
     assert!(
         a_my == a_pg,
@@ -117,12 +122,17 @@ pub async fn assert_equal_in(db: &TestDb, pg: &tokio_postgres::Client) {
     );
     let l_my = mysql_rows(&mut my, MY_LINES).await;
     let l_pg = pg_rows(pg, PG_LINES).await;
+    assert!(
+        !l_my.is_empty(),
+        "lines is empty on the source: nothing was compared"
+    );
     assert_eq!(l_my.len(), l_pg.len(), "lines row counts differ");
     assert!(
         l_my == l_pg,
         "lines differ: first mismatch {:?}",
         first_diff(&l_my, &l_pg)
     );
+    (a_my.len(), l_my.len())
 }
 
 type Rows = [Vec<Option<String>>];
