@@ -31,6 +31,7 @@ pub mod query;
 pub mod repair;
 pub mod report;
 pub mod settle;
+pub mod statements;
 
 use std::collections::HashMap;
 use std::sync::Arc;
