@@ -1,24 +1,33 @@
 //! ferry: keeps PostgreSQL an exact, verified copy of a live MySQL/MariaDB database.
 //!
 //! ```text
-//!  MySQL binlog ──► source::binlog ──► source::decode ──► transform ──► sink::postgres ──► PostgreSQL
-//!       ▲            (stream, heartbeats)   (events → Messages)  (pure)   (batched txns)   rows + checkpoint
-//!       └── source::preflight                                            checkpoint (PG fence + sled)
-//!                control (signals) ──► app (run state, restarts)         metrics ◄── every stage
+//!  MySQL binlog ──► source::binlog ──► source::decode ──► transform ──► sink::postgres ──► sink::executor ──► PostgreSQL
+//!       ▲            (stream, heartbeats)  (events → Messages)  (pure)    (batches)          (one txn + checkpoint)
+//!       │                                                                                         │
+//!   preflight ──► startup ──► backfill (chunks, COPY) ──────────────────────────────────────────────┤
+//!                   │                                                            checkpoint (PG fence + sled)
+//!   app: operator commands (signals) · supervisor (restarts, backoff) · watchdog · metrics/status ◄── every stage
 //! ```
 //!
-//! - [`app`]: wires the stages; owns run state, restarts and shutdown.
-//! - [`backfill`]: copies existing rows before streaming (copy first, then replay).
-//! - [`config`]: `config.toml` → validated [`config::Config`].
-//! - [`source`]: MySQL/MariaDB connection, preflight, catalog, binlog stage and decoder.
+//! - [`app`]: wires the daemon; [`app`]'s operator handles pause/resume/reload/stop, its
+//!   supervisor restarts the pipeline after transient errors.
+//! - [`startup`]: preflight, ferry's tables, checkpoint reconciliation, backfill, start position.
+//! - [`preflight`]: every check on both databases before anything is written.
+//! - [`backfill`]: copies existing rows before streaming (copy first, then replay), re-copies
+//!   one table while streaming, builds unique constraints once consistent.
+//! - [`source`]: MySQL/MariaDB connections, catalog, binlog stage and decoder, snapshot reads,
+//!   the source-end watcher.
 //! - [`transform`]: every MySQL → PostgreSQL value rule (pure).
-//! - [`sink`]: PostgreSQL connection, DDL, batching and the apply stage.
-//! - [`checkpoint`]: exactly-once bookkeeping (PostgreSQL fence + local sled store).
+//! - [`sink`]: PostgreSQL connections, DDL, SQL builders, batching and the apply executor.
+//! - [`checkpoint`]: exactly-once bookkeeping (PostgreSQL fence + local store);
+//!   [`ferry_tables`]: ferry's own tables, created by versioned migrations.
+//! - [`error`]: the one error class (transient or definite) every module error answers.
 //! - [`change`]: the messages between source and sink.
 //! - [`schema`], [`select`], [`position`]: the table model, table selection, positions.
-//! - [`progress`], [`status`], [`metrics`], [`http`]: lag accounting, the status board,
-//!   Prometheus metrics and the HTTP endpoint.
-//! - [`control`]: signals → commands; [`reload`]: what SIGHUP may change.
+//! - [`progress`], [`status`], [`metrics`], [`http`]: lag and liveness accounting, the status
+//!   board, Prometheus metrics and the HTTP endpoint.
+//! - [`control`]: signals → commands; [`reload`]: what SIGHUP may change; [`pidfile`]: the
+//!   daemon's locked pid file; [`backoff`]: retry pacing.
 //! - [`notify`]: systemd's notify protocol (READY, WATCHDOG, STATUS); [`logging`]: the
 //!   subscriber whose level SIGHUP can change.
 //! - [`verify`]: drift verification — in-database chunk checksums, bisection to the differing
