@@ -7,7 +7,8 @@
 //! to streaming), and the unique constraints built once the stream passed the copy's end. Peak
 //! RSS is ferry's VmHWM. BENCH_RUNS runs (default 3); medians reported. Knobs: BENCH_USERS,
 //! BENCH_ORDERS, BENCH_REUSE_SOURCE=1 (keep the source data), BENCH_FERRY_CONFIG (extra config
-//! lines, e.g. "[backfill]\nparallel_tables = 1").
+//! lines, e.g. "[backfill]\nparallel_tables = 1"), BENCH_FERRY_BIN (the binary to run, e.g. an
+//! older build to compare against; default target/release/ferry).
 
 use std::time::{Duration, Instant};
 

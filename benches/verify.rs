@@ -139,7 +139,7 @@ async fn build(users: u64, orders: u64, dir: &Path) -> (PathBuf, Child) {
 fn run_verify(config: &Path, extra: &[&str]) -> (i32, f64, serde_json::Value) {
     let bench_args = std::env::var("BENCH_VERIFY_ARGS").unwrap_or_default();
     let t0 = Instant::now();
-    let out = Command::new(root().join("target/release/ferry"))
+    let out = Command::new(ferry_bin())
         .arg("verify")
         .arg("--config")
         .arg(config)

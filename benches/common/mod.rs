@@ -216,12 +216,22 @@ pub async fn build_base(base: &str, dir: &std::path::Path) {
     );
 }
 
-pub fn spawn_ferry(config: &std::path::Path, log: &std::path::Path) -> Child {
-    let bin = root().join("target/release/ferry");
+/// The ferry binary a benchmark runs: `BENCH_FERRY_BIN` (e.g. an older build, to compare in
+/// one session), else this checkout's release build.
+pub fn ferry_bin() -> PathBuf {
+    let bin = std::env::var("BENCH_FERRY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join("target/release/ferry"));
     assert!(
         bin.exists(),
-        "build the release binary first: cargo build --release"
+        "{} does not exist: build the release binary first (cargo build --release)",
+        bin.display()
     );
+    bin
+}
+
+pub fn spawn_ferry(config: &std::path::Path, log: &std::path::Path) -> Child {
+    let bin = ferry_bin();
     let log = std::fs::File::create(log).expect("log");
     Command::new(bin)
         .args(["run", "--config"])
