@@ -55,7 +55,7 @@ pub(crate) async fn run(config: Config, shared: Shared) {
             tokio::time::sleep(REPORT_EVERY - TICK).await;
             continue;
         };
-        let report_due = busy || last_report.is_none_or(|t| t.elapsed() >= REPORT_EVERY);
+        let report_due = busy || last_report.map_or(true, |t| t.elapsed() >= REPORT_EVERY);
         let read = if report_due {
             let board = &shared.board;
             let report = DaemonReport {
