@@ -47,6 +47,7 @@ pub mod ferry_tables;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod migration;
 pub mod notify;
 pub mod pidfile;
 pub mod position;

@@ -28,6 +28,7 @@ use crate::change::{Commit, DeadLetter};
 use crate::checkpoint::{self, Checkpoint, StateStore};
 use crate::error::ErrorClass;
 use crate::metrics as m;
+use crate::migration::changed_keys::KeyRecorder;
 use crate::position::BinlogPosition;
 use crate::progress::Progress;
 use crate::schema::Table;
@@ -149,6 +150,15 @@ impl Executor {
             )
             .await
             .map_err(|e| SinkError::postgres("preparing the checkpoint statement", e))?;
+        let keys_stmt = self
+            .client
+            .prepare_typed(
+                &KeyRecorder::insert_sql(&self.ferry_schema),
+                &KeyRecorder::param_types(),
+            )
+            .await
+            .map_err(|e| SinkError::postgres("preparing the changed-keys statement", e))?;
+        let mut changed = KeyRecorder::default();
         let mut statements: HashMap<usize, (Arc<Table>, TableStatements)> = HashMap::new();
         let mut open = false;
         let mut group_transactions = 0u64;
@@ -195,6 +205,9 @@ impl Executor {
                         )
                         .await;
                     tracing::trace!(table = %table.target_name, op = op.label(), rows, elapsed = ?t0.elapsed(), "statement");
+                    if r.is_ok() {
+                        changed.applied(&table, op, &columns);
+                    }
                     *applied
                         .entry((table.target_name.clone(), op.label()))
                         .or_default() += rows;
@@ -206,6 +219,7 @@ impl Executor {
                         .batch_execute(&format!("TRUNCATE {}", table.target_quoted))
                         .await
                         .map_err(|e| self.apply_err(&table, e, group_transactions));
+                    changed.whole_table(&table);
                     *applied
                         .entry((table.target_name.clone(), "truncate"))
                         .or_default() += 1;
@@ -218,6 +232,7 @@ impl Executor {
                         .batch_execute(&sql)
                         .await
                         .map_err(|e| self.apply_err(&table, e, group_transactions));
+                    changed.whole_table(&table);
                     // Statements were planned against the old relations.
                     statements.remove(&(Arc::as_ptr(&table) as usize));
                     statements.remove(&(Arc::as_ptr(&shadow) as usize));
@@ -239,6 +254,7 @@ impl Executor {
                     open = false;
                     applied.clear();
                     dead_letters.clear();
+                    changed.clear();
                     Ok(())
                 }
                 Work::Commit {
@@ -249,8 +265,28 @@ impl Executor {
                     started,
                 } => {
                     let r = if write {
-                        self.commit(&checkpoint_stmt, &commit, transactions, rows, open, started)
-                            .await
+                        let keys = if open {
+                            changed
+                                .write(&self.client, &keys_stmt, &self.stream, &commit.position)
+                                .await
+                                .map_err(|e| SinkError::postgres("recording changed keys", e))
+                        } else {
+                            Ok(())
+                        };
+                        match keys {
+                            Ok(()) => {
+                                self.commit(
+                                    &checkpoint_stmt,
+                                    &commit,
+                                    transactions,
+                                    rows,
+                                    open,
+                                    started,
+                                )
+                                .await
+                            }
+                            Err(e) => Err(e),
+                        }
                     } else {
                         self.progress.settled(commit.seq, transactions);
                         Ok(())
