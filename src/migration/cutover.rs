@@ -13,7 +13,9 @@
 //! 3. **Drain** — the daemon records `drained` once everything before the final position is
 //!    committed in PostgreSQL.
 //! 4. **Verify** — the rows that changed since the last matched pass are compared on both
-//!    sides ([`super::final_check`]); any difference aborts.
+//!    sides ([`super::final_check`]); any difference aborts. Then every AUTO_INCREMENT
+//!    column's sequence is set past the source's counter and `max(id)`
+//!    ([`crate::target_schema::sequences`]).
 //! 5. **Switch** — phase `switching`, then the `--switch-command` runs with the final position
 //!    in its environment; success is the point of no return (`switched`, the forward stream
 //!    reads nothing more); failure aborts.
@@ -898,6 +900,36 @@ impl Run<'_> {
                 "{} changed rows in {} tables match",
                 check.keys_checked,
                 check.tables.len()
+            ),
+        );
+
+        // Sequences: past the source's AUTO_INCREMENT and max(id), now that nothing more
+        // arrives from MySQL (ferry's own inserts carry explicit ids).
+        let t = Instant::now();
+        let synced = match crate::target_schema::sequences::sync_sequences(config).await {
+            Ok(s) => s,
+            Err(e) => {
+                return self
+                    .abort_report(
+                        client,
+                        conn,
+                        checks,
+                        &format!("setting the sequences failed: {e}"),
+                        prior,
+                    )
+                    .await
+            }
+        };
+        let moved_sequences = synced
+            .iter()
+            .filter(|s| s.action != crate::target_schema::sequences::SequenceAction::Unchanged)
+            .count();
+        self.step(
+            "sequences",
+            t,
+            format!(
+                "{} AUTO_INCREMENT columns, {moved_sequences} sequences moved past the source's counter and max(id)",
+                synced.len()
             ),
         );
         let moved = state::transition(
