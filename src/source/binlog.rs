@@ -116,7 +116,7 @@ pub struct BinlogReader {
     pub control: watch::Receiver<ReaderControl>,
     /// Commands of a running table re-copy (`ferry backfill --table`).
     pub recopy: mpsc::Receiver<RecopyCommand>,
-    /// Rows in flight to the applier (bounds memory whatever the message sizes).
+    /// Rows and bytes in flight to the applier (bounds memory whatever the message sizes).
     pub budget: RowBudget,
 }
 
