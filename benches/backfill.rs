@@ -9,6 +9,9 @@
 //! BENCH_ORDERS, BENCH_REUSE_SOURCE=1 (keep the source data), BENCH_FERRY_CONFIG (extra config
 //! lines, e.g. "[backfill]\nparallel_tables = 1"), BENCH_FERRY_BIN (the binary to run, e.g. an
 //! older build to compare against; default target/release/ferry).
+//!
+//! BENCH_DOCS=N replaces the data set by a table of documents: `docs` with N rows of a 512 KiB
+//! LONGBLOB each (distinct bytes per row); the result is then reported in MB/s of values.
 
 use std::time::{Duration, Instant};
 
@@ -21,12 +24,18 @@ async fn main() {
     let orders = env_u64("BENCH_ORDERS", 2_000_000);
     let runs = env_u64("BENCH_RUNS", 3);
     let dir = root().join("target/bench");
+    let docs = env_u64("BENCH_DOCS", 0);
     if env_u64("BENCH_REUSE_SOURCE", 0) == 0 {
-        setup_source(users, orders).await;
+        if docs > 0 {
+            setup_docs(docs).await;
+        } else {
+            setup_source(users, orders).await;
+        }
     }
     let mut copy_times = Vec::new();
     let mut all_times = Vec::new();
     let mut rss = Vec::new();
+    let mut megabytes = 0.0;
     for run in 0..runs {
         let db = format!("bench_backfill_{run}");
         fresh_target(&db).await;
@@ -70,6 +79,25 @@ async fn main() {
         let peak = peak_rss_mb(child.id());
         let cpu = cpu_seconds(child.id());
         stop(child);
+        if docs > 0 {
+            let row = client
+                .query_one(
+                    "SELECT count(*), sum(length(doc))::bigint FROM bench.docs",
+                    &[],
+                )
+                .await
+                .expect("count");
+            let (rows, bytes): (i64, i64) = (row.get(0), row.get(1));
+            megabytes = bytes as f64 / 1e6;
+            eprintln!(
+                "run {run}: {rows} documents ({megabytes:.0} MB) copied in {copy:.2} s ({:.1} MB/s); peak RSS {peak:.1} MB; ferry CPU {cpu:.1} s",
+                megabytes / copy
+            );
+            copy_times.push(copy);
+            all_times.push(all);
+            rss.push(peak);
+            continue;
+        }
         let rows: i64 = client
             .query_one(
                 "SELECT (SELECT count(*) FROM bench.users) + (SELECT count(*) FROM bench.orders)",
@@ -87,6 +115,14 @@ async fn main() {
         rss.push(peak);
     }
     let copy = median(&mut copy_times);
+    if docs > 0 {
+        println!(
+            "backfill of {docs} documents of 512 KiB: median {copy:.2} s ({:.1} MB/s); median peak RSS {:.1} MB over {runs} runs",
+            megabytes / copy,
+            median(&mut rss)
+        );
+        return;
+    }
     println!(
         "backfill: median {copy:.2} s for {} rows ({:.0} rows/s) with primary keys and indexes; median {:.2} s including unique constraints; median peak RSS {:.1} MB over {runs} runs",
         users + orders,
@@ -94,4 +130,30 @@ async fn main() {
         median(&mut all_times),
         median(&mut rss)
     );
+}
+
+/// The documents data set: `bench.docs` with `n` rows of a 512 KiB LONGBLOB.
+async fn setup_docs(n: u64) {
+    use mysql_async::prelude::Queryable;
+    let mut c = my(None).await;
+    c.query_drop("DROP DATABASE IF EXISTS bench")
+        .await
+        .expect("drop");
+    c.query_drop("CREATE DATABASE bench").await.expect("create");
+    let mut c = my(Some("bench")).await;
+    c.query_drop("CREATE TABLE docs (id INT PRIMARY KEY, doc LONGBLOB)")
+        .await
+        .expect("docs table");
+    let started = Instant::now();
+    let mut from = 1;
+    while from <= n {
+        let to = (from + 99).min(n);
+        c.query_drop(format!(
+            "INSERT INTO docs SELECT seq, REPEAT(UNHEX(SHA2(seq, 256)), 16384) FROM seq_{from}_to_{to}"
+        ))
+        .await
+        .expect("docs");
+        from = to + 1;
+    }
+    eprintln!("source data: {n} documents in {:.1?}", started.elapsed());
 }
