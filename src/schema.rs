@@ -69,6 +69,32 @@ pub struct Table {
     pub indexes: Vec<Index>,
     /// `information_schema.TABLES.TABLE_ROWS`: an estimate, for progress only.
     pub estimated_rows: u64,
+    /// TABLE_COMMENT (empty for none), carried as `COMMENT ON TABLE`.
+    pub comment: String,
+    /// CHECK constraints as the source declares them.
+    pub checks: Vec<Check>,
+    /// Foreign keys of this (child) table as the source declares them.
+    pub foreign_keys: Vec<ForeignKey>,
+}
+
+/// A foreign key of the source table (columns by source name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignKey {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub parent: SourceName,
+    pub parent_columns: Vec<String>,
+    /// UPDATE_RULE / DELETE_RULE: `CASCADE`, `SET NULL`, `RESTRICT`, `NO ACTION`, ...
+    pub on_update: String,
+    pub on_delete: String,
+}
+
+/// A CHECK constraint of the source table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub name: String,
+    /// CHECK_CLAUSE as the server prints it.
+    pub clause: String,
 }
 
 /// Why a table cannot be replicated as declared.
@@ -164,6 +190,9 @@ impl Table {
             key_source,
             indexes,
             estimated_rows,
+            comment: String::new(),
+            checks: Vec::new(),
+            foreign_keys: Vec::new(),
         })
     }
 
