@@ -90,13 +90,7 @@ async fn main() {
 }
 
 /// `runs` backfills into fresh targets; the median copy time.
-async fn measure(
-    dir: &std::path::Path,
-    runs: u64,
-    first: u64,
-    total_rows: u64,
-    docs: u64,
-) -> f64 {
+async fn measure(dir: &std::path::Path, runs: u64, first: u64, total_rows: u64, docs: u64) -> f64 {
     let mut copy_times = Vec::new();
     let mut all_times = Vec::new();
     let mut rss = Vec::new();

@@ -142,6 +142,14 @@ async fn setup(name: &str) -> Setup {
     )
     .await
     .expect("events");
+    // A child table: its foreign key exists on PostgreSQL once the cutover switched.
+    my.query_drop(
+        "CREATE TABLE tags (id INT PRIMARY KEY, event_id BIGINT NOT NULL, \
+           CONSTRAINT tags_event FOREIGN KEY (event_id) REFERENCES events (id) ON DELETE CASCADE); \
+         INSERT INTO tags SELECT seq, seq FROM seq_1_to_20",
+    )
+    .await
+    .expect("tags");
     my.query_drop(format!(
         "CREATE USER 'app'@'%' IDENTIFIED BY 'app'; GRANT SELECT, INSERT, UPDATE, DELETE ON `{}`.* TO 'app'@'%'",
         db.name
@@ -321,7 +329,8 @@ async fn cutover_switches_the_application_to_postgresql_and_loses_no_write() {
             "drain",
             "verify",
             "sequences",
-            "switch"
+            "switch",
+            "foreign keys"
         ],
         "{out}"
     );
@@ -370,6 +379,32 @@ async fn cutover_switches_the_application_to_postgresql_and_loses_no_write() {
         ))
         .await as usize,
         log.pg_event_ids.len()
+    );
+
+    // The foreign key was created and validated after the switch, and it holds.
+    let fk = db
+        .pg()
+        .await
+        .query_one(
+            "SELECT convalidated, confdeltype::text FROM pg_constraint WHERE contype = 'f' \
+             AND conrelid = 'tags'::regclass",
+            &[],
+        )
+        .await
+        .expect("the foreign key exists on PostgreSQL");
+    assert!(fk.get::<_, bool>(0), "validated: {out}");
+    assert_eq!(fk.get::<_, String>(1), "c", "ON DELETE CASCADE carried");
+    let orphan = db
+        .pg()
+        .await
+        .execute(
+            "INSERT INTO tags (id, event_id) VALUES (999, 987654321)",
+            &[],
+        )
+        .await;
+    assert!(
+        orphan.is_err(),
+        "PostgreSQL rejects a row without its parent"
     );
 
     assert!(read_only(&db).await, "MySQL stays read-only once switched");

@@ -181,6 +181,9 @@ pub struct Report {
     pub final_position: Option<String>,
     pub final_gtid: Option<String>,
     pub final_check: Option<FinalCheck>,
+    /// After the switch: the foreign keys created and validated on PostgreSQL.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub foreign_keys: Vec<crate::target_schema::foreign_keys::ForeignKeyReport>,
     pub message: String,
 }
 
@@ -388,6 +391,7 @@ impl Run<'_> {
             final_position: None,
             final_gtid: None,
             final_check: None,
+            foreign_keys: Vec::new(),
             message: message.to_string(),
         }
     }
@@ -1024,7 +1028,45 @@ impl Run<'_> {
         .map_err(target(
             "recording `switched` (run `ferry cutover` again to record it)",
         ))?;
+        self.foreign_keys(&mut report).await;
         Ok(report)
+    }
+
+    /// After the switch (ferry writes nothing more to PostgreSQL, so no key can block the
+    /// stream): the source's foreign keys are created `NOT VALID` and validated; violating rows
+    /// are reported, never hidden — their key stays `NOT VALID` and still checks new writes.
+    /// Outside the window; a failure here is reported, the switch stands.
+    async fn foreign_keys(&mut self, report: &mut Report) {
+        let t = Instant::now();
+        let detail = match crate::target_schema::foreign_keys::validate_foreign_keys(self.config)
+            .await
+        {
+            Ok(fks) => {
+                let valid = fks.iter().filter(|f| f.valid).count();
+                let violated: Vec<String> = fks
+                    .iter()
+                    .filter(|f| f.violations > 0)
+                    .map(|f| f.to_string())
+                    .collect();
+                let carried = fks.iter().filter(|f| f.not_carried.is_none()).count();
+                report.foreign_keys = fks;
+                if violated.is_empty() {
+                    format!("{valid} of {carried} foreign keys created and validated")
+                } else {
+                    tracing::warn!(violated = %violated.join("; "), "foreign keys with violating rows stay NOT VALID");
+                    format!(
+                        "{valid} of {carried} validated; with violating rows (NOT VALID, new writes are checked): {} — fix the rows, then `ferry schema --validate-foreign-keys`",
+                        violated.join("; ")
+                    )
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "creating the foreign keys after the switch failed");
+                format!("failed: {e} — run `ferry schema --validate-foreign-keys --create`")
+            }
+        };
+        self.step("foreign keys", t, detail);
+        report.steps = self.steps.clone();
     }
 
     /// Runs the operator's switch command with the cutover's facts in its environment.
@@ -1127,6 +1169,7 @@ impl Run<'_> {
         )
         .await
         .map_err(target("recording `switched`"))?;
+        self.foreign_keys(&mut report).await;
         Ok(report)
     }
 
