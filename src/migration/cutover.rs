@@ -1514,6 +1514,7 @@ mod tests {
             final_position: None,
             final_gtid: None,
             final_check: None,
+            foreign_keys: Vec::new(),
             message: String::new(),
         };
         assert_eq!(report(Outcome::Switched, true).exit_code(), 0);
