@@ -202,6 +202,10 @@ pub struct RawApply {
     /// Row changes buffered per table before they are written as one statement. Default 5000.
     #[serde(default = "default_batch_rows")]
     pub batch_rows: usize,
+    /// Bytes of row values (text form) buffered before they are written as one statement,
+    /// whatever the row count; a row larger than this goes alone. Default 16 MiB.
+    #[serde(default = "default_batch_bytes")]
+    pub batch_bytes: usize,
     /// Source transactions are grouped into one PostgreSQL transaction until this many rows.
     /// Default 20000.
     #[serde(default = "default_group_rows")]
@@ -215,16 +219,22 @@ pub struct RawApply {
     /// Rows read but not yet batched by the applier; bounds memory. Default 20000.
     #[serde(default = "default_rows_in_flight")]
     pub max_rows_in_flight: usize,
+    /// Bytes of row values read but not yet batched by the applier; bounds memory whatever
+    /// the row sizes (a message larger than this travels alone). Default 64 MiB.
+    #[serde(default = "default_bytes_in_flight")]
+    pub max_bytes_in_flight: usize,
 }
 
 impl Default for RawApply {
     fn default() -> Self {
         Self {
             batch_rows: default_batch_rows(),
+            batch_bytes: default_batch_bytes(),
             group_max_rows: default_group_rows(),
             group_max_wait_ms: default_group_wait(),
             channel_capacity: default_channel(),
             max_rows_in_flight: default_rows_in_flight(),
+            max_bytes_in_flight: default_bytes_in_flight(),
         }
     }
 }
@@ -241,6 +251,15 @@ fn default_group_wait() -> u64 {
 fn default_rows_in_flight() -> usize {
     20_000
 }
+fn default_batch_bytes() -> usize {
+    16 << 20
+}
+fn default_bytes_in_flight() -> usize {
+    64 << 20
+}
+fn default_chunk_bytes() -> usize {
+    16 << 20
+}
 
 fn default_channel() -> usize {
     4096
@@ -256,9 +275,13 @@ pub struct RawBackfill {
     /// Tables copied at once; each uses one source and one target connection. Default 2.
     #[serde(default = "default_parallel_tables")]
     pub parallel_tables: usize,
-    /// Rows per chunk (one source statement, one target transaction). Default 50000.
+    /// Rows per chunk (one source statement, one target transaction). Default 25000.
     #[serde(default = "default_chunk_rows")]
     pub chunk_rows: usize,
+    /// Bytes of values per chunk: a chunk ends at `chunk_rows` or here, whichever comes first;
+    /// a row larger than this is copied alone. Default 16 MiB.
+    #[serde(default = "default_chunk_bytes")]
+    pub chunk_bytes: usize,
     /// Upper bound on rows copied per second over all tables; 0 = unlimited. Default 0.
     #[serde(default)]
     pub rows_per_second: u64,
@@ -270,6 +293,7 @@ impl Default for RawBackfill {
             enabled: true,
             parallel_tables: default_parallel_tables(),
             chunk_rows: default_chunk_rows(),
+            chunk_bytes: default_chunk_bytes(),
             rows_per_second: 0,
         }
     }
@@ -467,6 +491,8 @@ pub struct BackfillConfig {
     pub enabled: bool,
     pub parallel_tables: usize,
     pub chunk_rows: usize,
+    /// Byte budget of one chunk (values as read from the source).
+    pub chunk_bytes: usize,
     /// 0 = unlimited.
     pub rows_per_second: u64,
 }
@@ -475,10 +501,14 @@ pub struct BackfillConfig {
 #[derive(Debug, Clone)]
 pub struct ApplyConfig {
     pub batch_rows: usize,
+    /// Byte budget of one statement (row values in text form).
+    pub batch_bytes: usize,
     pub group_max_rows: usize,
     pub group_max_wait: Duration,
     pub channel_capacity: usize,
     pub max_rows_in_flight: usize,
+    /// Byte budget of the reader → applier queue (row values in text form).
+    pub max_bytes_in_flight: usize,
 }
 
 /// Validated verification settings.
@@ -628,23 +658,35 @@ impl RawConfig {
                 message: "batch_rows and group_max_rows must be at least 1".into(),
             });
         }
+        if self.apply.batch_bytes == 0 || self.apply.max_bytes_in_flight == 0 {
+            return Err(ConfigError::Invalid {
+                key: "apply.batch_bytes",
+                message: "batch_bytes and max_bytes_in_flight must be at least 1".into(),
+            });
+        }
         let apply = ApplyConfig {
             batch_rows: self.apply.batch_rows,
+            batch_bytes: self.apply.batch_bytes,
             group_max_rows: self.apply.group_max_rows,
             group_max_wait: Duration::from_millis(self.apply.group_max_wait_ms),
             channel_capacity: self.apply.channel_capacity.max(16),
             max_rows_in_flight: self.apply.max_rows_in_flight.max(1),
+            max_bytes_in_flight: self.apply.max_bytes_in_flight,
         };
-        if self.backfill.parallel_tables == 0 || self.backfill.chunk_rows == 0 {
+        if self.backfill.parallel_tables == 0
+            || self.backfill.chunk_rows == 0
+            || self.backfill.chunk_bytes == 0
+        {
             return Err(ConfigError::Invalid {
                 key: "backfill.parallel_tables",
-                message: "parallel_tables and chunk_rows must be at least 1".into(),
+                message: "parallel_tables, chunk_rows and chunk_bytes must be at least 1".into(),
             });
         }
         let backfill = BackfillConfig {
             enabled: self.backfill.enabled,
             parallel_tables: self.backfill.parallel_tables,
             chunk_rows: self.backfill.chunk_rows,
+            chunk_bytes: self.backfill.chunk_bytes,
             rows_per_second: self.backfill.rows_per_second,
         };
         let types = TypeOptions {
@@ -858,6 +900,9 @@ mod tests {
         assert_eq!(cfg.source.start, StartPosition::Current);
         assert_eq!(cfg.state_dir, PathBuf::from("/etc/ferry/./ferry-state"));
         assert_eq!(cfg.apply.batch_rows, 5000);
+        assert_eq!(cfg.apply.batch_bytes, 16 << 20);
+        assert_eq!(cfg.apply.max_bytes_in_flight, 64 << 20);
+        assert_eq!(cfg.backfill.chunk_bytes, 16 << 20);
         assert!(cfg.verify.continuous);
         assert_eq!(cfg.verify.rows_per_second, 5000);
         assert_eq!(cfg.verify.chunk_rows, 10_000);

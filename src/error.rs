@@ -40,7 +40,8 @@ impl ErrorClass {
     /// (40), insufficient resources (53), operator intervention such as shutdown or a
     /// terminated session (57), lock not available (55P03), and I/O or protocol failures
     /// without a SQLSTATE (the connection is gone). Definite: every other server error (data,
-    /// schema, privileges) and failures on the client side before anything reached the server:
+    /// schema, privileges, and program limits such as a value or array over 1 GiB, SQLSTATE
+    /// 54000) and failures on the client side before anything reached the server:
     /// a value that cannot be serialized for its parameter, or a message too large to encode —
     /// they recur identically on every retry.
     pub fn of_postgres(e: &tokio_postgres::Error) -> Self {

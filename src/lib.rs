@@ -31,6 +31,8 @@
 //! - [`notify`]: systemd's notify protocol (READY, WATCHDOG, STATUS); [`logging`]: the
 //!   subscriber whose level SIGHUP can change.
 //! - [`reverse`]: the PostgreSQL → MySQL reverse stream armed at cutover (rollback without loss).
+//! - [`target_schema`]: the schema the application runs on after the switch — identities and
+//!   `sync_sequences`, the reviewable DDL of `ferry schema`.
 //! - [`verify`]: drift verification — in-database chunk checksums, bisection to the differing
 //!   rows, sampling, repair, and the continuous verifier.
 
@@ -60,5 +62,6 @@ pub mod sink;
 pub mod source;
 pub mod startup;
 pub mod status;
+pub mod target_schema;
 pub mod transform;
 pub mod verify;

@@ -85,6 +85,19 @@ enum Cmd {
         #[arg(long, short, default_value = "config.toml", env = "FERRY_CONFIG")]
         config: PathBuf,
     },
+    /// The PostgreSQL schema ferry creates for the replicated tables, and what it does not
+    /// carry; with --sync-sequences, set every AUTO_INCREMENT column's sequence past the
+    /// source's counter and the column's maximum (idempotent; the cutover runs it too).
+    Schema {
+        #[arg(long, short, default_value = "config.toml", env = "FERRY_CONFIG")]
+        config: PathBuf,
+        /// Set every identity/sequence past max(column) and the source's AUTO_INCREMENT.
+        #[arg(long)]
+        sync_sequences: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Switch the application to PostgreSQL: freeze writes on the source, drain, verify what
     /// changed, run the switch command. Exit 0: switched (or a dry run whose checks pass);
     /// 1: refused or aborted (the source is writable again); 2: error.
@@ -303,6 +316,42 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                         Ok(ExitCode::from(2))
                     }
                 }
+            })
+        }
+        Cmd::Schema {
+            config,
+            sync_sequences,
+            json,
+        } => {
+            let config = Config::load(&config)?;
+            logging::init("warn", config.log_format);
+            runtime.block_on(async move {
+                if sync_sequences {
+                    let report = ferry::target_schema::sync_sequences(&config).await?;
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&report).expect("report serializes")
+                        );
+                    } else if report.is_empty() {
+                        println!("no AUTO_INCREMENT columns in the replicated tables");
+                    } else {
+                        for line in &report {
+                            println!("{line}");
+                        }
+                    }
+                    return Ok(ExitCode::SUCCESS);
+                }
+                let plan = ferry::target_schema::plan::plan(&config).await?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&plan).expect("plan serializes")
+                    );
+                } else {
+                    print!("{}", plan.render());
+                }
+                Ok(ExitCode::SUCCESS)
             })
         }
         Cmd::Cutover {

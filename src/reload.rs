@@ -2,8 +2,8 @@
 //! configuration the daemon runs with. Keys that are safe to change at a transaction boundary
 //! are applied; every other changed key is named as needing a restart.
 //!
-//! Reloadable: `log.level` and the apply tuning `apply.batch_rows`, `apply.group_max_rows`,
-//! `apply.group_max_wait_ms` (they shape how transactions are grouped, never what is written).
+//! Reloadable: `log.level` and the apply tuning `apply.batch_rows`, `apply.batch_bytes`,
+//! `apply.group_max_rows`, `apply.group_max_wait_ms` (they shape how transactions are grouped, never what is written).
 //! Everything else — connections, stream name, state directory, table selection, value
 //! policies, channel capacity, metrics address, log format — needs a restart, because changing
 //! it under a running pipeline would change what is replicated or where.
@@ -22,6 +22,7 @@ use crate::config::{Config, ConfigError};
 pub const RELOADABLE: &[&str] = &[
     "log.level",
     "apply.batch_rows",
+    "apply.batch_bytes",
     "apply.group_max_rows",
     "apply.group_max_wait_ms",
 ];
@@ -138,6 +139,9 @@ impl Running {
         if plan.applies("apply.batch_rows") {
             apply.batch_rows = new_config.apply.batch_rows;
         }
+        if plan.applies("apply.batch_bytes") {
+            apply.batch_bytes = new_config.apply.batch_bytes;
+        }
         if plan.applies("apply.group_max_rows") {
             apply.group_max_rows = new_config.apply.group_max_rows;
         }
@@ -184,6 +188,7 @@ pub fn apply(
     for key in &plan.applied {
         match key.as_str() {
             "apply.batch_rows" => applied.push(format!("{key} = {}", apply.batch_rows)),
+            "apply.batch_bytes" => applied.push(format!("{key} = {}", apply.batch_bytes)),
             "apply.group_max_rows" => applied.push(format!("{key} = {}", apply.group_max_rows)),
             "apply.group_max_wait_ms" => {
                 applied.push(format!("{key} = {}", apply.group_max_wait.as_millis()))

@@ -304,9 +304,14 @@ async fn recopy(
     let conn = connect::connect(&config.source)
         .await
         .map_err(|e| retry(e.to_string()))?;
-    let mut reader = ChunkReader::new(conn, table, config.backfill.chunk_rows.min(10_000))
-        .await
-        .map_err(|e| retry(e.to_string()))?;
+    let mut reader = ChunkReader::new(
+        conn,
+        table,
+        config.backfill.chunk_rows.min(10_000),
+        config.backfill.chunk_bytes,
+    )
+    .await
+    .map_err(|e| retry(e.to_string()))?;
     let name = table.source.to_string();
     let estimated = table.estimated_rows;
     let mut last_key = None;

@@ -2,6 +2,12 @@
 //! to `COPY` text (the CPU work), while the writer loads the previous chunk into PostgreSQL with
 //! its progress record in the same transaction.
 //!
+//! Memory follows the budgets, not the data: a chunk holds at most `backfill.chunk_rows` rows
+//! and `backfill.chunk_bytes` bytes of values (or one larger row), its COPY text is cut into
+//! frames of [`COPY_FRAME_BYTES`] (PostgreSQL never receives one giant message), and a row whose
+//! text form PostgreSQL cannot take stops the copy with a definite error naming table, column,
+//! key and size (see [`crate::transform::size`]).
+//!
 //! Guarantees: chunks are written in key order, each exactly once (see `state`); values go
 //! through the same `transform` rules as streaming, with the same policies (refuse stops with
 //! table, column, key and fix; substitutes are counted; dead-lettered rows are kept in
@@ -10,7 +16,7 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use mysql_async::Row;
 use tokio::sync::{mpsc, watch, Mutex};
 use tokio_postgres::types::ToSql;
@@ -26,7 +32,11 @@ use crate::sink::copy::{copy_sql, encode_row, write_chunk};
 use crate::source::binlog::ReaderControl;
 use crate::source::connect;
 use crate::source::snapshot::{ChunkReader, KeyValue};
-use crate::transform::{self, convert, resolve, Resolution, SourceValue};
+use crate::transform::{self, convert, resolve, size, Resolution, SourceValue};
+
+/// Largest COPY data message the writer sends; a chunk (or one large row) is cut into frames of
+/// this size, so no message nears the protocol's 1 GiB limit and the driver never buffers one.
+pub const COPY_FRAME_BYTES: usize = 1 << 20;
 
 /// Shared rows-per-second limit (a simple pacing clock; 0 = unlimited).
 pub struct RateLimiter {
@@ -60,7 +70,8 @@ impl RateLimiter {
 
 /// One converted chunk ready for `COPY`.
 struct Encoded {
-    data: BytesMut,
+    /// COPY text in frames of at most [`COPY_FRAME_BYTES`].
+    frames: Vec<Bytes>,
     rows: u64,
     last_key: Vec<KeyValue>,
     /// Dead-lettered rows (JSON objects) of this chunk.
@@ -119,18 +130,14 @@ fn convert_row_or_dead(
                         })));
                     }
                     Resolution::Refuse => {
-                        let key: Vec<String> = table
-                            .key
-                            .iter()
-                            .map(|k| row.as_ref(*k).map(|v| v.as_sql(false)).unwrap_or_default())
-                            .collect();
+                        let key = key_text(table, row);
                         return Err(table_err(
                             table,
                             format!(
                                 "column `{}` of the row with key ({}) = ({}): {problem}. Fix: {}",
                                 rule.source_name,
                                 table.key_names().join(", "),
-                                key.join(", "),
+                                key,
                                 transform::suggested_fix(problem.kind)
                             ),
                         ));
@@ -139,28 +146,62 @@ fn convert_row_or_dead(
             }
         }
     }
+    size::check_row(&cells).map_err(|over| oversize_err(table, row, &over))?;
     Ok(Ok(cells))
 }
 
-/// Converts a chunk's rows to `COPY` text; problems follow the configured policies.
+/// The key of a source row as SQL literals (for messages).
+fn key_text(table: &Table, row: &Row) -> String {
+    let key: Vec<String> = table
+        .key
+        .iter()
+        .map(|k| row.as_ref(*k).map(|v| v.as_sql(false)).unwrap_or_default())
+        .collect();
+    key.join(", ")
+}
+
+fn oversize_err(table: &Table, row: &Row, over: &size::Oversize) -> BackfillError {
+    let column = table
+        .columns
+        .get(over.column)
+        .map_or("?", |c| c.source_name.as_str());
+    table_err(
+        table,
+        over.describe(column, &table.key_names().join(", "), &key_text(table, row)),
+    )
+}
+
+/// Converts a chunk's rows to `COPY` text frames; problems follow the configured policies.
+/// Each source row is dropped once converted, so the chunk is not held twice.
 fn encode(
     config: &Config,
     table: &Table,
-    rows: &[Row],
-) -> Result<(BytesMut, u64, Vec<serde_json::Value>), BackfillError> {
-    let mut buf = BytesMut::with_capacity(rows.len() * 128);
+    rows: Vec<Row>,
+) -> Result<(Vec<Bytes>, u64, Vec<serde_json::Value>), BackfillError> {
+    let mut buf = BytesMut::with_capacity((rows.len() * 128).min(COPY_FRAME_BYTES));
+    let mut frames = Vec::new();
     let mut copied = 0;
     let mut dead = Vec::new();
     for row in rows {
-        match convert_row_or_dead(config, table, row)? {
+        match convert_row_or_dead(config, table, &row)? {
             Ok(cells) => {
+                let before = buf.len();
                 encode_row(&mut buf, &cells);
+                // COPY's escapes can make the line longer than the cells.
+                size::check_row_bytes(&cells, buf.len() - before)
+                    .map_err(|over| oversize_err(table, &row, &over))?;
                 copied += 1;
+                while buf.len() >= COPY_FRAME_BYTES {
+                    frames.push(buf.split_to(COPY_FRAME_BYTES).freeze());
+                }
             }
             Err(record) => dead.push(record),
         }
     }
-    Ok((buf, copied, dead))
+    if !buf.is_empty() {
+        frames.push(buf.freeze());
+    }
+    Ok((frames, copied, dead))
 }
 
 fn row_json(table: &Table, row: &Row) -> serde_json::Value {
@@ -210,11 +251,16 @@ pub async fn copy_table(
     let schema = config.target.ferry_schema.clone();
     let estimated = table.estimated_rows.max(st.rows_copied);
     let conn = connect::connect(&config.source).await?;
-    let mut reader = ChunkReader::new(conn, table, config.backfill.chunk_rows)
-        .await
-        .map_err(BackfillError::snapshot(format!(
-            "table {name}: preparing the chunk reads"
-        )))?;
+    let mut reader = ChunkReader::new(
+        conn,
+        table,
+        config.backfill.chunk_rows,
+        config.backfill.chunk_bytes,
+    )
+    .await
+    .map_err(BackfillError::snapshot(format!(
+        "table {name}: preparing the chunk reads"
+    )))?;
     let mut client = pg::connect(&config.target)
         .await
         .map_err(BackfillError::target(format!("table {name}: connecting")))?;
@@ -257,10 +303,9 @@ pub async fn copy_table(
     let encode_table = table.clone();
     let encode_task = tokio::spawn(async move {
         while let Some((rows, key)) = raw_rx.recv().await {
-            let (data, n, dead) = encode(&encode_config, &encode_table, &rows)?;
-            drop(rows);
+            let (frames, n, dead) = encode(&encode_config, &encode_table, rows)?;
             let chunk = Encoded {
-                data,
+                frames,
                 rows: n,
                 last_key: key,
                 dead,
@@ -291,7 +336,7 @@ pub async fn copy_table(
         write_chunk(
             &mut client,
             &copy,
-            chunk.data,
+            chunk.frames,
             &progress,
             &params,
             dead.as_deref()

@@ -276,6 +276,22 @@ pub async fn run(config: &Config, opts: &CutoverOptions) -> Result<Report, Cutov
     run.execute(&mut client, &mut conn, checks, changed).await
 }
 
+/// Fault injection for the crash tests: `FERRY_FAULT_PAUSE=<phase>:<seconds>` makes the
+/// command wait that long once it has reached `phase` (its lease is still renewed), so a test
+/// can kill the daemon in a phase that otherwise lasts milliseconds. Unset, it does nothing.
+async fn fault_pause(phase: MigrationPhase) {
+    let Ok(v) = std::env::var("FERRY_FAULT_PAUSE") else {
+        return;
+    };
+    let Some((p, seconds)) = v.split_once(':') else {
+        return;
+    };
+    if let (true, Ok(s)) = (p == phase.label(), seconds.parse::<f64>()) {
+        tracing::warn!(%phase, seconds = s, "FERRY_FAULT_PAUSE: holding the cutover");
+        tokio::time::sleep(Duration::from_secs_f64(s)).await;
+    }
+}
+
 /// Asks on the terminal; without one, `--yes` is required.
 fn confirm(config: &Config) -> bool {
     if !std::io::stdin().is_terminal() {
@@ -832,6 +848,7 @@ impl Run<'_> {
             t,
             format!("the stream applied everything before {final_position}"),
         );
+        fault_pause(MigrationPhase::Drained).await;
 
         let t = Instant::now();
         let check = match final_check::run(
@@ -905,6 +922,7 @@ impl Run<'_> {
                 )
                 .await;
         }
+        fault_pause(MigrationPhase::Verified).await;
 
         // Arming the reverse stream (src/reverse/arm.rs): PostgreSQL is still quiet here, so
         // the slot starts exactly at the switch point.

@@ -122,6 +122,27 @@ pub async fn load(
     Ok(from_row(&row))
 }
 
+/// Reads the stream's row without creating it (`None` when it does not exist yet).
+///
+/// # Errors
+/// PostgreSQL errors.
+pub async fn peek(
+    client: &Client,
+    schema: &str,
+    stream: &str,
+) -> Result<Option<Migration>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT {COLUMNS} FROM {}.migration WHERE stream = $1",
+                s(schema)
+            ),
+            &[&stream],
+        )
+        .await?;
+    Ok(row.as_ref().map(from_row))
+}
+
 /// The daemon reports its health; returns the row as it is now.
 ///
 /// # Errors

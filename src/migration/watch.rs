@@ -1,7 +1,9 @@
 //! The daemon's side of the migration: a background task of `ferry run` that keeps the
 //! migration row and the daemon in step.
 //!
-//! Every tick (a second; a tenth of a second while a cutover is under way) it:
+//! Every tenth of a second it reads the row (one indexed SELECT), so a freeze is seen at once
+//! (the drain, and so the cutover's window, waits for it), and every second — or on every tick
+//! while a cutover is under way — it:
 //! - reports the daemon's health into the row (phase, paused, lag, pid) — what the cutover
 //!   command's preconditions read, from any host;
 //! - shows the migration phase in `/status`, `ferry status` and `ferry_migration_phase`;
@@ -29,47 +31,68 @@ use crate::source::connect::{self as my};
 use super::state::{self, Change, DaemonReport, Migration};
 use super::{freeze, MigrationPhase};
 
+/// How often the row is read.
+const TICK: Duration = Duration::from_millis(100);
+/// How often the daemon's health is written when no cutover is under way.
+const REPORT_EVERY: Duration = Duration::from_secs(1);
+
 /// Runs for the daemon's lifetime.
 pub(crate) async fn run(config: Config, shared: Shared) {
     let schema = config.target.ferry_schema.clone();
     let mut client: Option<tokio_postgres::Client> = None;
     let mut busy = false;
+    let mut last_report: Option<std::time::Instant> = None;
     let mut first = true;
     loop {
         if !first {
-            tokio::time::sleep(if busy {
-                Duration::from_millis(100)
-            } else {
-                Duration::from_secs(1)
-            })
-            .await;
+            tokio::time::sleep(TICK).await;
         }
         first = false;
         if !client.as_ref().is_some_and(|c| !c.is_closed()) {
             client = pg::connect(&config.target).await.ok();
         }
-        let Some(c) = client.as_mut() else { continue };
-        let board = &shared.board;
-        let report = DaemonReport {
-            phase: if board.paused() {
-                "paused"
-            } else {
-                board.phase().label()
-            },
-            lag_seconds: shared.progress.lag_seconds(unix_now()),
-            pid: std::process::id(),
+        let Some(c) = client.as_mut() else {
+            tokio::time::sleep(REPORT_EVERY - TICK).await;
+            continue;
         };
-        let m = match state::daemon_report(c, &schema, &config.stream, &report).await {
-            Ok(m) => m,
+        let report_due = busy || last_report.map_or(true, |t| t.elapsed() >= REPORT_EVERY);
+        let read = if report_due {
+            let board = &shared.board;
+            let report = DaemonReport {
+                phase: if board.paused() {
+                    "paused"
+                } else {
+                    board.phase().label()
+                },
+                lag_seconds: shared.progress.lag_seconds(unix_now()),
+                pid: std::process::id(),
+            };
+            state::daemon_report(c, &schema, &config.stream, &report)
+                .await
+                .map(Some)
+        } else {
+            state::peek(c, &schema, &config.stream).await
+        };
+        let m = match read {
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                last_report = None;
+                continue;
+            }
             Err(e) => {
                 // Before start-up created ferry's tables, or the target is away: next tick.
                 tracing::debug!(error = %pg::describe(&e), "cannot report to the migration row");
                 client = None;
+                last_report = None;
+                tokio::time::sleep(REPORT_EVERY - TICK).await;
                 continue;
             }
         };
+        if report_due {
+            last_report = Some(std::time::Instant::now());
+        }
         busy = m.phase.is_frozen() || m.phase == MigrationPhase::Switching;
-        board.set_migration_phase(m.phase);
+        shared.board.set_migration_phase(m.phase);
         let hold = m.phase.holds_forward_stream();
         shared.control.send_if_modified(|ctl| {
             let changed = ctl.hold != hold;

@@ -6,7 +6,7 @@
 //! NULL; a chunk and its progress record commit together, so a crash never leaves a chunk half
 //! written or written without its record (resume neither skips nor repeats a chunk).
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::SinkExt;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
@@ -52,23 +52,26 @@ pub fn copy_sql(t: &Table) -> String {
     format!("COPY {} ({}) FROM STDIN", t.target_quoted, cols.join(", "))
 }
 
-/// Writes one encoded chunk and runs `record` (the progress statement) in one transaction,
-/// plus `dead` = (statement, stream, JSON array) for rows set aside, when there are any.
+/// Writes one encoded chunk, given as COPY data frames (each sent as its own message), and
+/// runs `record` (the progress statement) in one transaction, plus `dead` = (statement, stream,
+/// JSON array) for rows set aside, when there are any.
 ///
 /// # Errors
 /// PostgreSQL errors (the transaction is rolled back).
 pub async fn write_chunk(
     client: &mut Client,
     copy: &str,
-    data: BytesMut,
+    frames: Vec<Bytes>,
     record: &str,
     params: &[&(dyn ToSql + Sync)],
     dead: Option<(&str, &String, &str)>,
 ) -> Result<u64, tokio_postgres::Error> {
     let tx = client.transaction().await?;
-    let sink = tx.copy_in::<_, bytes::Bytes>(copy).await?;
+    let sink = tx.copy_in::<_, Bytes>(copy).await?;
     futures_util::pin_mut!(sink);
-    sink.send(data.freeze()).await?;
+    for frame in frames {
+        sink.feed(frame).await?;
+    }
     let rows = sink.finish().await?;
     tx.execute(record, params).await?;
     if let Some((sql, stream, json)) = dead {

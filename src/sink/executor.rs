@@ -226,18 +226,7 @@ impl Executor {
                     r
                 }
                 Work::Swap { table, shadow } => {
-                    let old =
-                        crate::select::fit_identifier(&format!("{}__ferry_old", table.target_name));
-                    let sql = format!(
-                        "ALTER TABLE {live} RENAME TO {old_q};\n\
-                         ALTER TABLE {shadow_q} RENAME TO {name};\n\
-                         DROP TABLE {schema}.{old_q}",
-                        live = table.target_quoted,
-                        old_q = quote_ident(&old),
-                        shadow_q = shadow.target_quoted,
-                        name = quote_ident(&table.target_name),
-                        schema = quote_ident(&table.target_schema),
-                    );
+                    let sql = ddl::swap_sql(&table, &shadow);
                     let r = self
                         .client
                         .batch_execute(&sql)

@@ -12,6 +12,12 @@
 //! - [`ChunkReader`] reads one chunk per short autocommit statement (`WHERE key > last ORDER BY
 //!   key LIMIT n` on the row identity), over the binary protocol so floats arrive bit-exact, in
 //!   UTC so TIMESTAMP values are instants; no transaction stays open across chunks.
+//! - A chunk ends at `chunk_rows` rows or `chunk_bytes` bytes of values, whichever comes first:
+//!   rows are taken from the result one at a time, and the row that would carry the chunk past
+//!   its byte budget is left for the next chunk (which starts right after the chunk's last
+//!   key, so keyset chunking stays exact). A row larger than the budget makes a chunk alone.
+//!   `LIMIT` follows the observed bytes per row, so a chunk of large rows does not read (and
+//!   discard) many more rows than it keeps; the first chunk of a table assumes 64 KiB rows.
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row, Statement, Value};
@@ -126,6 +132,9 @@ impl From<&KeyValue> for Value {
     }
 }
 
+/// Row size the first chunk of a table assumes (sets its `LIMIT` before any row was seen).
+const FIRST_CHUNK_ROW_BYTES: usize = 64 << 10;
+
 /// Reads a table in key order, one chunk per statement.
 pub struct ChunkReader {
     conn: Conn,
@@ -133,6 +142,24 @@ pub struct ChunkReader {
     next: Statement,
     key_positions: Vec<usize>,
     chunk_rows: usize,
+    chunk_bytes: usize,
+    /// `LIMIT` of the next statement: the rows the byte budget is expected to hold.
+    limit: usize,
+}
+
+/// Bytes a row's values take as read (a number or temporal value counts 8).
+pub fn row_bytes(row: &Row) -> usize {
+    (0..row.len())
+        .map(|i| match row.as_ref(i) {
+            Some(Value::Bytes(b)) => b.len(),
+            _ => 8,
+        })
+        .sum()
+}
+
+/// Rows the budget is expected to hold, from the bytes per row seen so far.
+fn rows_for_budget(chunk_rows: usize, chunk_bytes: usize, bytes_per_row: usize) -> usize {
+    (chunk_bytes / bytes_per_row.max(1)).clamp(1, chunk_rows.max(1))
 }
 
 /// One chunk: rows (as MySQL values, in column order) and the key of its last row.
@@ -150,6 +177,7 @@ impl ChunkReader {
         mut conn: Conn,
         table: &Table,
         chunk_rows: usize,
+        chunk_bytes: usize,
     ) -> Result<Self, SnapshotError> {
         let cols: Vec<String> = table
             .source_columns
@@ -168,11 +196,11 @@ impl ChunkReader {
         );
         let order = keys.join(", ");
         let first = format!(
-            "SELECT {} FROM {from} ORDER BY {order} LIMIT {chunk_rows}",
+            "SELECT {} FROM {from} ORDER BY {order} LIMIT ?",
             cols.join(", ")
         );
         let next = format!(
-            "SELECT {} FROM {from} WHERE {} ORDER BY {order} LIMIT {chunk_rows}",
+            "SELECT {} FROM {from} WHERE {} ORDER BY {order} LIMIT ?",
             cols.join(", "),
             after_key_predicate(&keys)
         );
@@ -184,6 +212,8 @@ impl ChunkReader {
             next,
             key_positions: table.key.clone(),
             chunk_rows,
+            chunk_bytes,
+            limit: rows_for_budget(chunk_rows, chunk_bytes, FIRST_CHUNK_ROW_BYTES),
         })
     }
 
@@ -192,13 +222,40 @@ impl ChunkReader {
     /// # Errors
     /// Driver errors.
     pub async fn read(&mut self, after: Option<&[KeyValue]>) -> Result<Chunk, SnapshotError> {
-        let rows: Vec<Row> = match after {
-            None => self.conn.exec(&self.first, ()).await?,
+        let limit = Value::UInt(self.limit as u64);
+        let mut result = match after {
+            None => self.conn.exec_iter(&self.first, vec![limit]).await?,
             Some(key) => {
-                let params = predicate_params(key);
-                self.conn.exec(&self.next, params).await?
+                let mut params = predicate_params(key);
+                params.push(limit);
+                self.conn.exec_iter(&self.next, params).await?
             }
         };
+        let mut rows = Vec::new();
+        let mut bytes = 0;
+        let mut cut = false;
+        while let Some(row) = result.next().await? {
+            let size = row_bytes(&row);
+            if !rows.is_empty() && bytes + size > self.chunk_bytes {
+                // Left for the next chunk, which starts after this chunk's last key.
+                cut = true;
+                break;
+            }
+            bytes += size;
+            rows.push(row);
+            if bytes >= self.chunk_bytes {
+                cut = true;
+                break;
+            }
+        }
+        // The rest of the result (rows past the budget) is read and discarded one at a time.
+        result.drop_result().await?;
+        if let Some(per_row) = bytes.checked_div(rows.len()) {
+            self.limit = rows_for_budget(self.chunk_rows, self.chunk_bytes, per_row);
+            if cut {
+                self.limit = self.limit.min(rows.len());
+            }
+        }
         let last_key = rows.last().map(|r| {
             self.key_positions
                 .iter()
@@ -312,6 +369,21 @@ mod tests {
         );
         let p = predicate_params(&[KeyValue::Int(1), KeyValue::Int(2)]);
         assert_eq!(p, vec![Value::Int(1), Value::Int(1), Value::Int(2)]);
+    }
+
+    #[test]
+    fn limit_follows_the_bytes_per_row() {
+        // Narrow rows: the row count bounds the chunk.
+        assert_eq!(rows_for_budget(25_000, 16 << 20, 100), 25_000);
+        // 512 KiB rows in a 16 MiB budget: 32 rows (the budget is reached, nothing discarded).
+        assert_eq!(rows_for_budget(25_000, 16 << 20, 512 << 10), 32);
+        // A row larger than the budget is read alone.
+        assert_eq!(rows_for_budget(25_000, 16 << 20, 64 << 20), 1);
+        assert_eq!(rows_for_budget(25_000, 16 << 20, 0), 25_000);
+        assert_eq!(
+            rows_for_budget(25_000, 16 << 20, FIRST_CHUNK_ROW_BYTES),
+            256
+        );
     }
 
     #[test]

@@ -257,13 +257,12 @@ fn bit_text(bytes: &[u8], bits: u32) -> String {
 /// PostgreSQL bytea hex input: `\x0102…`.
 pub fn bytea_text(bytes: &[u8], pad_to: Option<usize>) -> String {
     let len = pad_to.map_or(bytes.len(), |n| n.max(bytes.len()));
-    let mut out = String::with_capacity(2 + len * 2);
-    out.push_str("\\x");
-    out.push_str(&hex::encode(bytes));
-    for _ in bytes.len()..len {
-        out.push_str("00");
-    }
-    out
+    // Hex straight into the output (no intermediate string: a large value is held once).
+    let mut out = vec![b'0'; 2 + len * 2];
+    out[..2].copy_from_slice(b"\\x");
+    hex::encode_to_slice(bytes, &mut out[2..2 + bytes.len() * 2])
+        .expect("the slice is exactly twice the input");
+    String::from_utf8(out).expect("hex digits are ASCII")
 }
 
 /// MySQL's internal geometry (4-byte little-endian SRID, then WKB) as hex EWKB, PostGIS's text

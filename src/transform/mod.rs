@@ -9,11 +9,13 @@
 //! - [`mapping`]: column metadata → PostgreSQL type and conversion kind (the type mapping table).
 //! - [`convert`]: one value → [`Cell`].
 //! - [`charset`], [`temporal`], [`json`]: the exact rules for text, time and JSON values.
+//! - [`size`]: the largest row PostgreSQL can take, checked before a row is sent.
 
 pub mod charset;
 pub mod convert;
 pub mod json;
 pub mod mapping;
+pub mod size;
 pub mod temporal;
 
 use std::fmt;
