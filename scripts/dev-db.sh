@@ -197,6 +197,9 @@ stop_all() {
 # `t_*` pair, and a failed test keeps its pair for inspection until the next run).
 drop_test_dbs() {
   local d n=0
+  # A cutover arms a logical replication slot in its database; DROP DATABASE refuses while one exists.
+  psql -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -Atc \
+    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database LIKE 't\\_%' AND NOT active" >/dev/null
   for d in $(psql -X -h 127.0.0.1 -p "$PG_PORT" -U postgres -Atc \
       "SELECT datname FROM pg_database WHERE datname LIKE 't\\_%'"); do
     psql -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -c "DROP DATABASE IF EXISTS \"$d\" WITH (FORCE)" >/dev/null

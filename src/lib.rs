@@ -30,6 +30,7 @@
 //!   daemon's locked pid file; [`backoff`]: retry pacing.
 //! - [`notify`]: systemd's notify protocol (READY, WATCHDOG, STATUS); [`logging`]: the
 //!   subscriber whose level SIGHUP can change.
+//! - [`reverse`]: the PostgreSQL → MySQL reverse stream armed at cutover (rollback without loss).
 //! - [`target_schema`]: the schema the application runs on after the switch — identities and
 //!   `sync_sequences`, foreign keys and their validation, the reviewable DDL of `ferry schema`.
 //! - [`verify`]: drift verification — in-database chunk checksums, bisection to the differing
@@ -54,6 +55,7 @@ pub mod position;
 pub mod preflight;
 pub mod progress;
 pub mod reload;
+pub mod reverse;
 pub mod schema;
 pub mod select;
 pub mod sink;

@@ -960,6 +960,15 @@ impl Run<'_> {
         }
         fault_pause(MigrationPhase::Verified).await;
 
+        // Arming the reverse stream (src/reverse/arm.rs): PostgreSQL is still quiet here, so
+        // the slot starts exactly at the switch point.
+        if !opts.without_rollback {
+            if let Err(e) = crate::reverse::arm(config, client, conn, self.flavor).await {
+                let why = format!("arming the reverse stream failed: {e} (or pass --without-rollback: no way back after the switch)");
+                return self.abort_report(client, conn, checks, &why, prior).await;
+            }
+        }
+
         // The switch: past it, PostgreSQL takes writes.
         let moved = state::transition(
             client,

@@ -107,6 +107,31 @@ pub async fn pg_with_path(db: &str, search_path: &str) -> tokio_postgres::Client
     client
 }
 
+/// Drops the replication slots a cutover armed in the databases of test processes that are
+/// gone (`t_<prefix>_<pid>_<n>`): a forgotten slot keeps WAL forever and uses up
+/// `max_replication_slots`.
+async fn drop_stale_slots(admin: &tokio_postgres::Client) {
+    let Ok(rows) = admin
+        .query(
+            "SELECT slot_name::text, database::text FROM pg_replication_slots \
+             WHERE NOT active AND slot_type = 'logical' AND database LIKE 't\\_%'",
+            &[],
+        )
+        .await
+    else {
+        return;
+    };
+    for r in rows {
+        let (slot, db): (String, String) = (r.get(0), r.get(1));
+        let pid = db.rsplit('_').nth(1).and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()) {
+            let _ = admin
+                .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+                .await;
+        }
+    }
+}
+
 /// A MySQL database and a PostgreSQL database of the same name, private to one test.
 pub struct TestDb {
     pub name: String,
@@ -135,6 +160,7 @@ impl TestDb {
             .await
             .expect("create mysql db");
         let admin = pg("postgres").await;
+        drop_stale_slots(&admin).await;
         admin
             .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\""))
             .await
