@@ -760,3 +760,48 @@ async fn sakila_runs_on_postgresql_after_the_switch_with_foreign_keys_validated(
     );
     db.cleanup_dir();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_dates_in_not_null_columns_arrive_as_null_under_the_null_policy() {
+    let db = TestDb::new("zeronn").await;
+    let mut my = db.my().await;
+    my.query_drop(
+        "SET SESSION sql_mode = '';
+         CREATE TABLE events (id INT PRIMARY KEY, day DATE NOT NULL, at DATETIME NOT NULL);
+         INSERT INTO events VALUES (1, '0000-00-00', '2024-01-01 00:00:00'), (2, '2024-02-30', '0000-00-00 00:00:00');",
+    )
+    .await
+    .expect("zero dates");
+    let config = db.config_backfill("main", "", "[types]\nzero_date = \"null\"");
+    let mut ferry = Ferry::start(&config, &[]);
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(120), &mut ferry)
+        .await;
+    my.query_drop("SET SESSION sql_mode = ''; INSERT INTO events VALUES (3, '2024-00-10', '0000-00-00 00:00:00')")
+        .await
+        .expect("streamed zero dates");
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
+        .await;
+    let rows = pg_rows(
+        &db.pg().await,
+        "SELECT id::text, day::text, at::text FROM events",
+    )
+    .await;
+    assert_eq!(
+        rows,
+        vec![
+            vec![Some("1".into()), None, Some("2024-01-01 00:00:00".into())],
+            vec![Some("2".into()), None, None],
+            vec![Some("3".into()), None, None],
+        ],
+        "every row arrives, zero dates as NULL:\n{}",
+        ferry.log()
+    );
+    assert_eq!(db.count("SELECT count(*) FROM ferry.dead_letter").await, 0);
+    let log = ferry.log();
+    assert!(
+        log.contains("NOT NULL date columns are nullable on the target"),
+        "{log}"
+    );
+    stop(&mut ferry).await;
+    db.cleanup_dir();
+}

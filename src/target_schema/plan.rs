@@ -121,6 +121,11 @@ pub fn table_notes(t: &Table) -> Vec<String> {
             ));
         }
     }
+    for name in t.relaxed_not_null() {
+        notes.push(format!(
+            "NOT NULL of column {name}: created nullable, because types.zero_date = \"null\" writes NULL for its zero dates"
+        ));
+    }
     for check in &t.checks {
         if let CheckSql::NotCarried(why) =
             defaults::check_sql(&check.clause, &t.source_columns, &t.columns)
