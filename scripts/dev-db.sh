@@ -164,6 +164,15 @@ max_wal_size = 4GB
 timezone = 'UTC'
 CONF
   fi
+  # Logical decoding for the rollback's reverse stream (data directories made before it get it
+  # appended, and a running server is restarted once to take it).
+  if ! grep -q '^wal_level' "$PG_DIR/data/postgresql.conf"; then
+    printf 'wal_level = logical\nmax_replication_slots = 64\nmax_wal_senders = 64\n' >>"$PG_DIR/data/postgresql.conf"
+    if pg_up; then
+      log "restarting PostgreSQL for wal_level = logical"
+      (cd / && run_as "$user" "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -w -t 60 restart -m fast >/dev/null)
+    fi
+  fi
   if ! pg_up; then
     log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
     check_traversable "$user" "$PG_DIR"

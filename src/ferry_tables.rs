@@ -13,7 +13,9 @@
 //! The tables: `checkpoint` (the stream's position, written with the rows), `dead_letter`
 //! (rows set aside under a policy), `backfill_run` / `backfill` (the copy's start, end and
 //! per-table progress), `backfill_requests` (`ferry backfill --table`), `verify_repairs` (the
-//! audit of `ferry verify --repair`).
+//! audit of `ferry verify --repair`), `migration` / `migration_log` (the migration phase and
+//! its history), `changed_keys` (keys applied since the last matched verification),
+//! `verify_passes` (every full verification's outcome).
 
 use tokio_postgres::Client;
 
@@ -95,6 +97,65 @@ const MIGRATIONS: &[Migration] = &[Migration {
             after jsonb,
             at timestamptz NOT NULL DEFAULT clock_timestamp()
         );",
+}, Migration {
+    version: 2,
+    what: "migration phase and its log, changed keys since the last matched verification, verification passes",
+    sql: "
+        CREATE TABLE {s}.migration (
+            stream text PRIMARY KEY,
+            phase text NOT NULL DEFAULT 'replicating',
+            -- One per cutover attempt; every write of an attempt names it.
+            attempt bigint NOT NULL DEFAULT 0,
+            -- The cutover command renews this while it works; past it, the daemon undoes a
+            -- cutover that has not passed its point of no return.
+            lease_until timestamptz,
+            prior_read_only boolean,
+            prior_super_read_only boolean,
+            final_file text,
+            final_offset bigint,
+            final_gtid text,
+            -- Step timings of the current or last cutover (the report).
+            report jsonb,
+            daemon_seen_at timestamptz,
+            daemon_phase text,
+            daemon_lag_seconds double precision,
+            daemon_pid integer,
+            updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
+        );
+        CREATE TABLE {s}.migration_log (
+            id bigserial PRIMARY KEY,
+            stream text NOT NULL,
+            at timestamptz NOT NULL DEFAULT clock_timestamp(),
+            phase text NOT NULL,
+            event text NOT NULL,
+            detail jsonb
+        );
+        CREATE TABLE {s}.changed_keys (
+            id bigserial PRIMARY KEY,
+            stream text NOT NULL,
+            source_table text NOT NULL,
+            binlog_file text NOT NULL,
+            binlog_offset bigint NOT NULL,
+            -- Key texts as ferry wrote them (composite keys as JSON arrays); NULL: the whole
+            -- table changed (TRUNCATE, re-copy).
+            keys text[]
+        );
+        CREATE INDEX changed_keys_position ON {s}.changed_keys (stream, binlog_file, binlog_offset);
+        CREATE TABLE {s}.verify_passes (
+            id bigserial PRIMARY KEY,
+            stream text NOT NULL,
+            kind text NOT NULL,
+            -- The stream's checkpoint when the pass started: every change after it is in
+            -- changed_keys.
+            start_file text,
+            start_offset bigint,
+            started_at timestamptz NOT NULL,
+            finished_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+            tables integer NOT NULL,
+            differing_rows bigint NOT NULL,
+            matched boolean NOT NULL
+        );
+        CREATE INDEX verify_passes_stream ON {s}.verify_passes (stream, finished_at);",
 }];
 
 /// The version this binary brings the schema to.

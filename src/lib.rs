@@ -30,6 +30,8 @@
 //!   daemon's locked pid file; [`backoff`]: retry pacing.
 //! - [`notify`]: systemd's notify protocol (READY, WATCHDOG, STATUS); [`logging`]: the
 //!   subscriber whose level SIGHUP can change.
+//! - [`target_schema`]: the schema the application runs on after the switch — identities and
+//!   `sync_sequences`, the reviewable DDL of `ferry schema`.
 //! - [`verify`]: drift verification — in-database chunk checksums, bisection to the differing
 //!   rows, sampling, repair, and the continuous verifier.
 
@@ -45,6 +47,7 @@ pub mod ferry_tables;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod migration;
 pub mod notify;
 pub mod pidfile;
 pub mod position;
@@ -57,5 +60,6 @@ pub mod sink;
 pub mod source;
 pub mod startup;
 pub mod status;
+pub mod target_schema;
 pub mod transform;
 pub mod verify;

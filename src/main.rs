@@ -20,6 +20,7 @@ use clap::{Parser, Subcommand};
 use ferry::app::{self, RunOptions};
 use ferry::config::Config;
 use ferry::logging;
+use ferry::migration::cutover::{self, parse_duration, CutoverOptions};
 use ferry::position::BinlogPosition;
 
 #[derive(Parser)]
@@ -83,6 +84,62 @@ enum Cmd {
     Resume {
         #[arg(long, short, default_value = "config.toml", env = "FERRY_CONFIG")]
         config: PathBuf,
+    },
+    /// The PostgreSQL schema ferry creates for the replicated tables, and what it does not
+    /// carry; with --sync-sequences, set every AUTO_INCREMENT column's sequence past the
+    /// source's counter and the column's maximum (idempotent; the cutover runs it too).
+    Schema {
+        #[arg(long, short, default_value = "config.toml", env = "FERRY_CONFIG")]
+        config: PathBuf,
+        /// Set every identity/sequence past max(column) and the source's AUTO_INCREMENT.
+        #[arg(long)]
+        sync_sequences: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Switch the application to PostgreSQL: freeze writes on the source, drain, verify what
+    /// changed, run the switch command. Exit 0: switched (or a dry run whose checks pass);
+    /// 1: refused or aborted (the source is writable again); 2: error.
+    Cutover {
+        #[arg(long, short, default_value = "config.toml", env = "FERRY_CONFIG")]
+        config: PathBuf,
+        /// Print the plan with every check's result and the expected window; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Undo a cutover that has not switched yet (the source becomes writable again).
+        #[arg(long)]
+        abort: bool,
+        /// Refuse while ferry lags more than this.
+        #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+        max_lag: std::time::Duration,
+        /// Longest the source stays frozen waiting for writers and the drain before aborting.
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+        /// The operator's switch (feature flag, PgBouncer/HAProxy, DNS), run with `sh -c`;
+        /// its failure aborts. Environment: FERRY_STREAM, FERRY_PHASE, FERRY_FINAL_POSITION,
+        /// FERRY_FINAL_GTID, FERRY_TARGET_HOST/PORT/DATABASE.
+        #[arg(long, value_name = "CMD")]
+        switch_command: Option<String>,
+        /// End write transactions still open this long after the freeze (without it they abort
+        /// the cutover once --timeout passes).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        kill_writers_after: Option<std::time::Duration>,
+        /// The last matched verification pass may be at most this old.
+        #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+        max_verify_age: std::time::Duration,
+        /// Tables with more changed keys than this get a full checksum pass when frozen.
+        #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+        max_changed_keys: usize,
+        /// Do not require the reverse stream's prerequisites (no rollback after the switch).
+        #[arg(long)]
+        without_rollback: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Prove the target matches the source: row counts, checksums of key chunks computed inside
     /// both databases, bisection down to the differing rows. Exit 0: match; 1: differences;
@@ -256,6 +313,96 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                     Err(e) => {
                         eprintln!("ferry verify: {e}");
+                        Ok(ExitCode::from(2))
+                    }
+                }
+            })
+        }
+        Cmd::Schema {
+            config,
+            sync_sequences,
+            json,
+        } => {
+            let config = Config::load(&config)?;
+            logging::init("warn", config.log_format);
+            runtime.block_on(async move {
+                if sync_sequences {
+                    let report = ferry::target_schema::sync_sequences(&config).await?;
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&report).expect("report serializes")
+                        );
+                    } else if report.is_empty() {
+                        println!("no AUTO_INCREMENT columns in the replicated tables");
+                    } else {
+                        for line in &report {
+                            println!("{line}");
+                        }
+                    }
+                    return Ok(ExitCode::SUCCESS);
+                }
+                let plan = ferry::target_schema::plan::plan(&config).await?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&plan).expect("plan serializes")
+                    );
+                } else {
+                    print!("{}", plan.render());
+                }
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Cmd::Cutover {
+            config,
+            dry_run,
+            abort,
+            max_lag,
+            timeout,
+            switch_command,
+            kill_writers_after,
+            max_verify_age,
+            max_changed_keys,
+            without_rollback,
+            yes,
+            json,
+        } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("ferry: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            logging::init("warn", config.log_format);
+            let options = CutoverOptions {
+                dry_run,
+                abort,
+                max_lag,
+                timeout,
+                switch_command,
+                kill_writers_after,
+                max_verify_age,
+                max_changed_keys,
+                without_rollback,
+                yes,
+            };
+            runtime.block_on(async move {
+                match cutover::run(&config, &options).await {
+                    Ok(report) => {
+                        if json {
+                            println!(
+                                "{}",
+                                serde_json::to_string_pretty(&report).expect("report serializes")
+                            );
+                        } else {
+                            print!("{}", cutover::render(&report));
+                        }
+                        Ok(ExitCode::from(report.exit_code()))
+                    }
+                    Err(e) => {
+                        eprintln!("ferry cutover: {e}");
                         Ok(ExitCode::from(2))
                     }
                 }

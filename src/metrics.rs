@@ -8,11 +8,13 @@ use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gau
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::error::ErrorClass;
+use crate::migration::MigrationPhase;
 
 pub const BUILD_INFO: &str = "ferry_build_info";
 pub const UP: &str = "ferry_up";
 pub const PHASE: &str = "ferry_phase";
 pub const PAUSED: &str = "ferry_paused";
+pub const MIGRATION_PHASE: &str = "ferry_migration_phase";
 pub const LAG_SECONDS: &str = "ferry_lag_seconds";
 pub const LAG_BYTES: &str = "ferry_lag_bytes";
 pub const ROWS_APPLIED: &str = "ferry_rows_applied_total";
@@ -93,6 +95,7 @@ pub const ALL: &[(&str, &str)] = &[
     (UP, "1 while the daemon runs."),
     (PHASE, "1 for the current phase (label phase: starting, backfilling, streaming, stopping, failed)."),
     (PAUSED, "1 while replication is paused (SIGUSR1 / ferry pause)."),
+    (MIGRATION_PHASE, "1 for the stream's migration phase (label phase: replicating, frozen, drained, verified, switching, switched)."),
     (LAG_SECONDS, "Seconds between now and the source commit time of the oldest change not yet committed in PostgreSQL; 0 when caught up and idle."),
     (LAG_BYTES, "Bytes of binlog between the last committed checkpoint and the source's current binlog end."),
     (ROWS_APPLIED, "Row operations committed in PostgreSQL (labels table, op = upsert|delete|truncate)."),
@@ -145,6 +148,7 @@ pub fn install() -> PrometheusHandle {
     gauge!(UP).set(1.0);
     set_paused(false);
     set_phase(Phase::Starting);
+    set_migration_phase(MigrationPhase::Replicating);
     for class in [ErrorClass::Transient, ErrorClass::Definite] {
         for stage in [Stage::Source, Stage::Sink, Stage::App] {
             counter!(ERRORS, "stage" => stage.label(), "kind" => class.label()).absolute(0);
@@ -160,6 +164,12 @@ pub fn install() -> PrometheusHandle {
 pub fn set_phase(phase: Phase) {
     for p in Phase::ALL {
         gauge!(PHASE, "phase" => p.label()).set(if p == phase { 1.0 } else { 0.0 });
+    }
+}
+
+pub fn set_migration_phase(phase: MigrationPhase) {
+    for p in MigrationPhase::ALL {
+        gauge!(MIGRATION_PHASE, "phase" => p.label()).set(if p == phase { 1.0 } else { 0.0 });
     }
 }
 

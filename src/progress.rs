@@ -42,6 +42,9 @@ pub struct Progress {
     last_work_ms: AtomicU64,
     /// When the source last sent a heartbeat (same clock).
     last_heartbeat_ms: AtomicU64,
+    /// The reader's position after the last event it handled at a transaction boundary,
+    /// whatever the event (a rotation moves it, unlike the committed position).
+    scanned: Mutex<Option<BinlogPosition>>,
 }
 
 /// Milliseconds since the first call in this process, on a clock that never jumps.
@@ -85,6 +88,22 @@ impl Progress {
         self.caught_up.store(true, Ordering::Relaxed);
         self.last_heartbeat_ms
             .store(monotonic_ms(), Ordering::Relaxed);
+    }
+
+    /// The reader handled every event before `position` and stands between transactions.
+    pub fn scanned(&self, position: BinlogPosition) {
+        *self.scanned.lock().expect("progress lock") = Some(position);
+    }
+
+    /// Everything the source wrote before `position` is committed in PostgreSQL: the reader
+    /// has read past it and nothing it read is still pending.
+    pub fn drained_to(&self, position: &BinlogPosition) -> bool {
+        let scanned = self.scanned.lock().expect("progress lock").clone();
+        let past = scanned.is_some_and(|s| {
+            s.partial_cmp(position)
+                .is_some_and(|o| o != std::cmp::Ordering::Less)
+        });
+        past && self.pending.lock().expect("progress lock").is_empty()
     }
 
     /// The pipeline did work (see [`Progress::is_live`]).

@@ -106,6 +106,9 @@ pub async fn prepare(config: &Config, ctx: Context<'_>) -> Result<Option<Prepare
     let client = pg::connect(&config.target)
         .await
         .map_err(target_err("connecting"))?;
+    if !fresh {
+        copy_tables_new_to_the_stream(&config, &client, &tables).await?;
+    }
     for t in &tables {
         ddl::ensure_table(&client, t, true).await?;
     }
@@ -125,6 +128,52 @@ pub async fn prepare(config: &Config, ctx: Context<'_>) -> Result<Option<Prepare
         tables,
         start,
     }))
+}
+
+/// A stream that already has a checkpoint meets a table whose PostgreSQL table does not exist:
+/// it was added to `tables.include` (or dropped on the target) after the stream started. Its
+/// existing rows would never arrive through the binlog, so a re-copy is requested for it
+/// (served once streaming runs) before the empty table is created — or, with the backfill
+/// disabled, a warning names the command that copies them. Requested once: a pending request
+/// for the table is reused after a crash.
+async fn copy_tables_new_to_the_stream(
+    config: &Config,
+    client: &Client,
+    tables: &[Table],
+) -> Result<(), AppError> {
+    let schema = &config.target.ferry_schema;
+    for t in tables {
+        if ddl::exists(client, t)
+            .await
+            .map_err(target_err("checking the target tables"))?
+        {
+            continue;
+        }
+        let name = t.source.to_string();
+        if !config.backfill.enabled {
+            tracing::warn!(table = %name, "table is new to this stream and backfill.enabled = false: its existing rows are not copied; copy them with `ferry backfill --table {name}`");
+            continue;
+        }
+        let pending = client
+            .query_opt(
+                &format!(
+                    "SELECT id FROM {}.backfill_requests WHERE stream = $1 AND source_table = $2 \
+                     AND state IN ('requested', 'running') ORDER BY id LIMIT 1",
+                    crate::select::quote_ident(schema)
+                ),
+                &[&config.stream, &name],
+            )
+            .await
+            .map_err(target_err("reading the re-copy requests"))?;
+        let id: i64 = match pending {
+            Some(row) => row.get(0),
+            None => crate::backfill::recopy::request(client, schema, &config.stream, &name)
+                .await
+                .map_err(target_err("requesting the copy of a new table"))?,
+        };
+        tracing::info!(table = %name, request = id, "table is new to this stream (added to tables.include after it started): copying its existing rows while streaming (`ferry status` shows the progress)");
+    }
+    Ok(())
 }
 
 /// Runs (or resumes) the backfill, retrying transient failures on a fresh target connection.

@@ -13,6 +13,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::{self as m, Phase};
+use crate::migration::MigrationPhase;
 use crate::position::BinlogPosition;
 use crate::progress::{unix_now, Progress};
 
@@ -41,6 +42,9 @@ pub struct Snapshot {
     pub stream: String,
     pub version: String,
     pub phase: String,
+    /// The migration phase: replicating, frozen, drained, verified, switching, switched.
+    #[serde(default = "replicating")]
+    pub migration_phase: String,
     pub paused: bool,
     /// Unix time the current pause began (`None` when not paused).
     #[serde(default)]
@@ -87,6 +91,8 @@ pub struct StatusBoard {
     pub verification: Mutex<Option<VerifySummary>>,
     source_end: Mutex<Option<(String, u64)>>,
     lag_bytes: Mutex<Option<u64>>,
+    /// The stream's migration phase (from `ferry.migration`).
+    migration: Mutex<MigrationPhase>,
     /// Why the last pause/resume was not stored locally, if it was not.
     pause_not_persisted: Mutex<Option<String>>,
 }
@@ -108,6 +114,7 @@ impl StatusBoard {
             source_end: Mutex::new(None),
             lag_bytes: Mutex::new(None),
             pause_not_persisted: Mutex::new(None),
+            migration: Mutex::new(MigrationPhase::Replicating),
         }
     }
 
@@ -143,6 +150,15 @@ impl StatusBoard {
 
     pub fn ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+
+    pub fn set_migration_phase(&self, phase: MigrationPhase) {
+        *self.migration.lock().expect("status lock") = phase;
+        m::set_migration_phase(phase);
+    }
+
+    pub fn migration_phase(&self) -> MigrationPhase {
+        *self.migration.lock().expect("status lock")
     }
 
     /// Records whether the last pause/resume reached the local store (`Some(reason)`: it did not).
@@ -239,6 +255,7 @@ impl StatusBoard {
             stream: self.stream.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             phase: self.phase().label().to_string(),
+            migration_phase: self.migration_phase().label().to_string(),
             paused: self.paused(),
             paused_since: *self.paused_since.lock().expect("status lock"),
             ready: self.ready(),
@@ -271,6 +288,10 @@ impl StatusBoard {
     }
 }
 
+fn replicating() -> String {
+    MigrationPhase::Replicating.label().to_string()
+}
+
 /// Renders a snapshot as the `ferry status` dashboard.
 pub fn render(s: &Snapshot) -> String {
     let mut out = String::new();
@@ -289,6 +310,7 @@ pub fn render(s: &Snapshot) -> String {
         "ferry {}  stream {:?}  {}\n",
         s.version, s.stream, state
     ));
+    out.push_str(&format!("  migration   {}\n", s.migration_phase));
     out.push_str(&format!(
         "  lag         {:.1} s{}{}\n",
         s.lag_seconds,
@@ -356,6 +378,7 @@ mod tests {
             stream: "s".into(),
             version: "0.1.0".into(),
             phase: "streaming".into(),
+            migration_phase: "replicating".into(),
             paused: false,
             paused_since: None,
             ready: true,

@@ -100,6 +100,17 @@ async fn sigkill_at_random_moments_loses_and_repeats_nothing() {
         statements
     });
 
+    // The first kill, too, lands on a process that recorded its start (a loaded machine can
+    // take longer than the first pause for preflight; a restart would then be a new stream).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !ferry.log().contains("new stream: starting") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ferry did not start streaming:\n{}",
+            ferry.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut rng = rand::thread_rng();
     let mut kills = 0;
     while !load.is_finished() || kills < 6 {

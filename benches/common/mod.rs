@@ -2,6 +2,8 @@
 //! orders as the issues define them), starting ferry and reading its resource use.
 #![allow(dead_code)]
 
+pub mod workload;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

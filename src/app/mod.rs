@@ -135,6 +135,8 @@ pub(crate) struct Shared {
     pub board: Arc<StatusBoard>,
     pub progress: Arc<Progress>,
     pub notifier: Option<Arc<Notifier>>,
+    /// What the reader obeys between transactions (pause, stop, the migration's hold).
+    pub control: Arc<watch::Sender<ReaderControl>>,
 }
 
 /// Runs the daemon until stopped or a definite error.
@@ -160,7 +162,9 @@ pub async fn run(
     let (control_tx, control_rx) = watch::channel(ReaderControl {
         stop: false,
         paused: paused_at.is_some(),
+        hold: false,
     });
+    let control_tx = Arc::new(control_tx);
     let (apply_tx, apply_rx) = watch::channel(config.apply.clone());
     let abort = Arc::new(Notify::new());
     // Before anything records a metric: installing sets every gauge to its initial value.
@@ -178,6 +182,7 @@ pub async fn run(
         board: board.clone(),
         progress: progress.clone(),
         notifier: notifier.clone(),
+        control: control_tx.clone(),
     };
     let watchdog = notify::watchdog_interval()
         .zip(notifier.clone())
@@ -187,15 +192,10 @@ pub async fn run(
             .await
             .map_err(|source| AppError::Listen { addr, source })?;
     }
-    let operator = operator::Operator::new(
-        &config,
-        &options,
-        shared.clone(),
-        control_tx,
-        apply_tx,
-        abort.clone(),
-    );
+    let operator =
+        operator::Operator::new(&config, &options, shared.clone(), apply_tx, abort.clone());
     tokio::spawn(operator.serve(commands));
+    let migration = tokio::spawn(crate::migration::watch::run(config.clone(), shared.clone()));
 
     // Lag gauge, throughput samples and systemd's status line.
     let ticker = {
@@ -243,6 +243,7 @@ pub async fn run(
         w.abort();
     }
     verifier.abort();
+    migration.abort();
     drop(pid_file);
     let _ = store.flush();
     if let Err(e) = &result {

@@ -21,7 +21,6 @@ use crate::logging::LogControl;
 use crate::metrics::{self as m, Phase, Stage};
 use crate::progress::unix_now;
 use crate::reload::{self, Running};
-use crate::source::binlog::ReaderControl;
 
 /// Local-store key of the pause flag; the value is the Unix time the pause began.
 pub const PAUSED_KEY: &str = "run/paused";
@@ -42,7 +41,6 @@ pub fn persisted_pause(store: &dyn StateStore) -> Result<Option<f64>, Checkpoint
 
 pub(super) struct Operator {
     shared: Shared,
-    control: watch::Sender<ReaderControl>,
     apply: watch::Sender<ApplyConfig>,
     abort: Arc<Notify>,
     running: Running,
@@ -57,7 +55,6 @@ impl Operator {
         config: &Config,
         options: &RunOptions,
         shared: Shared,
-        control: watch::Sender<ReaderControl>,
         apply: watch::Sender<ApplyConfig>,
         abort: Arc<Notify>,
     ) -> Operator {
@@ -68,7 +65,6 @@ impl Operator {
             .unwrap_or_default();
         Operator {
             shared,
-            control,
             apply,
             abort,
             running: Running::new(config.clone(), &text),
@@ -97,7 +93,7 @@ impl Operator {
             .store
             .put(PAUSED_KEY, now.to_string().as_bytes())
             .and_then(|_| self.shared.store.flush());
-        self.control.send_modify(|c| c.paused = true);
+        self.shared.control.send_modify(|c| c.paused = true);
         self.shared.board.set_paused(true, now);
         self.persisted(stored, "pause");
         tracing::info!("paused: reading stops at the next transaction boundary");
@@ -109,7 +105,7 @@ impl Operator {
             .store
             .remove(PAUSED_KEY)
             .and_then(|_| self.shared.store.flush());
-        self.control.send_modify(|c| c.paused = false);
+        self.shared.control.send_modify(|c| c.paused = false);
         self.shared.board.set_paused(false, 0.0);
         self.persisted(stored, "resume");
         tracing::info!("resumed");
@@ -160,7 +156,7 @@ impl Operator {
             n.stopping(&board.status_line());
         }
         tracing::info!("stopping: finishing the transaction in flight");
-        self.control.send_modify(|c| c.stop = true);
+        self.shared.control.send_modify(|c| c.stop = true);
         let abort = self.abort.clone();
         let deadline = self.drain_deadline;
         tokio::spawn(async move {
@@ -176,6 +172,7 @@ mod tests {
     use super::*;
     use crate::checkpoint::MemoryStore;
     use crate::progress::Progress;
+    use crate::source::binlog::ReaderControl;
     use crate::status::StatusBoard;
     use std::sync::atomic::Ordering;
 
@@ -186,19 +183,19 @@ mod tests {
         )
         .expect("minimal config");
         let progress = Arc::new(Progress::default());
+        let (control, control_rx) = watch::channel(ReaderControl::default());
         let shared = Shared {
             store,
             board: Arc::new(StatusBoard::new("s", progress.clone())),
             progress,
             notifier: None,
+            control: Arc::new(control),
         };
-        let (control, control_rx) = watch::channel(ReaderControl::default());
         let (apply, _) = watch::channel(config.apply.clone());
         let op = Operator::new(
             &config,
             &RunOptions::default(),
             shared,
-            control,
             apply,
             Arc::new(Notify::new()),
         );

@@ -20,6 +20,7 @@ use crate::checkpoint;
 use crate::config::{ApplyConfig, Config};
 use crate::error::ErrorClass;
 use crate::metrics::{self as m, Phase, Stage};
+use crate::migration;
 use crate::sink::connect as pg;
 use crate::sink::error::SinkError;
 use crate::sink::postgres::Applier;
@@ -39,6 +40,8 @@ pub(super) struct Supervisor {
 enum Next {
     /// Stopped on request, everything committed.
     Stop,
+    /// The migration holds the forward stream (PostgreSQL is primary): wait, read nothing.
+    Hold,
     /// Replay the group's transactions one operation at a time, then batch again.
     ReplayStrictly {
         transactions: u64,
@@ -56,10 +59,12 @@ fn next_step(
     read: Result<(), SourceError>,
     apply: Result<(), SinkError>,
     stop_requested: bool,
+    held: bool,
     was_strict: bool,
 ) -> Next {
     match (read, apply) {
         (Ok(()), Ok(())) if stop_requested => Next::Stop,
+        (Ok(()), Ok(())) if held => Next::Hold,
         (_, Err(SinkError::UniqueConflict { transactions, .. })) if !was_strict => {
             Next::ReplayStrictly { transactions }
         }
@@ -87,6 +92,7 @@ impl Supervisor {
             board,
             progress,
             notifier,
+            ..
         } = &self.shared;
         let ctx = startup::Context {
             store,
@@ -159,11 +165,24 @@ impl Supervisor {
                     })
                 }
             };
-            match checkpoint::read_target(&client, &config.target.ferry_schema, &config.stream)
-                .await
-            {
-                Ok(Some(cp)) => start = StartFrom::Position(cp.position),
-                Ok(None) => {}
+            let schema = &config.target.ferry_schema;
+            let read = async {
+                let phase = migration::state::load(&client, schema, &config.stream).await?;
+                let cp = checkpoint::read_target(&client, schema, &config.stream).await?;
+                Ok::<_, tokio_postgres::Error>((phase.phase, cp))
+            };
+            match read.await {
+                Ok((phase, _)) if phase.holds_forward_stream() => {
+                    // PostgreSQL is primary: the forward stream reads nothing until the phase
+                    // returns to replicating (the reverse stream's writes must never loop back).
+                    if self.control.borrow().stop {
+                        return Ok(());
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+                Ok((_, Some(cp))) => start = StartFrom::Position(cp.position),
+                Ok((_, None)) => {}
                 Err(e) => {
                     tracing::warn!(error = %pg::describe(&e), retry_in = ?backoff.current(), "cannot read the checkpoint from the target; retrying");
                     m::error(Stage::Sink, ErrorClass::of_postgres(&e));
@@ -225,8 +244,12 @@ impl Supervisor {
             progress.reset_pending();
             let was_strict = strict_transactions > 0;
             strict_transactions = 0;
-            match next_step(read, apply, self.control.borrow().stop, was_strict) {
+            let control = *self.control.borrow();
+            match next_step(read, apply, control.stop, control.hold, was_strict) {
                 Next::Stop => return Ok(()),
+                Next::Hold => tracing::info!(
+                    "the migration switched to PostgreSQL: the forward stream reads nothing more"
+                ),
                 Next::ReplayStrictly { transactions } => {
                     tracing::warn!(transactions, "unique-key conflict in a batched group; replaying those transactions one operation at a time");
                     strict_transactions = transactions;
@@ -299,21 +322,28 @@ mod tests {
 
     #[test]
     fn a_requested_stop_with_everything_committed_stops() {
-        assert!(matches!(next_step(Ok(()), Ok(()), true, false), Next::Stop));
         assert!(matches!(
-            next_step(Ok(()), Ok(()), false, false),
+            next_step(Ok(()), Ok(()), true, false, false),
+            Next::Stop
+        ));
+        assert!(matches!(
+            next_step(Ok(()), Ok(()), false, false, false),
             Next::Retry { .. }
+        ));
+        assert!(matches!(
+            next_step(Ok(()), Ok(()), false, true, false),
+            Next::Hold
         ));
     }
 
     #[test]
     fn a_unique_conflict_is_replayed_once_then_fails() {
         assert!(matches!(
-            next_step(Ok(()), Err(conflict()), false, false),
+            next_step(Ok(()), Err(conflict()), false, false, false),
             Next::ReplayStrictly { transactions: 3 }
         ));
         assert!(matches!(
-            next_step(Ok(()), Err(conflict()), false, true),
+            next_step(Ok(()), Err(conflict()), false, false, true),
             Next::Fail(AppError::Sink(SinkError::UniqueConflict { .. }))
         ));
     }
@@ -326,11 +356,11 @@ mod tests {
             oldest: "b.000009".into(),
         };
         assert!(matches!(
-            next_step(Err(purged), Ok(()), false, false),
+            next_step(Err(purged), Ok(()), false, false, false),
             Next::Fail(AppError::Source(_))
         ));
         assert!(matches!(
-            next_step(Err(SourceError::Closed), Ok(()), false, false),
+            next_step(Err(SourceError::Closed), Ok(()), false, false, false),
             Next::Retry {
                 stage: Stage::Source,
                 ..
@@ -344,7 +374,7 @@ mod tests {
             message: "refused".into(),
         };
         assert!(matches!(
-            next_step(Ok(()), Err(apply), true, false),
+            next_step(Ok(()), Err(apply), true, false, false),
             Next::Fail(AppError::Sink(_))
         ));
     }

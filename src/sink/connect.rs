@@ -2,9 +2,11 @@
 //!
 //! Guarantees: every session runs in UTC with `application_name = 'ferry'` (visible in
 //! `pg_stat_activity`); the connection task is owned by the returned client, so dropping the
-//! client closes the connection; errors are described with their SQLSTATE and detail.
+//! client closes the connection; server notices are logged at DEBUG (warnings at WARN), never
+//! as INFO noise; errors are described with their SQLSTATE and detail.
 
-use tokio_postgres::{Client, Config as PgConfig, NoTls};
+use futures_util::StreamExt;
+use tokio_postgres::{AsyncMessage, Client, Config as PgConfig, NoTls};
 
 use crate::config::TargetConfig;
 
@@ -30,10 +32,29 @@ pub fn pg_config(cfg: &TargetConfig) -> PgConfig {
 /// # Errors
 /// Connection or authentication failure.
 pub async fn connect(cfg: &TargetConfig) -> Result<Client, tokio_postgres::Error> {
-    let (client, connection) = pg_config(cfg).connect(NoTls).await?;
+    let (client, mut connection) = pg_config(cfg).connect(NoTls).await?;
     tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "target connection closed");
+        // Notices ("relation ... already exists, skipping" from idempotent DDL) are the
+        // server's chatter, not ferry's state changes: DEBUG, or WARN for warnings.
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(AsyncMessage::Notice(n)) if n.severity() == "WARNING" => {
+                    tracing::warn!(message = n.message(), "PostgreSQL warning");
+                }
+                Ok(AsyncMessage::Notice(n)) => {
+                    tracing::debug!(
+                        severity = n.severity(),
+                        message = n.message(),
+                        "PostgreSQL notice"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "target connection closed");
+                    break;
+                }
+            }
         }
     });
     Ok(client)

@@ -28,6 +28,7 @@ use crate::change::{Commit, DeadLetter};
 use crate::checkpoint::{self, Checkpoint, StateStore};
 use crate::error::ErrorClass;
 use crate::metrics as m;
+use crate::migration::changed_keys::KeyRecorder;
 use crate::position::BinlogPosition;
 use crate::progress::Progress;
 use crate::schema::Table;
@@ -149,6 +150,15 @@ impl Executor {
             )
             .await
             .map_err(|e| SinkError::postgres("preparing the checkpoint statement", e))?;
+        let keys_stmt = self
+            .client
+            .prepare_typed(
+                &KeyRecorder::insert_sql(&self.ferry_schema),
+                &KeyRecorder::param_types(),
+            )
+            .await
+            .map_err(|e| SinkError::postgres("preparing the changed-keys statement", e))?;
+        let mut changed = KeyRecorder::default();
         let mut statements: HashMap<usize, (Arc<Table>, TableStatements)> = HashMap::new();
         let mut open = false;
         let mut group_transactions = 0u64;
@@ -195,6 +205,9 @@ impl Executor {
                         )
                         .await;
                     tracing::trace!(table = %table.target_name, op = op.label(), rows, elapsed = ?t0.elapsed(), "statement");
+                    if r.is_ok() {
+                        changed.applied(&table, op, &columns);
+                    }
                     *applied
                         .entry((table.target_name.clone(), op.label()))
                         .or_default() += rows;
@@ -206,29 +219,20 @@ impl Executor {
                         .batch_execute(&format!("TRUNCATE {}", table.target_quoted))
                         .await
                         .map_err(|e| self.apply_err(&table, e, group_transactions));
+                    changed.whole_table(&table);
                     *applied
                         .entry((table.target_name.clone(), "truncate"))
                         .or_default() += 1;
                     r
                 }
                 Work::Swap { table, shadow } => {
-                    let old =
-                        crate::select::fit_identifier(&format!("{}__ferry_old", table.target_name));
-                    let sql = format!(
-                        "ALTER TABLE {live} RENAME TO {old_q};\n\
-                         ALTER TABLE {shadow_q} RENAME TO {name};\n\
-                         DROP TABLE {schema}.{old_q}",
-                        live = table.target_quoted,
-                        old_q = quote_ident(&old),
-                        shadow_q = shadow.target_quoted,
-                        name = quote_ident(&table.target_name),
-                        schema = quote_ident(&table.target_schema),
-                    );
+                    let sql = ddl::swap_sql(&table, &shadow);
                     let r = self
                         .client
                         .batch_execute(&sql)
                         .await
                         .map_err(|e| self.apply_err(&table, e, group_transactions));
+                    changed.whole_table(&table);
                     // Statements were planned against the old relations.
                     statements.remove(&(Arc::as_ptr(&table) as usize));
                     statements.remove(&(Arc::as_ptr(&shadow) as usize));
@@ -250,6 +254,7 @@ impl Executor {
                     open = false;
                     applied.clear();
                     dead_letters.clear();
+                    changed.clear();
                     Ok(())
                 }
                 Work::Commit {
@@ -260,8 +265,28 @@ impl Executor {
                     started,
                 } => {
                     let r = if write {
-                        self.commit(&checkpoint_stmt, &commit, transactions, rows, open, started)
-                            .await
+                        let keys = if open {
+                            changed
+                                .write(&self.client, &keys_stmt, &self.stream, &commit.position)
+                                .await
+                                .map_err(|e| SinkError::postgres("recording changed keys", e))
+                        } else {
+                            Ok(())
+                        };
+                        match keys {
+                            Ok(()) => {
+                                self.commit(
+                                    &checkpoint_stmt,
+                                    &commit,
+                                    transactions,
+                                    rows,
+                                    open,
+                                    started,
+                                )
+                                .await
+                            }
+                            Err(e) => Err(e),
+                        }
                     } else {
                         self.progress.settled(commit.seq, transactions);
                         Ok(())

@@ -104,6 +104,9 @@ pub struct ReaderControl {
     pub stop: bool,
     /// Stop reading at the next transaction boundary until cleared.
     pub paused: bool,
+    /// The migration switched PostgreSQL to primary: finish at the next transaction boundary
+    /// and read nothing more (the supervisor holds the stream until the phase changes back).
+    pub hold: bool,
 }
 
 /// The source stage.
@@ -216,7 +219,7 @@ impl BinlogReader {
         loop {
             let control = *self.control.borrow();
             let boundary = !self.decoder.in_transaction();
-            if boundary && control.stop {
+            if boundary && (control.stop || control.hold) {
                 return Ok(());
             }
             let paused = boundary && control.paused;
@@ -312,6 +315,9 @@ impl BinlogReader {
                 self.decoder.handle(&event, &tme, &begin)?
             };
             let committed_position = out.committed.then(|| self.decoder.position());
+            if !self.decoder.in_transaction() {
+                self.progress.scanned(self.decoder.position());
+            }
             // File-level events (format description, GTID list, ...) carry the time the binlog
             // file was opened, which says nothing about how far behind the reader is.
             let ts = if bookkeeping { 0 } else { header.timestamp() };

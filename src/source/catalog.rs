@@ -123,6 +123,7 @@ pub async fn load_named(
             charset: opt_text(&row, 10),
             generated: extra.contains("GENERATED"),
             invisible: extra.contains("INVISIBLE"),
+            auto_increment: extra.contains("AUTO_INCREMENT"),
             members,
             data_type,
             column_type,

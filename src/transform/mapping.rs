@@ -34,6 +34,9 @@ pub struct SourceColumn {
     pub generated: bool,
     /// MySQL INVISIBLE column (replicated like any other).
     pub invisible: bool,
+    /// AUTO_INCREMENT: the target column gets an identity (or an owned sequence) so inserts
+    /// without a value work after the switch.
+    pub auto_increment: bool,
 }
 
 /// A PostgreSQL column type ferry creates.

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod binlog_file;
+pub mod own_mariadb;
 pub mod workload;
 
 use std::path::{Path, PathBuf};
@@ -52,9 +53,13 @@ pub fn fixtures_dir() -> Option<PathBuf> {
 }
 
 pub fn mysql_opts(db: Option<&str>) -> mysql_async::Opts {
+    mysql_opts_at(mysql_port(), db)
+}
+
+pub fn mysql_opts_at(port: u16, db: Option<&str>) -> mysql_async::Opts {
     mysql_async::OptsBuilder::default()
         .ip_or_hostname("127.0.0.1")
-        .tcp_port(mysql_port())
+        .tcp_port(port)
         .user(Some("root"))
         .db_name(db.map(str::to_string))
         .prefer_socket(false)
@@ -63,12 +68,17 @@ pub fn mysql_opts(db: Option<&str>) -> mysql_async::Opts {
 }
 
 pub async fn mysql(db: Option<&str>) -> mysql_async::Conn {
-    mysql_async::Conn::new(mysql_opts(db)).await.unwrap_or_else(|e| {
-        panic!(
-            "cannot reach the test MariaDB on 127.0.0.1:{} ({e}); start it with scripts/dev-db.sh start (scripts/test.sh does)",
-            mysql_port()
-        )
-    })
+    mysql_at(mysql_port(), db).await
+}
+
+pub async fn mysql_at(port: u16, db: Option<&str>) -> mysql_async::Conn {
+    mysql_async::Conn::new(mysql_opts_at(port, db))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot reach the test MariaDB on 127.0.0.1:{port} ({e}); start it with scripts/dev-db.sh start (scripts/test.sh does)"
+            )
+        })
 }
 
 pub async fn pg(db: &str) -> tokio_postgres::Client {
@@ -101,16 +111,23 @@ pub async fn pg_with_path(db: &str, search_path: &str) -> tokio_postgres::Client
 pub struct TestDb {
     pub name: String,
     pub dir: PathBuf,
+    /// The MariaDB it lives on (the shared private one, or a test's own).
+    pub my_port: u16,
 }
 
 impl TestDb {
     pub async fn new(prefix: &str) -> TestDb {
+        TestDb::new_on(prefix, mysql_port()).await
+    }
+
+    /// On the MariaDB at `my_port` (e.g. an [`own_mariadb::OwnMariaDb`]).
+    pub async fn new_on(prefix: &str, my_port: u16) -> TestDb {
         let name = format!(
             "t_{prefix}_{}_{}",
             std::process::id(),
             rand::random::<u32>() % 1_000_000
         );
-        let mut my = mysql(None).await;
+        let mut my = mysql_at(my_port, None).await;
         my.query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
             .await
             .expect("drop mysql db");
@@ -129,11 +146,11 @@ impl TestDb {
         let dir = project_root().join("target/test-runs").join(&name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("test dir");
-        TestDb { name, dir }
+        TestDb { name, dir, my_port }
     }
 
     pub async fn my(&self) -> mysql_async::Conn {
-        mysql(Some(&self.name)).await
+        mysql_at(self.my_port, Some(&self.name)).await
     }
 
     /// A session on this test's PostgreSQL database, with the replicated schema on the path.
@@ -239,7 +256,7 @@ include = ["{db}.*"]
 listen = "{metrics_listen}"
 {extra}
 "#,
-            my = mysql_port(),
+            my = self.my_port,
             pgp = pg_port(),
             db = self.name,
         );
