@@ -963,9 +963,31 @@ impl Run<'_> {
         // Arming the reverse stream (src/reverse/arm.rs): PostgreSQL is still quiet here, so
         // the slot starts exactly at the switch point.
         if !opts.without_rollback {
-            if let Err(e) = crate::reverse::arm(config, client, conn, self.flavor).await {
-                let why = format!("arming the reverse stream failed: {e} (or pass --without-rollback: no way back after the switch)");
-                return self.abort_report(client, conn, checks, &why, prior).await;
+            let t = Instant::now();
+            match crate::reverse::arm(config, client, conn, self.flavor).await {
+                Ok(armed) => self.step(
+                    "reverse stream",
+                    t,
+                    format!(
+                        "publication {} over {} tables, slot {} from {}{}",
+                        armed.publication,
+                        armed.tables,
+                        armed.slot,
+                        armed.start_lsn,
+                        if armed.replica_identity_full.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                "; REPLICA IDENTITY FULL on {}",
+                                armed.replica_identity_full.join(", ")
+                            )
+                        }
+                    ),
+                ),
+                Err(e) => {
+                    let why = format!("arming the reverse stream failed: {e} (or pass --without-rollback: no way back after the switch)");
+                    return self.abort_report(client, conn, checks, &why, prior).await;
+                }
             }
         }
 
@@ -1457,7 +1479,10 @@ pub fn render(r: &Report) -> String {
             "final position: read after the freeze",
             "drain: the stream applies everything before the final position",
             "verify: compare the rows changed since the last matched pass",
+            "sequences: set every identity past the source's AUTO_INCREMENT and max(id)",
+            "reverse stream: create the publication and the slot (unless --without-rollback)",
             "switch: run the switch command; success is the point of no return",
+            "foreign keys (after the window): create NOT VALID, validate, report violations",
         ]
         .iter()
         .enumerate()
