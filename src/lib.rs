@@ -30,6 +30,8 @@
 //!   daemon's locked pid file; [`backoff`]: retry pacing.
 //! - [`notify`]: systemd's notify protocol (READY, WATCHDOG, STATUS); [`logging`]: the
 //!   subscriber whose level SIGHUP can change.
+//! - [`migration`]: the cutover — phases stored beside the checkpoint, the daemon's side of
+//!   them, changed keys, the freeze, the final check and `ferry cutover`.
 //! - [`reverse`]: the PostgreSQL → MySQL reverse stream armed at cutover (rollback without loss).
 //! - [`target_schema`]: the schema the application runs on after the switch — identities and
 //!   `sync_sequences`, foreign keys and their validation, the reviewable DDL of `ferry schema`.
