@@ -226,3 +226,291 @@ async fn cutover_arms_the_reverse_stream_at_the_switch_point() {
     drop(pg);
     db.cleanup_dir();
 }
+
+/// Runs `ferry verify` (both directions: every row of each side is looked up on the other);
+/// the exit code and output.
+async fn verify(config: &Path) -> (i32, String) {
+    let path = config.to_str().expect("utf-8").to_string();
+    tokio::task::spawn_blocking(move || ferry_cmd(&["verify", "--config", &path]))
+        .await
+        .expect("verify ran")
+}
+
+/// Waits until every published PostgreSQL transaction committed before this call is applied
+/// in MySQL: the slot is confirmed only after the MySQL commit, so nothing left to peek up to
+/// the WAL position of now means MySQL holds it all.
+async fn wait_reverse_caught_up(db: &TestDb, ferry: &mut Ferry) {
+    let pg = db.pg().await;
+    let target: String = pg
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .expect("wal lsn")
+        .get(0);
+    let names = ferry::reverse::names(&db.name, "main");
+    let started = Instant::now();
+    loop {
+        // Fails while ferry's own peek holds the slot: try again.
+        let pending: Result<i64, _> = pg
+            .query_one(
+                "SELECT count(*) FROM pg_logical_slot_peek_binary_changes($1, $2::text::pg_lsn, NULL, \
+                 'proto_version', '1', 'publication_names', $3)",
+                &[&names.slot, &target, &names.publication],
+            )
+            .await
+            .map(|r| r.get(0));
+        if matches!(pending, Ok(0)) {
+            return;
+        }
+        assert!(ferry.try_exit().is_none(), "ferry exited:\n{}", ferry.log());
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the reverse stream did not catch up to {target} ({pending:?} messages left):\n{}",
+            ferry.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The MySQL side of the type matrix.
+const TYPED: &str = "CREATE TABLE typed (id INT PRIMARY KEY, u BIGINT UNSIGNED, i8 TINYINT, \
+     flag TINYINT(1), t TIME(6), j JSON, e ENUM('small','large'), st SET('a','b','c'), b BIT(10), \
+     bin BINARY(4), vb VARBINARY(20), bl BLOB, ts TIMESTAMP(6) NULL, dt DATETIME(6), d DATE, \
+     num DECIMAL(30,10), f FLOAT, dbl DOUBLE, y YEAR, txt MEDIUMTEXT, \
+     l1 VARCHAR(20) CHARACTER SET latin1, big LONGTEXT)";
+
+/// One row per PostgreSQL write, in PostgreSQL's spelling.
+const PG_ROWS: &str = "INSERT INTO typed VALUES \
+     (1001, 18446744073709551615, -128, 1, '-838:59:59', '{\"a\": [1, 2.5, \"x\"], \"n\": null}', 'large', 'a,c', B'1000000001', \
+      '\\x61620000', '\\x00ff', '\\xdeadbeef', '2038-01-19 03:14:07.999999+00', '9999-12-31 23:59:59.999999', '1000-01-01', \
+      '-12345678901234567890.0123456789', 1.1, 0.1, 2155, 'héllo ünïcode ✓', 'café €', repeat(md5('x'), 4000)), \
+     (1002, 0, 127, 0, '1 day 02:03:04.5', '[]', 'small', '', B'0000000000', \
+      '\\x00000000', '\\x', '\\x', '1970-01-01 00:00:01+00', '1000-01-01 00:00:00', '2024-02-29', \
+      '0.0000000001', -3.4e38, -1.7976931348623157e308, 0, '', '', NULL), \
+     (1003, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_on_postgresql_arrive_in_mysql_exactly() {
+    let Setup {
+        _server,
+        db,
+        config,
+        mut ferry,
+    } = setup("revtypes", &[TYPED, "INSERT INTO typed (id, txt, big) SELECT 1, 'from mysql', GROUP_CONCAT(MD5(seq) SEPARATOR '') FROM seq_1_to_3000"]).await;
+    let (code, report, out) = cutover(&config, &[]).await;
+    assert_eq!(code, 0, "{out}\n{}", ferry.log());
+    assert_eq!(report["outcome"], "switched", "{out}");
+
+    let pg = db.pg().await;
+    pg.batch_execute(PG_ROWS)
+        .await
+        .expect("inserts on PostgreSQL");
+    pg.batch_execute(
+        "BEGIN; UPDATE items SET n = n + 1, note = 'updated on pg' WHERE id <= 10; \
+         DELETE FROM items WHERE id BETWEEN 90 AND 95; INSERT INTO items VALUES (1000001, 1, 'new'); COMMIT; \
+         UPDATE items SET id = 2000000 WHERE id = 50; \
+         UPDATE tags SET uses = 10 WHERE tag = 'red'; DELETE FROM tags WHERE tag = 'blue'; \
+         UPDATE typed SET u = 42 WHERE id = 1; \
+         UPDATE typed SET e = 'small', t = '00:00:00.000001' WHERE id = 1001; DELETE FROM typed WHERE id = 1002",
+    )
+    .await
+    .expect("updates and deletes on PostgreSQL");
+    wait_reverse_caught_up(&db, &mut ferry).await;
+
+    // Exact values, as a MySQL client reads them.
+    let mut my = db.my().await;
+    let row: Vec<Option<String>> = mysql_rows(
+        &mut my,
+        "SELECT CAST(u AS CHAR), CAST(i8 AS CHAR), CAST(flag AS CHAR), CAST(t AS CHAR), CAST(j AS CHAR), e, \
+         CAST(st AS CHAR), CAST(b + 0 AS CHAR), HEX(bin), HEX(vb), HEX(bl), CAST(ts AS CHAR), CAST(dt AS CHAR), \
+         CAST(d AS CHAR), CAST(num AS CHAR), CAST(f AS CHAR), CAST(dbl AS CHAR), CAST(y AS CHAR), txt, \
+         CONVERT(l1 USING utf8mb4), LENGTH(big) FROM typed WHERE id = 1001",
+    )
+    .await
+    .remove(0);
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(
+        row,
+        vec![
+            s("18446744073709551615"),
+            s("-128"),
+            s("1"),
+            s("00:00:00.000001"),
+            s("{\"a\": [1, 2.5, \"x\"], \"n\": null}"),
+            s("small"),
+            s("a,c"),
+            s("513"),
+            s("61620000"),
+            s("00FF"),
+            s("DEADBEEF"),
+            s("2038-01-19 03:14:07.999999"),
+            s("9999-12-31 23:59:59.999999"),
+            s("1000-01-01"),
+            s("-12345678901234567890.0123456789"),
+            s("1.1"),
+            s("0.1"),
+            s("2155"),
+            s("héllo ünïcode ✓"),
+            s("café €"),
+            s("128000"),
+        ]
+    );
+    // Row 1 was written on MySQL; only u changed on PostgreSQL, and its 96 kB TOASTed `big`
+    // (not sent by PostgreSQL) is intact.
+    let kept = mysql_rows(
+        &mut my,
+        "SELECT CAST(u AS CHAR), txt, LENGTH(big) FROM typed WHERE id = 1",
+    )
+    .await;
+    assert_eq!(kept, vec![vec![s("42"), s("from mysql"), s("96000")]]);
+    assert_eq!(
+        mysql_rows(&mut my, "SELECT count(*) FROM typed WHERE id = 1002").await,
+        vec![vec![s("0")]]
+    );
+    assert_eq!(
+        mysql_rows(
+            &mut my,
+            "SELECT CAST(id AS CHAR) FROM items WHERE id IN (50, 2000000)"
+        )
+        .await,
+        vec![vec![s("2000000")]],
+        "a key change moves the row"
+    );
+    // Every row equal on both sides, seen from both sides.
+    let (code, out) = verify(&config).await;
+    assert_eq!(
+        code, 0,
+        "MySQL equals PostgreSQL after the reverse stream:\n{out}"
+    );
+
+    // A value MySQL cannot hold stops ferry with the table, column, LSN and fix.
+    pg.batch_execute("INSERT INTO typed (id, e) VALUES (1004, 'huge')")
+        .await
+        .expect("PostgreSQL takes it (text)");
+    let status = ferry.wait_exit(Duration::from_secs(60)).await;
+    assert_eq!(
+        status.code(),
+        Some(78),
+        "a definite error:\n{}",
+        ferry.log()
+    );
+    let log = ferry.log();
+    assert!(
+        log.contains("typed")
+            && log.contains("column e")
+            && log.contains("LSN")
+            && log.contains("\"huge\" is not a member")
+            && log.contains("ALTER TABLE"),
+        "{log}"
+    );
+    assert_eq!(
+        mysql_rows(&mut my, "SELECT count(*) FROM typed WHERE id = 1004").await,
+        vec![vec![s("0")]],
+        "nothing of the refused transaction is in MySQL"
+    );
+    db.cleanup_dir();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_during_reverse_streaming_applies_each_change_once() {
+    // A MySQL trigger counts every row operation the reverse stream applies.
+    let Setup {
+        _server,
+        db,
+        config,
+        mut ferry,
+    } = setup(
+        "revkill",
+        &[
+            "CREATE TABLE op_count (id INT PRIMARY KEY, n BIGINT NOT NULL)",
+            "INSERT INTO op_count VALUES (1, 0)",
+            "CREATE TRIGGER items_ai AFTER INSERT ON items FOR EACH ROW UPDATE op_count SET n = n + 1 WHERE id = 1",
+            "CREATE TRIGGER items_au AFTER UPDATE ON items FOR EACH ROW UPDATE op_count SET n = n + 1 WHERE id = 1",
+            "CREATE TRIGGER items_ad AFTER DELETE ON items FOR EACH ROW UPDATE op_count SET n = n + 1 WHERE id = 1",
+        ],
+    )
+    .await;
+    let (code, report, out) = cutover(&config, &[]).await;
+    assert_eq!(code, 0, "{out}\n{}", ferry.log());
+    assert_eq!(report["outcome"], "switched", "{out}");
+    let mut my = db.my().await;
+    my.query_drop("UPDATE op_count SET n = 0")
+        .await
+        .expect("reset the count");
+
+    // The application on PostgreSQL: transactions of 1–3 row operations, counted once acked.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let pg = db.pg().await;
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut ops = 0u64;
+            let mut next = 1_000_000i32;
+            let mut i = 0i32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                next += 1;
+                let sql = match i % 4 {
+                    0 => format!("UPDATE items SET n = n + 1 WHERE id = {}", 1 + i % 100),
+                    1 => format!("INSERT INTO items VALUES ({next}, {i}, 'pg')"),
+                    2 => format!(
+                        "BEGIN; INSERT INTO items VALUES ({next}, {i}, 'pg'); UPDATE items SET note = 'x{i}' WHERE id = {next}; \
+                         DELETE FROM items WHERE id = {next}; COMMIT"
+                    ),
+                    _ => format!("UPDATE items SET n = n + 1, note = 'u' WHERE id IN ({}, {})", 1 + i % 100, 1 + (i + 7) % 100),
+                };
+                let n = match i % 4 {
+                    0 | 1 => 1,
+                    _ => {
+                        if i % 4 == 2 {
+                            3
+                        } else {
+                            2
+                        }
+                    }
+                };
+                if pg.batch_execute(&sql).await.is_ok() {
+                    ops += n;
+                }
+            }
+            ops
+        })
+    };
+    for round in 0..5 {
+        tokio::time::sleep(Duration::from_millis(700 + 300 * round)).await;
+        ferry.kill9_and_restart();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let ops = writer.await.expect("writer");
+    assert!(
+        ops > 100,
+        "the application wrote under load ({ops} row operations)"
+    );
+    wait_reverse_caught_up(&db, &mut ferry).await;
+
+    let counted = mysql_rows(&mut my, "SELECT CAST(n AS CHAR) FROM op_count").await;
+    eprintln!("{ops} row operations on PostgreSQL across 5 SIGKILLs; MySQL's trigger counted {counted:?}");
+    assert_eq!(
+        counted,
+        vec![vec![Some(ops.to_string())]],
+        "each PostgreSQL row operation applied exactly once:\n{}",
+        ferry.log()
+    );
+    let on_mysql = mysql_rows(
+        &mut my,
+        "SELECT CAST(id AS CHAR), CAST(n AS CHAR), note FROM items ORDER BY id",
+    )
+    .await;
+    let on_pg = pg_rows(
+        &db.pg().await,
+        "SELECT id::text, n::text, note FROM items ORDER BY id",
+    )
+    .await;
+    assert_eq!(on_mysql.len(), on_pg.len());
+    assert!(
+        on_mysql == on_pg,
+        "first difference: {:?}",
+        common::workload::first_diff(&on_mysql, &on_pg)
+    );
+    db.cleanup_dir();
+}
