@@ -489,7 +489,9 @@ async fn sigkill_during_reverse_streaming_applies_each_change_once() {
     wait_reverse_caught_up(&db, &mut ferry).await;
 
     let counted = mysql_rows(&mut my, "SELECT CAST(n AS CHAR) FROM op_count").await;
-    eprintln!("{ops} row operations on PostgreSQL across 5 SIGKILLs; MySQL's trigger counted {counted:?}");
+    eprintln!(
+        "{ops} row operations on PostgreSQL across 5 SIGKILLs; MySQL's trigger counted {counted:?}"
+    );
     assert_eq!(
         counted,
         vec![vec![Some(ops.to_string())]],
@@ -512,5 +514,196 @@ async fn sigkill_during_reverse_streaming_applies_each_change_once() {
         "first difference: {:?}",
         common::workload::first_diff(&on_mysql, &on_pg)
     );
+    db.cleanup_dir();
+}
+
+/// A session on the test's PostgreSQL database as `role`.
+async fn pg_as(db: &TestDb, role: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::Config::new()
+        .host("127.0.0.1")
+        .port(pg_port())
+        .user(role)
+        .dbname(&db.name)
+        .options(format!("-c search_path={}", db.name))
+        .connect(tokio_postgres::NoTls)
+        .await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+async fn run_ferry(args: Vec<String>) -> (i32, serde_json::Value, String) {
+    let (code, out) = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        ferry_cmd(&refs)
+    })
+    .await
+    .expect("ferry ran");
+    let json = out
+        .find('{')
+        .and_then(|i| {
+            serde_json::Deserializer::from_str(&out[i..])
+                .into_iter::<serde_json::Value>()
+                .next()?
+                .ok()
+        })
+        .unwrap_or(serde_json::Value::Null);
+    (code, json, out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rollback_brings_every_postgresql_write_back_and_the_forward_stream_resumes() {
+    let Setup {
+        _server,
+        db,
+        config,
+        mut ferry,
+    } = setup("revback", &[]).await;
+    let role = format!("app_{}", db.name);
+    let admin = db.pg().await;
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE \"{role}\" LOGIN; GRANT USAGE ON SCHEMA \"{d}\" TO \"{role}\"; \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA \"{d}\" TO \"{role}\"",
+            d = db.name
+        ))
+        .await
+        .expect("application role");
+    let (code, report, out) = cutover(&config, &[]).await;
+    assert_eq!(code, 0, "{out}\n{}", ferry.log());
+    assert_eq!(report["outcome"], "switched", "{out}");
+
+    // The application writes on PostgreSQL.
+    let app = pg_as(&db, &role).await.expect("the application connects");
+    app.batch_execute(
+        "INSERT INTO items SELECT g, g, 'pg' FROM generate_series(1000001, 1000200) g; \
+         UPDATE items SET n = -1 WHERE id <= 20; DELETE FROM items WHERE id BETWEEN 30 AND 39; \
+         UPDATE tags SET uses = 99 WHERE tag = 'red'",
+    )
+    .await
+    .expect("writes on PostgreSQL");
+    let cfg = config.to_str().expect("utf-8").to_string();
+    let route = db.dir.join("route");
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = vec![
+            "rollback".into(),
+            "--config".into(),
+            cfg.clone(),
+            "--json".into(),
+        ];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    // Without a role to freeze, nothing is done.
+    let (code, r, out) = run_ferry(args(&[])).await;
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(r["outcome"], "refused", "{out}");
+    let switch = format!("echo mysql > {}", route.display());
+    let (code, r, out) = run_ferry(args(&["--app-role", &role, "--switch-command", &switch])).await;
+    assert_eq!(code, 0, "{out}\n{}", ferry.log());
+    assert_eq!(r["outcome"], "rolled_back", "{out}");
+    assert!(r["write_unavailable_seconds"].as_f64().is_some(), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&route).expect("route").trim(),
+        "mysql"
+    );
+    assert!(
+        pg_as(&db, &role).await.is_err(),
+        "the application role is frozen on PostgreSQL"
+    );
+
+    // Every write PostgreSQL took is in MySQL, and MySQL is writable again.
+    let mut my = db.my().await;
+    let rows = |sql: &str| sql.to_string();
+    let on_mysql = mysql_rows(
+        &mut my,
+        &rows("SELECT CAST(id AS CHAR), CAST(n AS CHAR), note FROM items ORDER BY id"),
+    )
+    .await;
+    let on_pg = pg_rows(
+        &admin,
+        "SELECT id::text, n::text, note FROM items ORDER BY id",
+    )
+    .await;
+    assert_eq!(on_mysql.len(), 100 + 200 - 10);
+    assert!(
+        on_mysql == on_pg,
+        "first difference: {:?}",
+        common::workload::first_diff(&on_mysql, &on_pg)
+    );
+    let ro: Option<i64> = my
+        .query_first("SELECT @@global.read_only")
+        .await
+        .expect("read_only");
+    assert_eq!(ro, Some(0), "MySQL is writable");
+    let phase: String = admin
+        .query_one(
+            "SELECT phase FROM ferry.migration WHERE stream = 'main'",
+            &[],
+        )
+        .await
+        .expect("phase")
+        .get(0);
+    assert_eq!(phase, "replicating");
+
+    // The forward stream resumes after the reverse stream's writes: MySQL's new writes reach
+    // PostgreSQL, the reverse writes are not applied again (no loop).
+    my.query_drop("INSERT INTO items VALUES (5000, 5, 'mysql again'); UPDATE items SET n = 7 WHERE id = 1000001")
+        .await
+        .expect("MySQL takes writes");
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
+        .await;
+    let (code, out) = verify(&config).await;
+    assert_eq!(code, 0, "equal after the rollback:\n{out}\n{}", ferry.log());
+    assert_eq!(
+        pg_rows(
+            &admin,
+            "SELECT n::text FROM items WHERE id IN (5000, 1000001) ORDER BY id"
+        )
+        .await,
+        vec![vec![Some("5".to_string())], vec![Some("7".to_string())]]
+    );
+    let names = ferry::reverse::names(&db.name, "main");
+    assert_eq!(
+        admin
+            .query(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&names.slot]
+            )
+            .await
+            .expect("slots")
+            .len(),
+        0,
+        "the rollback dropped the slot"
+    );
+
+    // The migration can be cut over again, then completed.
+    let (code, report, out) = cutover(&config, &[]).await;
+    assert_eq!(code, 0, "{out}\n{}", ferry.log());
+    assert_eq!(report["outcome"], "switched", "{out}");
+    let (code, r, out) = run_ferry(vec![
+        "complete".into(),
+        "--config".into(),
+        cfg.clone(),
+        "--json".into(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(r["outcome"], "completed", "{out}");
+    assert_eq!(
+        admin
+            .query(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&names.slot]
+            )
+            .await
+            .expect("slots")
+            .len(),
+        0,
+        "ferry complete dropped the slot"
+    );
+    assert!(ferry.try_exit().is_none(), "{}", ferry.log());
+    drop(app);
     db.cleanup_dir();
 }

@@ -14,6 +14,7 @@
 //! - [`inverse`]: the inverse type mapping, PostgreSQL text → MySQL value (pure).
 //! - [`apply`]: the MySQL transaction with the LSN checkpoint.
 //! - [`progress`]: rows applied, lag, the slot's retained WAL.
+//! - [`rollback`]: `ferry rollback` (back to MySQL, nothing lost) and `ferry complete`.
 //! - [`lsn`]: WAL positions.
 //!
 //! Guarantees: the slot starts at the switch point (see [`arm`]); names are deterministic per
@@ -26,6 +27,7 @@ pub mod inverse;
 pub mod lsn;
 pub mod pgoutput;
 pub mod progress;
+pub mod rollback;
 pub mod stream;
 pub mod transport;
 
@@ -114,13 +116,19 @@ impl ReverseError {
         move |source| ReverseError::Target { context, source }
     }
 
-    #[allow(dead_code)]
     pub(crate) fn source(context: &'static str) -> impl FnOnce(mysql_async::Error) -> ReverseError {
         move |source| ReverseError::Source { context, source }
     }
 
     pub fn class(&self) -> ErrorClass {
         match self {
+            // 55006: the slot is still held by an earlier session (after a crash, until
+            // PostgreSQL notices it is gone) or by a command's check: it passes.
+            ReverseError::Target { source, .. }
+                if source.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE) =>
+            {
+                ErrorClass::Transient
+            }
             ReverseError::Target { source, .. } => ErrorClass::of_postgres(source),
             ReverseError::Source { source, .. } => ErrorClass::of_mysql(source),
             ReverseError::Connect(e) => e.class(),

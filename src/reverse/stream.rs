@@ -103,10 +103,22 @@ pub async fn run(
                 progress.observe_slot(&s);
             }
         }
-        let raw = feed
-            .peek(PEEK_MESSAGES)
-            .await
-            .map_err(ReverseError::target("reading changes from the slot"))?;
+        let raw = match feed.peek(PEEK_MESSAGES).await {
+            Ok(raw) => raw,
+            // The slot was dropped: by `ferry rollback` / `ferry complete` between two phase
+            // checks (then the phase tells), or by hand.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_OBJECT) => {
+                let m = state::load(&phase_client, &config.target.ferry_schema, &config.stream)
+                    .await
+                    .map_err(ReverseError::target("reading the migration phase"))?;
+                return Ok(if m.phase == MigrationPhase::Switched {
+                    Ended::NotArmed
+                } else {
+                    Ended::PhaseChanged
+                });
+            }
+            Err(e) => return Err(ReverseError::target("reading changes from the slot")(e)),
+        };
         if raw.is_empty() {
             progress.caught_up();
             tokio::time::sleep(POLL).await;
@@ -133,9 +145,14 @@ pub async fn run(
             progress.applied(rows, group.len() as u64, last.commit_time, last.end_lsn);
         }
         if let Some(end) = last_end {
-            feed.advance(end)
-                .await
-                .map_err(ReverseError::target("advancing the slot"))?;
+            match feed.advance(end).await {
+                Ok(()) => {}
+                // Dropped meanwhile (see the peek): what was applied is in MySQL's checkpoint.
+                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_OBJECT) => {
+                    return Ok(Ended::NotArmed)
+                }
+                Err(e) => return Err(ReverseError::target("advancing the slot")(e)),
+            }
         }
     }
 }
