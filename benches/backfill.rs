@@ -5,15 +5,43 @@
 //! written fresh on MariaDB. Each run starts ferry on an empty target database and measures,
 //! from process start: the copy with primary keys and secondary indexes built (the phase turns
 //! to streaming), and the unique constraints built once the stream passed the copy's end. Peak
-//! RSS is ferry's VmHWM. BENCH_RUNS runs (default 3); medians reported. Knobs: BENCH_USERS,
+//! RSS is ferry's VmHWM. BENCH_RUNS runs (default 3); medians reported. BENCH_SCHEMA=compare
+//! measures the same data twice in one invocation: as created, then after giving the source
+//! tables what an application schema has (AUTO_INCREMENT, defaults, ON UPDATE
+//! CURRENT_TIMESTAMP, comments, CHECK constraints, a foreign key), and prints the ratio; it also
+//! times `ferry schema --validate-foreign-keys --create` (the foreign key's creation and
+//! validation at cutover) on the last target. Knobs: BENCH_USERS,
 //! BENCH_ORDERS, BENCH_REUSE_SOURCE=1 (keep the source data), BENCH_FERRY_CONFIG (extra config
 //! lines, e.g. "[backfill]\nparallel_tables = 1"), BENCH_FERRY_BIN (the binary to run, e.g. an
 //! older build to compare against; default target/release/ferry).
+//!
+//! BENCH_DOCS=N replaces the data set by a table of documents: `docs` with N rows of a 512 KiB
+//! LONGBLOB each (distinct bytes per row); the result is then reported in MB/s of values.
 
 use std::time::{Duration, Instant};
 
+use mysql_async::prelude::Queryable;
+
 mod common;
 use common::*;
+
+/// What an application schema adds to the benchmark tables (the data already satisfies it).
+const APPLICATION_SCHEMA: &str = "
+SET SESSION foreign_key_checks = 0;
+ALTER TABLE users
+  MODIFY id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+  MODIFY balance DECIMAL(12,2) NOT NULL DEFAULT 0.00 COMMENT 'account balance',
+  MODIFY status ENUM('active','blocked','deleted') NOT NULL DEFAULT 'active',
+  MODIFY created DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+  MODIFY seen TIMESTAMP(3) NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),
+  ADD CONSTRAINT balance_range CHECK (balance >= 0),
+  COMMENT = 'bench users';
+ALTER TABLE orders
+  MODIFY qty SMALLINT UNSIGNED NOT NULL DEFAULT 1,
+  MODIFY ordered DATE NOT NULL DEFAULT '2020-01-01',
+  ADD CONSTRAINT qty_range CHECK (qty < 1000),
+  ADD CONSTRAINT fk_orders_user FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE;
+SET SESSION foreign_key_checks = 1;";
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -21,17 +49,57 @@ async fn main() {
     let orders = env_u64("BENCH_ORDERS", 2_000_000);
     let runs = env_u64("BENCH_RUNS", 3);
     let dir = root().join("target/bench");
+    let docs = env_u64("BENCH_DOCS", 0);
     if env_u64("BENCH_REUSE_SOURCE", 0) == 0 {
-        setup_source(users, orders).await;
+        if docs > 0 {
+            setup_docs(docs).await;
+        } else {
+            setup_source(users, orders).await;
+        }
     }
+    let compare = std::env::var("BENCH_SCHEMA").is_ok_and(|v| v == "compare");
+    let plain = measure(&dir, runs, 0, users + orders, docs).await;
+    if !compare {
+        return;
+    }
+    my(Some("bench"))
+        .await
+        .query_drop(APPLICATION_SCHEMA)
+        .await
+        .expect("application schema");
+    let rich = measure(&dir, runs, runs, users + orders, docs).await;
+    println!(
+        "backfill with identities, defaults, ON UPDATE triggers, comments, checks: {:.2} s vs {plain:.2} s plain ({:+.1}%)",
+        rich,
+        (rich / plain - 1.0) * 100.0
+    );
+    let config = dir.join(format!("bf{}.toml", 2 * runs - 1));
+    let started = Instant::now();
+    let out = std::process::Command::new(ferry_bin())
+        .args(["schema", "--config"])
+        .arg(&config)
+        .args(["--validate-foreign-keys", "--create"])
+        .output()
+        .expect("ferry schema");
+    println!(
+        "foreign key orders -> users created NOT VALID and validated over {orders} rows in {:.2} s (exit {:?}): {}",
+        started.elapsed().as_secs_f64(),
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
+}
+
+/// `runs` backfills into fresh targets; the median copy time.
+async fn measure(dir: &std::path::Path, runs: u64, first: u64, total_rows: u64, docs: u64) -> f64 {
     let mut copy_times = Vec::new();
     let mut all_times = Vec::new();
     let mut rss = Vec::new();
-    for run in 0..runs {
+    let mut megabytes = 0.0;
+    for run in first..first + runs {
         let db = format!("bench_backfill_{run}");
         fresh_target(&db).await;
         let config = write_config(
-            &dir,
+            dir,
             &format!("bf{run}"),
             &db,
             "current",
@@ -70,6 +138,25 @@ async fn main() {
         let peak = peak_rss_mb(child.id());
         let cpu = cpu_seconds(child.id());
         stop(child);
+        if docs > 0 {
+            let row = client
+                .query_one(
+                    "SELECT count(*), sum(length(doc))::bigint FROM bench.docs",
+                    &[],
+                )
+                .await
+                .expect("count");
+            let (rows, bytes): (i64, i64) = (row.get(0), row.get(1));
+            megabytes = bytes as f64 / 1e6;
+            eprintln!(
+                "run {run}: {rows} documents ({megabytes:.0} MB) copied in {copy:.2} s ({:.1} MB/s); peak RSS {peak:.1} MB; ferry CPU {cpu:.1} s",
+                megabytes / copy
+            );
+            copy_times.push(copy);
+            all_times.push(all);
+            rss.push(peak);
+            continue;
+        }
         let rows: i64 = client
             .query_one(
                 "SELECT (SELECT count(*) FROM bench.users) + (SELECT count(*) FROM bench.orders)",
@@ -87,11 +174,45 @@ async fn main() {
         rss.push(peak);
     }
     let copy = median(&mut copy_times);
+    if docs > 0 {
+        println!(
+            "backfill of {docs} documents of 512 KiB: median {copy:.2} s ({:.1} MB/s); median peak RSS {:.1} MB over {runs} runs",
+            megabytes / copy,
+            median(&mut rss)
+        );
+        return copy;
+    }
     println!(
-        "backfill: median {copy:.2} s for {} rows ({:.0} rows/s) with primary keys and indexes; median {:.2} s including unique constraints; median peak RSS {:.1} MB over {runs} runs",
-        users + orders,
-        (users + orders) as f64 / copy,
+        "backfill: median {copy:.2} s for {total_rows} rows ({:.0} rows/s) with primary keys and indexes; median {:.2} s including unique constraints; median peak RSS {:.1} MB over {runs} runs",
+        total_rows as f64 / copy,
         median(&mut all_times),
         median(&mut rss)
     );
+    copy
+}
+
+/// The documents data set: `bench.docs` with `n` rows of a 512 KiB LONGBLOB.
+async fn setup_docs(n: u64) {
+    use mysql_async::prelude::Queryable;
+    let mut c = my(None).await;
+    c.query_drop("DROP DATABASE IF EXISTS bench")
+        .await
+        .expect("drop");
+    c.query_drop("CREATE DATABASE bench").await.expect("create");
+    let mut c = my(Some("bench")).await;
+    c.query_drop("CREATE TABLE docs (id INT PRIMARY KEY, doc LONGBLOB)")
+        .await
+        .expect("docs table");
+    let started = Instant::now();
+    let mut from = 1;
+    while from <= n {
+        let to = (from + 99).min(n);
+        c.query_drop(format!(
+            "INSERT INTO docs SELECT seq, REPEAT(UNHEX(SHA2(seq, 256)), 16384) FROM seq_{from}_to_{to}"
+        ))
+        .await
+        .expect("docs");
+        from = to + 1;
+    }
+    eprintln!("source data: {n} documents in {:.1?}", started.elapsed());
 }

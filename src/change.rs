@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 
 use crate::position::BinlogPosition;
 use crate::schema::Table;
+use crate::transform::size::row_text_bytes;
 use crate::transform::Cell;
 
 /// Row identity values in key order.
@@ -33,6 +34,15 @@ impl RowOp {
     pub fn key(&self) -> &Key {
         match self {
             RowOp::Insert { key, .. } | RowOp::Upsert { key, .. } | RowOp::Delete { key } => key,
+        }
+    }
+
+    /// Bytes of the values this operation sends to PostgreSQL (text form): the full row of an
+    /// insert or upsert, the key of a delete.
+    pub fn bytes(&self) -> usize {
+        match self {
+            RowOp::Insert { row, .. } | RowOp::Upsert { row, .. } => row_text_bytes(row),
+            RowOp::Delete { key } => row_text_bytes(key),
         }
     }
 }
@@ -84,47 +94,141 @@ pub enum Message {
     },
 }
 
-/// Bounds the rows in flight between the reader and the applier, whatever the size of the
-/// messages carrying them (a bulk insert packs a hundred rows into one rows event, a
-/// single-row update one): the reader takes permits before sending rows, the applier returns
-/// them once it has batched those rows.
+/// Bounds the rows *and bytes* in flight between the reader and the applier, whatever the size
+/// of the messages carrying them (a bulk insert packs a hundred rows into one rows event, a
+/// single-row update one; a row may be a few bytes or hundreds of MiB): the reader takes permits
+/// before sending rows, the applier returns them once it has batched those rows. A message
+/// larger than a whole budget takes all of it, so it travels alone and never waits forever.
 #[derive(Debug, Clone)]
 pub struct RowBudget {
-    permits: Arc<Semaphore>,
-    max: usize,
+    rows: Arc<Semaphore>,
+    max_rows: usize,
+    /// Bytes are counted in KiB so that any budget fits the semaphore's `u32` requests.
+    kib: Arc<Semaphore>,
+    max_kib: usize,
+}
+
+/// The permits one message takes (see [`RowBudget::cost`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Cost {
+    rows: usize,
+    kib: usize,
 }
 
 impl RowBudget {
-    pub fn new(max_rows: usize) -> Self {
-        let max = max_rows.max(1);
+    pub fn new(max_rows: usize, max_bytes: usize) -> Self {
+        let max_rows = max_rows.clamp(1, u32::MAX as usize);
+        let max_kib = max_bytes.div_ceil(1024).clamp(1, u32::MAX as usize);
         Self {
-            permits: Arc::new(Semaphore::new(max)),
-            max,
+            rows: Arc::new(Semaphore::new(max_rows)),
+            max_rows,
+            kib: Arc::new(Semaphore::new(max_kib)),
+            max_kib,
         }
     }
 
-    /// The permits `message` takes.
-    pub fn cost(&self, message: &Message) -> usize {
+    /// The permits `message` takes: its rows, and its values' bytes (text form) in KiB.
+    pub fn cost(&self, message: &Message) -> Cost {
         match message {
-            Message::Rows { ops, .. } => ops.len().min(self.max),
-            _ => 0,
+            Message::Rows { ops, .. } => {
+                let bytes: usize = ops.iter().map(RowOp::bytes).sum();
+                Cost {
+                    rows: ops.len().min(self.max_rows),
+                    kib: bytes.div_ceil(1024).min(self.max_kib),
+                }
+            }
+            _ => Cost::default(),
         }
     }
 
-    /// Waits until `message`'s rows fit.
+    /// Waits until `message`'s rows and bytes fit.
     pub async fn acquire(&self, message: &Message) {
-        let n = self.cost(message);
-        if n > 0 {
-            if let Ok(p) = self.permits.acquire_many(n as u32).await {
-                p.forget();
+        let cost = self.cost(message);
+        for (permits, n) in [(&self.rows, cost.rows), (&self.kib, cost.kib)] {
+            if n > 0 {
+                if let Ok(p) = permits.acquire_many(n as u32).await {
+                    p.forget();
+                }
             }
         }
     }
 
-    /// Returns `n` permits (a message's [`cost`](Self::cost)) to the budget.
-    pub fn release(&self, n: usize) {
-        if n > 0 {
-            self.permits.add_permits(n);
+    /// Returns a message's [`cost`](Self::cost) to the budget.
+    pub fn release(&self, cost: Cost) {
+        if cost.rows > 0 {
+            self.rows.add_permits(cost.rows);
         }
+        if cost.kib > 0 {
+            self.kib.add_permits(cost.kib);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{Index, SourceName};
+    use crate::transform::{SourceColumn, TypeOptions};
+
+    fn table() -> Arc<Table> {
+        let col = |name: &str| SourceColumn {
+            name: name.into(),
+            data_type: "int".into(),
+            column_type: "int".into(),
+            ..Default::default()
+        };
+        let pk = Index {
+            name: "PRIMARY".into(),
+            unique: true,
+            columns: vec![(0, None)],
+        };
+        let t = Table::plan(
+            SourceName::new("d", "t"),
+            "d".into(),
+            vec![col("id"), col("v")],
+            vec![pk],
+            0,
+            &TypeOptions::default(),
+        );
+        Arc::new(t.expect("plans"))
+    }
+
+    fn rows(table: &Arc<Table>, n: usize, value_bytes: usize) -> Message {
+        Message::Rows {
+            table: table.clone(),
+            ops: (0..n)
+                .map(|i| RowOp::Insert {
+                    key: vec![Some(i.to_string())],
+                    row: vec![Some(i.to_string()), Some("x".repeat(value_bytes))],
+                })
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn bytes_bound_the_queue_and_a_larger_message_travels_alone() {
+        let table = table();
+        let budget = RowBudget::new(1000, 4096);
+        // Two rows of 3 KiB: the second waits for the first to be released, although the row
+        // budget has room for many more.
+        let first = rows(&table, 1, 3000);
+        budget.acquire(&first).await;
+        let second = rows(&table, 1, 3000);
+        let waiting = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            budget.acquire(&second),
+        )
+        .await;
+        assert!(waiting.is_err(), "the byte budget is spent");
+        budget.release(budget.cost(&first));
+        budget.acquire(&second).await;
+        budget.release(budget.cost(&second));
+        // A message larger than the whole budget takes all of it and does not wait forever.
+        let huge = rows(&table, 2, 1 << 20);
+        assert_eq!(budget.cost(&huge).kib, 4);
+        budget.acquire(&huge).await;
+        budget.release(budget.cost(&huge));
+        // Commits cost nothing.
+        assert_eq!(budget.cost(&Message::Truncate { table }), Cost::default());
     }
 }

@@ -32,7 +32,7 @@
 //!   subscriber whose level SIGHUP can change.
 //! - [`reverse`]: the PostgreSQL → MySQL reverse stream armed at cutover (rollback without loss).
 //! - [`target_schema`]: the schema the application runs on after the switch — identities and
-//!   `sync_sequences`, the reviewable DDL of `ferry schema`.
+//!   `sync_sequences`, foreign keys and their validation, the reviewable DDL of `ferry schema`.
 //! - [`verify`]: drift verification — in-database chunk checksums, bisection to the differing
 //!   rows, sampling, repair, and the continuous verifier.
 

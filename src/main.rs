@@ -129,6 +129,15 @@ enum Cmd {
         /// Set every identity/sequence past max(column) and the source's AUTO_INCREMENT.
         #[arg(long)]
         sync_sequences: bool,
+        /// Report, per foreign key, the PostgreSQL rows without a parent (read-only; safe
+        /// while ferry streams). Exit 1 when some exist.
+        #[arg(long, conflicts_with = "sync_sequences")]
+        validate_foreign_keys: bool,
+        /// With --validate-foreign-keys: also create the missing foreign keys (NOT VALID) and
+        /// validate those without violations. Only after ferry's last write (after the switch):
+        /// PostgreSQL checks every later write against them, ferry's too.
+        #[arg(long, requires = "validate_foreign_keys")]
+        create: bool,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -356,11 +365,34 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Schema {
             config,
             sync_sequences,
+            validate_foreign_keys,
+            create,
             json,
         } => {
             let config = Config::load(&config)?;
             logging::init("warn", config.log_format);
             runtime.block_on(async move {
+                if validate_foreign_keys {
+                    let report = if create {
+                        ferry::target_schema::validate_foreign_keys(&config).await?
+                    } else {
+                        ferry::target_schema::check_foreign_keys(&config).await?
+                    };
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&report).expect("report serializes")
+                        );
+                    } else if report.is_empty() {
+                        println!("no foreign keys in the replicated tables");
+                    } else {
+                        for line in &report {
+                            println!("{line}");
+                        }
+                    }
+                    let violated = report.iter().any(|r| r.violations > 0);
+                    return Ok(ExitCode::from(u8::from(violated)));
+                }
                 if sync_sequences {
                     let report = ferry::target_schema::sync_sequences(&config).await?;
                     if json {

@@ -11,7 +11,9 @@ use std::collections::HashSet;
 use std::fmt;
 
 use crate::select::{fit_identifier, fold_name, quote_ident};
-use crate::transform::{plan_column, ColumnRule, MappingError, SourceColumn, TypeOptions};
+use crate::transform::{
+    plan_column, ColumnRule, MappingError, SourceColumn, TypeOptions, ValueKind, ValuePolicy,
+};
 
 /// `db.table` on the source.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -69,6 +71,32 @@ pub struct Table {
     pub indexes: Vec<Index>,
     /// `information_schema.TABLES.TABLE_ROWS`: an estimate, for progress only.
     pub estimated_rows: u64,
+    /// TABLE_COMMENT (empty for none), carried as `COMMENT ON TABLE`.
+    pub comment: String,
+    /// CHECK constraints as the source declares them.
+    pub checks: Vec<Check>,
+    /// Foreign keys of this (child) table as the source declares them.
+    pub foreign_keys: Vec<ForeignKey>,
+}
+
+/// A foreign key of the source table (columns by source name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignKey {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub parent: SourceName,
+    pub parent_columns: Vec<String>,
+    /// UPDATE_RULE / DELETE_RULE: `CASCADE`, `SET NULL`, `RESTRICT`, `NO ACTION`, ...
+    pub on_update: String,
+    pub on_delete: String,
+}
+
+/// A CHECK constraint of the source table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub name: String,
+    /// CHECK_CLAUSE as the server prints it.
+    pub clause: String,
 }
 
 /// Why a table cannot be replicated as declared.
@@ -143,6 +171,22 @@ impl Table {
                 }
             }
         };
+        // Under `types.zero_date = "null"` a zero date becomes NULL: a NOT NULL date column
+        // would refuse it, so it is created nullable (`ferry schema` and the start log say
+        // which). A key column stays NOT NULL: a key cannot be NULL.
+        if options.zero_date == ValuePolicy::Null {
+            for (i, rule) in columns.iter_mut().enumerate() {
+                if !rule.nullable
+                    && !key.contains(&i)
+                    && matches!(
+                        rule.kind,
+                        ValueKind::Date | ValueKind::DateTime | ValueKind::Timestamp
+                    )
+                {
+                    rule.nullable = true;
+                }
+            }
+        }
         let target_name = fold_name(&source.table);
         let target_quoted = format!(
             "{}.{}",
@@ -164,6 +208,9 @@ impl Table {
             key_source,
             indexes,
             estimated_rows,
+            comment: String::new(),
+            checks: Vec::new(),
+            foreign_keys: Vec::new(),
         })
     }
 
@@ -177,6 +224,17 @@ impl Table {
         self.key
             .iter()
             .map(|i| self.source_columns[*i].name.as_str())
+            .collect()
+    }
+
+    /// Columns NOT NULL on the source that the target takes as nullable (zero dates written as
+    /// NULL under `types.zero_date = "null"`), by source name.
+    pub fn relaxed_not_null(&self) -> Vec<&str> {
+        self.source_columns
+            .iter()
+            .zip(&self.columns)
+            .filter(|(s, r)| !s.nullable && r.nullable)
+            .map(|(s, _)| s.name.as_str())
             .collect()
     }
 
@@ -274,6 +332,42 @@ mod tests {
             msg.contains("shop.logs") && msg.contains("ADD PRIMARY KEY"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn zero_dates_as_null_make_non_key_date_columns_nullable() {
+        let cols = vec![
+            col("day", "date", false),
+            col("seen", "datetime", false),
+            col("n", "int", false),
+        ];
+        let options = TypeOptions {
+            zero_date: ValuePolicy::Null,
+            ..Default::default()
+        };
+        let t = Table::plan(
+            SourceName::new("shop", "t"),
+            "shop".into(),
+            cols.clone(),
+            vec![idx("PRIMARY", true, &[0])],
+            0,
+            &options,
+        )
+        .expect("plans");
+        assert!(!t.columns[0].nullable, "the key stays NOT NULL");
+        assert!(t.columns[1].nullable);
+        assert!(!t.columns[2].nullable);
+        assert_eq!(t.relaxed_not_null(), vec!["seen"]);
+        let strict = Table::plan(
+            SourceName::new("shop", "t"),
+            "shop".into(),
+            cols,
+            vec![idx("PRIMARY", true, &[0])],
+            0,
+            &TypeOptions::default(),
+        )
+        .expect("plans");
+        assert!(strict.relaxed_not_null().is_empty());
     }
 
     #[test]

@@ -78,6 +78,12 @@ pub async fn prepare(config: &Config, ctx: Context<'_>) -> Result<Option<Prepare
     }
     let flavor = report.server.as_ref().map_or(Flavor::MySql, |s| s.flavor);
     let tables = report.tables;
+    for t in &tables {
+        let relaxed = t.relaxed_not_null();
+        if !relaxed.is_empty() {
+            tracing::info!(table = %t.source, columns = ?relaxed, "NOT NULL date columns are nullable on the target: types.zero_date = \"null\" writes NULL for their zero dates");
+        }
+    }
     let config = Config {
         types: report.types,
         ..config.clone()

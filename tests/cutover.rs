@@ -23,6 +23,8 @@ struct AppLog {
     mysql_refused: u64,
     pg_acked: u64,
     pg_failed: Vec<String>,
+    /// Ids PostgreSQL gave the application's `events` rows (from the synced sequence).
+    pg_event_ids: Vec<i64>,
 }
 
 struct App {
@@ -64,6 +66,17 @@ impl App {
                         Ok(_) => l.lock().expect("log").pg_acked += 1,
                         Err(e) => l.lock().expect("log").pg_failed.push(e.to_string()),
                     }
+                    // As the application would: the database picks the id.
+                    match pg
+                        .query_one(
+                            "INSERT INTO events (note) VALUES ('on postgres') RETURNING id",
+                            &[],
+                        )
+                        .await
+                    {
+                        Ok(r) => l.lock().expect("log").pg_event_ids.push(r.get(0)),
+                        Err(e) => l.lock().expect("log").pg_failed.push(e.to_string()),
+                    }
                 } else {
                     let sql = if i % 3 == 0 {
                         format!(
@@ -77,6 +90,11 @@ impl App {
                     match my.query_drop(sql).await {
                         Ok(()) => l.lock().expect("log").mysql_acked += 1,
                         Err(_) => l.lock().expect("log").mysql_refused += 1,
+                    }
+                    if i % 4 == 0 {
+                        let _ = my
+                            .query_drop("INSERT INTO events (note) VALUES ('on mysql')")
+                            .await;
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(3)).await;
@@ -116,6 +134,22 @@ async fn setup(name: &str) -> Setup {
     my.query_drop("INSERT INTO items SELECT seq, 0, 'seed' FROM seq_1_to_200")
         .await
         .expect("seed");
+    // An AUTO_INCREMENT table: ids 1..=50 inserted, 51..=60 burned by a rollback.
+    my.query_drop(
+        "CREATE TABLE events (id BIGINT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(40)); \
+         INSERT INTO events (note) SELECT 'seed' FROM seq_1_to_50; \
+         BEGIN; INSERT INTO events (note) SELECT 'rolled back' FROM seq_1_to_10; ROLLBACK",
+    )
+    .await
+    .expect("events");
+    // A child table: its foreign key exists on PostgreSQL once the cutover switched.
+    my.query_drop(
+        "CREATE TABLE tags (id INT PRIMARY KEY, event_id BIGINT NOT NULL, \
+           CONSTRAINT tags_event FOREIGN KEY (event_id) REFERENCES events (id) ON DELETE CASCADE); \
+         INSERT INTO tags SELECT seq, seq FROM seq_1_to_20",
+    )
+    .await
+    .expect("tags");
     my.query_drop(format!(
         "CREATE USER 'app'@'%' IDENTIFIED BY 'app'; GRANT SELECT, INSERT, UPDATE, DELETE ON `{}`.* TO 'app'@'%'",
         db.name
@@ -294,7 +328,9 @@ async fn cutover_switches_the_application_to_postgresql_and_loses_no_write() {
             "final position",
             "drain",
             "verify",
-            "switch"
+            "sequences",
+            "switch",
+            "foreign keys"
         ],
         "{out}"
     );
@@ -313,6 +349,62 @@ async fn cutover_switches_the_application_to_postgresql_and_loses_no_write() {
         log.pg_failed.is_empty(),
         "writes on PostgreSQL failed: {:?}",
         log.pg_failed
+    );
+
+    // New rows on PostgreSQL got ids MySQL never handed out, not even to the rolled-back ones.
+    let mut my = db.my().await;
+    let (source_max, source_next): (i64, i64) = my
+        .query_first(format!(
+            "SELECT (SELECT MAX(id) FROM events), \
+                    (SELECT AUTO_INCREMENT FROM information_schema.TABLES \
+                     WHERE TABLE_SCHEMA = '{}' AND TABLE_NAME = 'events')",
+            db.name
+        ))
+        .await
+        .expect("source counter")
+        .expect("row");
+    assert!(source_next > 60, "the rollback burned ids 51..=60");
+    assert!(
+        !log.pg_event_ids.is_empty(),
+        "events inserted on PostgreSQL"
+    );
+    let first_pg = *log.pg_event_ids.iter().min().expect("ids");
+    assert!(
+        first_pg >= source_next && first_pg > source_max,
+        "PostgreSQL's first id {first_pg} is past MySQL's counter {source_next} and max {source_max}"
+    );
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM events WHERE id >= {first_pg}"
+        ))
+        .await as usize,
+        log.pg_event_ids.len()
+    );
+
+    // The foreign key was created and validated after the switch, and it holds.
+    let fk = db
+        .pg()
+        .await
+        .query_one(
+            "SELECT convalidated, confdeltype::text FROM pg_constraint WHERE contype = 'f' \
+             AND conrelid = 'tags'::regclass",
+            &[],
+        )
+        .await
+        .expect("the foreign key exists on PostgreSQL");
+    assert!(fk.get::<_, bool>(0), "validated: {out}");
+    assert_eq!(fk.get::<_, String>(1), "c", "ON DELETE CASCADE carried");
+    let orphan = db
+        .pg()
+        .await
+        .execute(
+            "INSERT INTO tags (id, event_id) VALUES (999, 987654321)",
+            &[],
+        )
+        .await;
+    assert!(
+        orphan.is_err(),
+        "PostgreSQL rejects a row without its parent"
     );
 
     assert!(read_only(&db).await, "MySQL stays read-only once switched");

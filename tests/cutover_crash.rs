@@ -208,7 +208,16 @@ async fn sigkill_of_the_daemon_or_the_command_in_each_phase_resumes_or_undoes_th
         .expect("open write");
     let mut cmd = CutoverCmd::start(&config, &["--timeout", "120s"], &[]);
     wait_phase(&db, "frozen", Duration::from_secs(30), "round 1").await;
-    assert!(read_only(&db).await, "frozen means read_only");
+    // `frozen` is recorded (with the prior settings) just before read_only is set.
+    let started = Instant::now();
+    while !read_only(&db).await {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "frozen means read_only:\n{}",
+            cmd.output()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     cmd.kill9();
     wait_phase(
         &db,

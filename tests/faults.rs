@@ -135,6 +135,27 @@ async fn lost_connections_on_either_side_lose_and_repeat_nothing() {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        // Only once the pipeline is back (its binlog connection again, and with it the apply
+        // session): terminating sessions while it backs off would hit none of the apply's.
+        for _ in 0..100 {
+            let ports = local_ports_to(ferry.pid(), mysql_port());
+            let hosts: Vec<String> = my
+                .query(
+                    "SELECT HOST FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'",
+                )
+                .await
+                .expect("processlist");
+            let back = hosts.iter().any(|h| {
+                h.rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse::<u16>().ok())
+                    .is_some_and(|p| ports.contains(&p))
+            });
+            if back {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         tokio::time::sleep(Duration::from_millis(300)).await;
         for _ in 0..100 {
             let terminated: i64 = pg

@@ -358,3 +358,450 @@ async fn a_table_added_to_the_include_list_of_a_running_stream_gets_its_existing
     stop(&mut ferry).await;
     db.cleanup_dir();
 }
+
+/// One value of a PostgreSQL row as text.
+async fn pg_text(pg: &tokio_postgres::Client, sql: &str) -> Option<String> {
+    pg.query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn defaults_comments_checks_and_on_update_timestamps_serve_the_application() {
+    let db = TestDb::new("defaults").await;
+    let mut my = db.my().await;
+    my.query_drop(
+        "CREATE TABLE film (
+           film_id SMALLINT UNSIGNED NOT NULL AUTO_INCREMENT,
+           title VARCHAR(128) NOT NULL COMMENT 'the title',
+           rental_duration TINYINT UNSIGNED NOT NULL DEFAULT 3,
+           rental_rate DECIMAL(4,2) NOT NULL DEFAULT 4.99,
+           rating ENUM('G','PG','PG-13','R','NC-17') DEFAULT 'G',
+           release_year YEAR DEFAULT 2006,
+           note VARCHAR(20) NOT NULL DEFAULT 'it''s new',
+           created DATE DEFAULT '2006-02-15',
+           added DATETIME DEFAULT CURRENT_TIMESTAMP,
+           token VARCHAR(36) DEFAULT (uuid()),
+           last_update TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
+           PRIMARY KEY (film_id),
+           CONSTRAINT rate_positive CHECK (rental_rate >= 0 AND rental_duration BETWEEN 1 AND 30),
+           CONSTRAINT title_short CHECK (char_length(title) < 200)
+         ) COMMENT 'films for rent';
+         INSERT INTO film (title) VALUES ('ACADEMY DINOSAUR');
+         INSERT INTO film (title, last_update) VALUES ('OLD FILM', '2001-01-01 00:00:00');",
+    )
+    .await
+    .expect("source schema");
+    let config = db.config_backfill("main", "", "");
+    let mut ferry = Ferry::start(&config, &[]);
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(120), &mut ferry)
+        .await;
+
+    // ferry's own writes keep the source's timestamps: MySQL left last_update as it was (it was
+    // assigned), so the trigger must not stamp it on PostgreSQL.
+    my.query_drop(
+        "UPDATE film SET rental_rate = 1.99, last_update = last_update WHERE film_id = 2",
+    )
+    .await
+    .expect("update keeping the stamp");
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
+        .await;
+    let pg = db.pg().await;
+    assert_eq!(
+        pg_text(&pg, "SELECT last_update::text FROM film WHERE film_id = 2").await,
+        Some("2001-01-01 00:00:00+00".to_string()),
+        "ferry's apply is not stamped by the trigger"
+    );
+    // ...and MySQL's own stamp arrives as MySQL set it.
+    my.query_drop("UPDATE film SET rental_rate = 2.99 WHERE film_id = 2")
+        .await
+        .expect("update stamping");
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
+        .await;
+    let stamped: Vec<(i64,)> = my
+        .query("SELECT UNIX_TIMESTAMP(last_update) FROM film WHERE film_id = 2")
+        .await
+        .expect("mysql stamp");
+    let pg_stamp = pg_text(
+        &pg,
+        "SELECT extract(epoch FROM last_update)::bigint::text FROM film WHERE film_id = 2",
+    )
+    .await;
+    assert_eq!(pg_stamp, Some(stamped[0].0.to_string()));
+    assert!(stamped[0].0 > 978_307_200, "MySQL stamped the update");
+
+    // Comments and the carried CHECK.
+    assert_eq!(
+        pg_text(&pg, "SELECT obj_description('film'::regclass, 'pg_class')").await,
+        Some("films for rent".into())
+    );
+    assert_eq!(
+        pg_text(
+            &pg,
+            "SELECT col_description('film'::regclass, (SELECT attnum FROM pg_attribute \
+             WHERE attrelid = 'film'::regclass AND attname = 'title'))"
+        )
+        .await,
+        Some("the title".into())
+    );
+    let checks = pg_rows(
+        &pg,
+        "SELECT conname::text FROM pg_constraint WHERE conrelid = 'film'::regclass AND contype = 'c'",
+    )
+    .await;
+    assert_eq!(
+        checks,
+        vec![vec![Some("film_rate_positive_check".to_string())]]
+    );
+
+    // What is not carried is listed with the reason.
+    let (code, out) = ferry_cmd(&["schema", "--config", path(&config)]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("DEFAULT 4.99"), "{out}");
+    assert!(out.contains("CREATE TRIGGER \"film_on_update\""), "{out}");
+    assert!(out.contains("not carried: default uuid()"), "{out}");
+    assert!(out.contains("not carried: constraint title_short"), "{out}");
+
+    stop(&mut ferry).await;
+    sync_sequences(&config);
+    // The application inserts with defaults: the same values MySQL gave row 1.
+    let row = pg
+        .query_one(
+            "INSERT INTO film (title) VALUES ('PG FILM') RETURNING film_id::int, \
+             (rental_duration, rental_rate, rating, release_year, note, created)::text, \
+             last_update > now() - interval '1 hour', added > localtimestamp - interval '1 hour'",
+            &[],
+        )
+        .await
+        .expect("application insert with defaults");
+    let id: i32 = row.get(0);
+    assert_eq!(
+        id, 3,
+        "after the sync the identity continues after MySQL's ids"
+    );
+    let defaults: String = row.get(1);
+    assert_eq!(
+        Some(defaults.clone()),
+        pg_text(
+            &pg,
+            "SELECT (rental_duration, rental_rate, rating, release_year, note, created)::text \
+             FROM film WHERE film_id = 1"
+        )
+        .await,
+        "PostgreSQL's defaults equal the ones MySQL applied"
+    );
+    assert_eq!(defaults, "(3,4.99,G,2006,\"it's new\",2006-02-15)");
+    assert!(
+        row.get::<_, bool>(2) && row.get::<_, bool>(3),
+        "current time defaults"
+    );
+    // An application update stamps last_update; an explicit value is kept.
+    pg.batch_execute("UPDATE film SET rental_rate = 0.99 WHERE film_id = 2")
+        .await
+        .expect("app update");
+    let bumped = pg_text(
+        &pg,
+        "SELECT (last_update > now() - interval '1 hour')::text FROM film WHERE film_id = 2",
+    )
+    .await;
+    assert_eq!(bumped, Some("true".into()), "ON UPDATE CURRENT_TIMESTAMP");
+    pg.batch_execute(
+        "UPDATE film SET rental_rate = 0.49, last_update = '2010-10-10 00:00:00+00' WHERE film_id = 2",
+    )
+    .await
+    .expect("app update with a stamp");
+    assert_eq!(
+        pg_text(&pg, "SELECT last_update::text FROM film WHERE film_id = 2").await,
+        Some("2010-10-10 00:00:00+00".into())
+    );
+    let err = pg
+        .batch_execute("UPDATE film SET rental_rate = -1 WHERE film_id = 2")
+        .await
+        .expect_err("the CHECK holds");
+    assert_eq!(err.code().map(|c| c.code()), Some("23514"), "{err}");
+    db.cleanup_dir();
+}
+
+const SAKILA: &str = "
+CREATE TABLE language (language_id TINYINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  name CHAR(20) NOT NULL,
+  last_update TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP);
+CREATE TABLE actor (actor_id SMALLINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  first_name VARCHAR(45) NOT NULL, last_name VARCHAR(45) NOT NULL,
+  last_update TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
+  KEY idx_actor_last_name (last_name));
+CREATE TABLE film (film_id SMALLINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  title VARCHAR(128) NOT NULL, language_id TINYINT UNSIGNED NOT NULL,
+  rental_rate DECIMAL(4,2) NOT NULL DEFAULT 4.99,
+  last_update TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
+  CONSTRAINT fk_film_language FOREIGN KEY (language_id) REFERENCES language (language_id)
+    ON DELETE RESTRICT ON UPDATE CASCADE) COMMENT 'the catalogue';
+CREATE TABLE film_actor (actor_id SMALLINT UNSIGNED NOT NULL, film_id SMALLINT UNSIGNED NOT NULL,
+  last_update TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
+  PRIMARY KEY (actor_id, film_id),
+  CONSTRAINT fk_film_actor_actor FOREIGN KEY (actor_id) REFERENCES actor (actor_id)
+    ON DELETE RESTRICT ON UPDATE CASCADE,
+  CONSTRAINT fk_film_actor_film FOREIGN KEY (film_id) REFERENCES film (film_id)
+    ON DELETE RESTRICT ON UPDATE CASCADE);
+CREATE TABLE customer (customer_id SMALLINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  first_name VARCHAR(45) NOT NULL, active TINYINT(1) NOT NULL DEFAULT 1,
+  create_date DATETIME NOT NULL,
+  last_update TIMESTAMP NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP);
+CREATE TABLE inventory (inventory_id MEDIUMINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  film_id SMALLINT UNSIGNED NOT NULL,
+  last_update TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
+  CONSTRAINT fk_inventory_film FOREIGN KEY (film_id) REFERENCES film (film_id)
+    ON DELETE RESTRICT ON UPDATE CASCADE);
+CREATE TABLE rental (rental_id INT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  rental_date DATETIME NOT NULL, inventory_id MEDIUMINT UNSIGNED NOT NULL,
+  customer_id SMALLINT UNSIGNED NOT NULL, return_date DATETIME DEFAULT NULL,
+  last_update TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
+  UNIQUE KEY rental_date (rental_date, inventory_id, customer_id),
+  CONSTRAINT fk_rental_inventory FOREIGN KEY (inventory_id) REFERENCES inventory (inventory_id)
+    ON DELETE RESTRICT ON UPDATE CASCADE,
+  CONSTRAINT fk_rental_customer FOREIGN KEY (customer_id) REFERENCES customer (customer_id)
+    ON DELETE RESTRICT ON UPDATE CASCADE);
+CREATE TABLE payment (payment_id SMALLINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  customer_id SMALLINT UNSIGNED NOT NULL, rental_id INT DEFAULT NULL,
+  amount DECIMAL(5,2) NOT NULL, payment_date DATETIME NOT NULL,
+  last_update TIMESTAMP NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
+  CONSTRAINT fk_payment_rental FOREIGN KEY (rental_id) REFERENCES rental (rental_id)
+    ON DELETE SET NULL ON UPDATE CASCADE,
+  CONSTRAINT fk_payment_customer FOREIGN KEY (customer_id) REFERENCES customer (customer_id)
+    ON DELETE RESTRICT ON UPDATE CASCADE);
+INSERT INTO language (name) VALUES ('English'), ('Italian');
+INSERT INTO actor (first_name, last_name) VALUES ('PENELOPE', 'GUINESS'), ('NICK', 'WAHLBERG'),
+  ('ED', 'CHASE');
+INSERT INTO film (title, language_id) VALUES ('ACADEMY DINOSAUR', 1), ('ACE GOLDFINGER', 2);
+INSERT INTO film_actor (actor_id, film_id) VALUES (1, 1), (2, 1), (3, 2);
+INSERT INTO customer (first_name, create_date) VALUES ('MARY', '2006-02-14 22:04:36'),
+  ('PATRICIA', '2006-02-14 22:04:36');
+INSERT INTO inventory (film_id) VALUES (1), (1), (2);
+INSERT INTO rental (rental_date, inventory_id, customer_id) VALUES
+  ('2005-05-24 22:53:30', 1, 1), ('2005-05-24 22:54:33', 3, 2);
+INSERT INTO payment (customer_id, rental_id, amount, payment_date) VALUES
+  (1, 1, 2.99, '2005-05-25 11:30:37'), (2, 2, 0.99, '2005-05-28 10:35:23');
+";
+
+fn reports(out: &str) -> Vec<serde_json::Value> {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("report is JSON ({e}): {out}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sakila_runs_on_postgresql_after_the_switch_with_foreign_keys_validated() {
+    let db = TestDb::new("sakila").await;
+    let mut my = db.my().await;
+    my.query_drop(SAKILA).await.expect("sakila schema and data");
+    // Ids burned by a rolled-back rental.
+    my.query_drop(
+        "BEGIN; INSERT INTO rental (rental_date, inventory_id, customer_id) VALUES \
+         ('2005-06-01 00:00:00', 2, 1), ('2005-06-02 00:00:00', 2, 1); ROLLBACK",
+    )
+    .await
+    .expect("rolled back");
+    let config = db.config_backfill("main", "parallel_tables = 4", "");
+    let mut ferry = Ferry::start(&config, &[]);
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(120), &mut ferry)
+        .await;
+    // foreign_key_checks=0 sessions: a payment before its rental (fixed later) and an orphan
+    // that stays. Neither may stop replication.
+    my.query_drop(
+        "SET foreign_key_checks = 0;
+         INSERT INTO payment (customer_id, rental_id, amount, payment_date) VALUES (1, 50, 4.99, '2005-06-10 00:00:00');
+         INSERT INTO film_actor (actor_id, film_id) VALUES (99, 2);
+         SET foreign_key_checks = 1;
+         INSERT INTO rental (rental_id, rental_date, inventory_id, customer_id) VALUES (50, '2005-06-09 00:00:00', 2, 2);
+         UPDATE payment SET amount = 5.99 WHERE rental_id = 50;",
+    )
+    .await
+    .expect("fk-less writes");
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
+        .await;
+    let pg = db.pg().await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM payment").await,
+        3,
+        "streamed past the fk-less writes:\n{}",
+        ferry.log()
+    );
+    // Read-only report while streaming: the orphan, with its row; nothing created.
+    let (code, out) = ferry_cmd(&[
+        "schema",
+        "--config",
+        path(&config),
+        "--validate-foreign-keys",
+        "--json",
+    ]);
+    assert_eq!(code, 1, "violations exit 1: {out}");
+    let report = reports(&out);
+    assert_eq!(
+        report.len(),
+        8,
+        "every Sakila-shaped foreign key: {report:?}"
+    );
+    let orphan = report
+        .iter()
+        .find(|r| r["name"] == "fk_film_actor_actor")
+        .expect("the actor fk");
+    assert_eq!(orphan["violations"], 1, "{orphan}");
+    assert!(
+        orphan["examples"][0]
+            .as_str()
+            .is_some_and(|e| e.contains("(99,2)")),
+        "the violating row is shown: {orphan}"
+    );
+    assert!(report.iter().all(|r| r["exists"] == false), "{report:?}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_constraint WHERE contype = 'f'")
+            .await,
+        0
+    );
+
+    // The switch: ferry's last write is applied, then sequences and foreign keys.
+    stop(&mut ferry).await;
+    let seqs = sync_sequences(&config);
+    assert_eq!(entry(&seqs, ".rental")["source_next"], 51, "{seqs:?}");
+    let (code, out) = ferry_cmd(&[
+        "schema",
+        "--config",
+        path(&config),
+        "--validate-foreign-keys",
+        "--create",
+        "--json",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    let report = reports(&out);
+    for r in &report {
+        assert_eq!(r["exists"], true, "{r}");
+        let orphaned = r["name"] == "fk_film_actor_actor";
+        assert_eq!(
+            r["valid"], !orphaned,
+            "only the violated key stays NOT VALID: {r}"
+        );
+    }
+    // A NOT VALID key still checks new writes.
+    let err = pg
+        .batch_execute("INSERT INTO film_actor (actor_id, film_id) VALUES (77, 1)")
+        .await
+        .expect_err("unknown actor");
+    assert_eq!(err.code().map(|c| c.code()), Some("23503"), "{err}");
+    pg.batch_execute("DELETE FROM film_actor WHERE actor_id = 99")
+        .await
+        .expect("fix the orphan");
+    let (code, out) = ferry_cmd(&[
+        "schema",
+        "--config",
+        path(&config),
+        "--validate-foreign-keys",
+        "--create",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated")
+            .await,
+        8
+    );
+
+    // Application-style SQL on PostgreSQL.
+    let rental_id: i32 = pg
+        .query_one(
+            "INSERT INTO rental (rental_date, inventory_id, customer_id) \
+             VALUES (localtimestamp, 2, 1) RETURNING rental_id",
+            &[],
+        )
+        .await
+        .expect("insert a rental without an id")
+        .get(0);
+    assert!(
+        rental_id >= 51,
+        "rental id {rental_id} is past the source's AUTO_INCREMENT"
+    );
+    pg.batch_execute(&format!(
+        "INSERT INTO payment (customer_id, rental_id, amount, payment_date) \
+         VALUES (1, {rental_id}, 2.99, localtimestamp);
+         UPDATE payment SET amount = 3.99, payment_date = localtimestamp WHERE payment_id = 1;"
+    ))
+    .await
+    .expect("insert and update payments");
+    assert_eq!(
+        pg_text(
+            &pg,
+            "SELECT (last_update > now() - interval '1 hour')::text FROM payment WHERE payment_id = 1"
+        )
+        .await,
+        Some("true".into())
+    );
+    let err = pg
+        .batch_execute(
+            "INSERT INTO rental (rental_date, inventory_id, customer_id) VALUES (localtimestamp, 9999, 1)",
+        )
+        .await
+        .expect_err("no such inventory");
+    assert_eq!(err.code().map(|c| c.code()), Some("23503"), "{err}");
+    // ON DELETE SET NULL and ON UPDATE CASCADE, as MySQL would.
+    pg.batch_execute(&format!("DELETE FROM rental WHERE rental_id = {rental_id}"))
+        .await
+        .expect("delete the rental");
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM payment WHERE rental_id IS NULL AND amount = 2.99 AND customer_id = 1 AND payment_id > 3"
+        )
+        .await,
+        1
+    );
+    pg.batch_execute("UPDATE language SET language_id = 9 WHERE language_id = 2")
+        .await
+        .expect("renumber a language");
+    assert_eq!(
+        db.count("SELECT count(*) FROM film WHERE language_id = 9")
+            .await,
+        1
+    );
+    db.cleanup_dir();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_dates_in_not_null_columns_arrive_as_null_under_the_null_policy() {
+    let db = TestDb::new("zeronn").await;
+    let mut my = db.my().await;
+    my.query_drop(
+        "SET SESSION sql_mode = '';
+         CREATE TABLE events (id INT PRIMARY KEY, day DATE NOT NULL, at DATETIME NOT NULL);
+         INSERT INTO events VALUES (1, '0000-00-00', '2024-01-01 00:00:00'), (2, '2024-02-30', '0000-00-00 00:00:00');",
+    )
+    .await
+    .expect("zero dates");
+    let config = db.config_backfill("main", "", "[types]\nzero_date = \"null\"");
+    let mut ferry = Ferry::start(&config, &[]);
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(120), &mut ferry)
+        .await;
+    my.query_drop("SET SESSION sql_mode = ''; INSERT INTO events VALUES (3, '2024-00-10', '0000-00-00 00:00:00')")
+        .await
+        .expect("streamed zero dates");
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
+        .await;
+    let rows = pg_rows(
+        &db.pg().await,
+        "SELECT id::text, day::text, at::text FROM events",
+    )
+    .await;
+    assert_eq!(
+        rows,
+        vec![
+            vec![Some("1".into()), None, Some("2024-01-01 00:00:00".into())],
+            vec![Some("2".into()), None, None],
+            vec![Some("3".into()), None, None],
+        ],
+        "every row arrives, zero dates as NULL:\n{}",
+        ferry.log()
+    );
+    assert_eq!(db.count("SELECT count(*) FROM ferry.dead_letter").await, 0);
+    let log = ferry.log();
+    assert!(
+        log.contains("NOT NULL date columns are nullable on the target"),
+        "{log}"
+    );
+    stop(&mut ferry).await;
+    db.cleanup_dir();
+}

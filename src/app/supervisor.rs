@@ -204,7 +204,10 @@ impl Supervisor {
             }
             let (tx, rx) = mpsc::channel(config.apply.channel_capacity);
             let (recopy_tx, recopy_rx) = mpsc::channel(8);
-            let budget = RowBudget::new(config.apply.max_rows_in_flight);
+            let budget = RowBudget::new(
+                config.apply.max_rows_in_flight,
+                config.apply.max_bytes_in_flight,
+            );
             hub.set(recopy_tx);
             let decoder = Decoder::new(
                 registry.clone(),

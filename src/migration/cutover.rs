@@ -13,7 +13,9 @@
 //! 3. **Drain** — the daemon records `drained` once everything before the final position is
 //!    committed in PostgreSQL.
 //! 4. **Verify** — the rows that changed since the last matched pass are compared on both
-//!    sides ([`super::final_check`]); any difference aborts.
+//!    sides ([`super::final_check`]); any difference aborts. Then every AUTO_INCREMENT
+//!    column's sequence is set past the source's counter and `max(id)`
+//!    ([`crate::target_schema::sequences`]).
 //! 5. **Switch** — phase `switching`, then the `--switch-command` runs with the final position
 //!    in its environment; success is the point of no return (`switched`, the forward stream
 //!    reads nothing more); failure aborts.
@@ -179,6 +181,9 @@ pub struct Report {
     pub final_position: Option<String>,
     pub final_gtid: Option<String>,
     pub final_check: Option<FinalCheck>,
+    /// After the switch: the foreign keys created and validated on PostgreSQL.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub foreign_keys: Vec<crate::target_schema::foreign_keys::ForeignKeyReport>,
     pub message: String,
 }
 
@@ -386,6 +391,7 @@ impl Run<'_> {
             final_position: None,
             final_gtid: None,
             final_check: None,
+            foreign_keys: Vec::new(),
             message: message.to_string(),
         }
     }
@@ -900,6 +906,36 @@ impl Run<'_> {
                 check.tables.len()
             ),
         );
+
+        // Sequences: past the source's AUTO_INCREMENT and max(id), now that nothing more
+        // arrives from MySQL (ferry's own inserts carry explicit ids).
+        let t = Instant::now();
+        let synced = match crate::target_schema::sequences::sync_sequences(config).await {
+            Ok(s) => s,
+            Err(e) => {
+                return self
+                    .abort_report(
+                        client,
+                        conn,
+                        checks,
+                        &format!("setting the sequences failed: {e}"),
+                        prior,
+                    )
+                    .await
+            }
+        };
+        let moved_sequences = synced
+            .iter()
+            .filter(|s| s.action != crate::target_schema::sequences::SequenceAction::Unchanged)
+            .count();
+        self.step(
+            "sequences",
+            t,
+            format!(
+                "{} AUTO_INCREMENT columns, {moved_sequences} sequences moved past the source's counter and max(id)",
+                synced.len()
+            ),
+        );
         let moved = state::transition(
             client,
             &schema,
@@ -1001,7 +1037,45 @@ impl Run<'_> {
         .map_err(target(
             "recording `switched` (run `ferry cutover` again to record it)",
         ))?;
+        self.foreign_keys(&mut report).await;
         Ok(report)
+    }
+
+    /// After the switch (ferry writes nothing more to PostgreSQL, so no key can block the
+    /// stream): the source's foreign keys are created `NOT VALID` and validated; violating rows
+    /// are reported, never hidden — their key stays `NOT VALID` and still checks new writes.
+    /// Outside the window; a failure here is reported, the switch stands.
+    async fn foreign_keys(&mut self, report: &mut Report) {
+        let t = Instant::now();
+        let detail = match crate::target_schema::foreign_keys::validate_foreign_keys(self.config)
+            .await
+        {
+            Ok(fks) => {
+                let valid = fks.iter().filter(|f| f.valid).count();
+                let violated: Vec<String> = fks
+                    .iter()
+                    .filter(|f| f.violations > 0)
+                    .map(|f| f.to_string())
+                    .collect();
+                let carried = fks.iter().filter(|f| f.not_carried.is_none()).count();
+                report.foreign_keys = fks;
+                if violated.is_empty() {
+                    format!("{valid} of {carried} foreign keys created and validated")
+                } else {
+                    tracing::warn!(violated = %violated.join("; "), "foreign keys with violating rows stay NOT VALID");
+                    format!(
+                        "{valid} of {carried} validated; with violating rows (NOT VALID, new writes are checked): {} — fix the rows, then `ferry schema --validate-foreign-keys`",
+                        violated.join("; ")
+                    )
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "creating the foreign keys after the switch failed");
+                format!("failed: {e} — run `ferry schema --validate-foreign-keys --create`")
+            }
+        };
+        self.step("foreign keys", t, detail);
+        report.steps = self.steps.clone();
     }
 
     /// Runs the operator's switch command with the cutover's facts in its environment.
@@ -1104,6 +1178,7 @@ impl Run<'_> {
         )
         .await
         .map_err(target("recording `switched`"))?;
+        self.foreign_keys(&mut report).await;
         Ok(report)
     }
 
@@ -1448,6 +1523,7 @@ mod tests {
             final_position: None,
             final_gtid: None,
             final_check: None,
+            foreign_keys: Vec::new(),
             message: String::new(),
         };
         assert_eq!(report(Outcome::Switched, true).exit_code(), 0);

@@ -37,6 +37,8 @@ pub struct Segment {
     seen: HashMap<Key, usize>,
     generations: Vec<Generation>,
     len: usize,
+    /// Bytes of the pending values (text form), for the statement's byte budget.
+    bytes: usize,
 }
 
 impl Segment {
@@ -48,11 +50,17 @@ impl Segment {
         self.len == 0
     }
 
+    /// Bytes of the pending values in text form ([`RowOp::bytes`]).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Adds an operation after all earlier ones on its key.
     pub fn push(&mut self, op: RowOp) {
         let slot = self.seen.entry(op.key().clone()).or_insert(0);
         let g = *slot;
         *slot += 1;
+        self.bytes += op.bytes();
         if self.generations.len() <= g {
             self.generations.resize_with(g + 1, Generation::default);
         }
@@ -68,6 +76,7 @@ impl Segment {
     pub fn take(&mut self) -> Vec<Generation> {
         self.seen.clear();
         self.len = 0;
+        self.bytes = 0;
         std::mem::take(&mut self.generations)
     }
 }
@@ -195,7 +204,9 @@ mod tests {
             seg.push(op.clone());
         }
         assert_eq!(seg.len(), ops.len());
+        assert_eq!(seg.bytes(), ops.iter().map(RowOp::bytes).sum::<usize>());
         let gens = seg.take();
+        assert_eq!(seg.bytes(), 0);
         let mut applied = 0;
         for g in &gens {
             for k in &g.deletes {

@@ -1,9 +1,11 @@
 //! Connections to the target PostgreSQL.
 //!
 //! Guarantees: every session runs in UTC with `application_name = 'ferry'` (visible in
-//! `pg_stat_activity`); the connection task is owned by the returned client, so dropping the
-//! client closes the connection; server notices are logged at DEBUG (warnings at WARN), never
-//! as INFO noise; errors are described with their SQLSTATE and detail.
+//! `pg_stat_activity`) and `ferry.apply = on` (the target's ON UPDATE CURRENT_TIMESTAMP
+//! triggers skip ferry's writes, see `sink::ddl`); the connection task is owned by the returned
+//! client, so dropping the client closes the connection; server notices are logged at DEBUG
+//! (warnings at WARN), never as INFO noise; errors are described with their SQLSTATE and
+//! detail.
 
 use futures_util::StreamExt;
 use tokio_postgres::{AsyncMessage, Client, Config as PgConfig, NoTls};
@@ -18,7 +20,8 @@ pub fn pg_config(cfg: &TargetConfig) -> PgConfig {
         .user(&cfg.user)
         .dbname(&cfg.database)
         .application_name("ferry")
-        .options("-c TimeZone=UTC -c statement_timeout=0 -c lock_timeout=0")
+        // ferry.apply: ON UPDATE CURRENT_TIMESTAMP triggers skip ferry's writes (sink::ddl).
+        .options("-c TimeZone=UTC -c statement_timeout=0 -c lock_timeout=0 -c ferry.apply=on")
         .connect_timeout(std::time::Duration::from_secs(10))
         .keepalives(true);
     if !cfg.password.expose().is_empty() {

@@ -9,12 +9,14 @@
 //!   at any instant leaves rows and position consistent; the local copy is written only after
 //!   PostgreSQL committed;
 //! - every row operation is applied as itself (see [`super::batch`]), in set-based statements
-//!   (`unnest` arrays) of up to `apply.batch_rows` rows, so memory stays bounded even for a
-//!   million-row source transaction;
+//!   (`unnest` arrays) of up to `apply.batch_rows` rows and `apply.batch_bytes` bytes of values
+//!   (a row larger than that goes alone), so memory stays bounded even for a million-row source
+//!   transaction of large rows; the rows pending over all tables of a group are bounded by
+//!   `apply.batch_bytes` too (reaching it writes them out, still inside the open transaction);
 //! - a channel that closes inside a source transaction (the reader failed) rolls the open
 //!   PostgreSQL transaction back: the caller resumes from the last checkpoint.
 //!
-//! Apply tuning (`apply.batch_rows`, `group_max_rows`, `group_max_wait_ms`) may change while
+//! Apply tuning (`apply.batch_rows`, `batch_bytes`, `group_max_rows`, `group_max_wait_ms`) may change while
 //! running (SIGHUP); a new value takes effect at the next group, never inside one.
 //!
 //! This module is the batching half (messages → set-based [`Work`]); [`super::executor`] runs
@@ -38,7 +40,8 @@ use crate::position::BinlogPosition;
 use crate::progress::Progress;
 use crate::schema::Table;
 
-/// Work items queued for the executor; each holds up to `apply.batch_rows` rows.
+/// Work items queued for the executor; each holds up to `apply.batch_rows` rows and
+/// `apply.batch_bytes` bytes (or one larger row).
 const WORK_QUEUE: usize = 4;
 
 /// One group being batched.
@@ -97,6 +100,7 @@ impl Applier {
         let apply = tuning.borrow_and_update().clone();
         let batcher = Batcher {
             budget: self.budget,
+            pending_bytes: 0,
             apply,
             tuning,
             rx: self.rx,
@@ -114,6 +118,8 @@ impl Applier {
 
 struct Batcher {
     budget: RowBudget,
+    /// Bytes pending in all segments (bounded by `apply.batch_bytes`).
+    pending_bytes: usize,
     apply: ApplyConfig,
     tuning: watch::Receiver<ApplyConfig>,
     rx: mpsc::Receiver<Message>,
@@ -187,15 +193,11 @@ impl Batcher {
                 for (_, seg) in segments.values_mut() {
                     seg.take();
                 }
+                self.pending_bytes = 0;
                 self.send(Work::Rollback).await?;
                 return Ok(());
             }
-            for (table, seg) in segments.values_mut() {
-                if !seg.is_empty() {
-                    let table = table.clone();
-                    flush(&self.tx, &table, seg).await?;
-                }
-            }
+            self.flush_all(&mut segments).await?;
             if let Some(last) = g.last.take() {
                 // Transactions that touched no replicated table need no PostgreSQL transaction
                 // of their own; their position is written at most once a second.
@@ -234,6 +236,23 @@ impl Batcher {
         .await
     }
 
+    /// Queues one segment's statements.
+    async fn flush(&mut self, table: &Arc<Table>, seg: &mut Segment) -> Result<(), ExecutorGone> {
+        self.pending_bytes = self.pending_bytes.saturating_sub(seg.bytes());
+        flush(&self.tx, table, seg).await
+    }
+
+    /// Queues every pending segment's statements.
+    async fn flush_all(&mut self, segments: &mut Segments) -> Result<(), ExecutorGone> {
+        for (table, seg) in segments.values_mut() {
+            if !seg.is_empty() {
+                let table = table.clone();
+                self.flush(&table, seg).await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn begin(&self, g: &mut Group) -> Result<(), ExecutorGone> {
         g.in_source_txn = true;
         g.started.get_or_insert_with(Instant::now);
@@ -255,22 +274,33 @@ impl Batcher {
                 self.begin(g).await?;
                 let key = Arc::as_ptr(&table) as usize;
                 let strict = self.strict_transactions > 0;
+                let budget = self.apply.batch_bytes;
                 for op in ops {
                     g.rows += 1;
+                    let size = op.bytes();
+                    if self.pending_bytes > 0 && self.pending_bytes + size > budget {
+                        // This row would carry the pending statements past their byte
+                        // budget: it starts the next ones (alone, if it is larger).
+                        self.flush_all(segments).await?;
+                    }
                     let seg = &mut segments
                         .entry(key)
                         .or_insert_with(|| (table.clone(), Segment::default()))
                         .1;
                     seg.push(op);
+                    self.pending_bytes += size;
                     if strict || seg.len() >= self.apply.batch_rows {
-                        flush(&self.tx, &table, seg).await?;
+                        self.flush(&table, seg).await?;
+                    }
+                    if self.pending_bytes >= budget {
+                        self.flush_all(segments).await?;
                     }
                 }
             }
             Message::Truncate { table } => {
                 self.begin(g).await?;
                 if let Some((_, seg)) = segments.get_mut(&(Arc::as_ptr(&table) as usize)) {
-                    flush(&self.tx, &table, seg).await?;
+                    self.flush(&table, seg).await?;
                 }
                 self.send(Work::Truncate(table)).await?;
             }
@@ -283,7 +313,7 @@ impl Batcher {
                 for t in [&table, &shadow] {
                     if let Some((_, seg)) = segments.remove(&(Arc::as_ptr(t) as usize)) {
                         let mut seg = seg;
-                        flush(&self.tx, t, &mut seg).await?;
+                        self.flush(t, &mut seg).await?;
                     }
                 }
                 self.send(Work::Swap { table, shadow }).await?;

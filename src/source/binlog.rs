@@ -4,7 +4,10 @@
 //! Guarantees: the stream starts at a transaction boundary and the stage stops only at one
 //! (on shutdown it finishes the transaction it is reading); a silent connection (no event or
 //! heartbeat for three heartbeat periods) is an error the caller answers by reconnecting from the
-//! last committed checkpoint; each event's CRC32 is verified when the source writes checksums; a
+//! last committed checkpoint — unless the source's dump thread is still busy with this
+//! connection (reading or sending an event: a row event of hundreds of MiB can take longer than
+//! that to arrive, and reconnecting would restart it forever), in which case the stage keeps
+//! waiting; each event's CRC32 is verified when the source writes checksums; a
 //! start position the source has purged is a definite error naming the oldest binlog still
 //! available. A slow sink slows this stage (bounded channel) instead of growing memory.
 //!
@@ -119,7 +122,7 @@ pub struct BinlogReader {
     pub control: watch::Receiver<ReaderControl>,
     /// Commands of a running table re-copy (`ferry backfill --table`).
     pub recopy: mpsc::Receiver<RecopyCommand>,
-    /// Rows in flight to the applier (bounds memory whatever the message sizes).
+    /// Rows and bytes in flight to the applier (bounds memory whatever the message sizes).
     pub budget: RowBudget,
 }
 
@@ -200,6 +203,7 @@ impl BinlogReader {
                 request = request.with_gtid().with_gtid_set(sids);
             }
         }
+        let stream_id = conn.id();
         let mut stream = conn
             .get_binlog_stream(request)
             .await
@@ -257,7 +261,17 @@ impl BinlogReader {
                         }
                     };
                     match next {
-                        Err(_) => return Err(SourceError::Silent(silence)),
+                        Err(_) => {
+                            if dump_thread_busy(&self.config, &mut catalog_conn, stream_id, silence)
+                                .await
+                            {
+                                tracing::debug!(
+                                    "the source is still sending a binlog event; waiting for it"
+                                );
+                                continue;
+                            }
+                            return Err(SourceError::Silent(silence));
+                        }
                         Ok(None) => return Err(SourceError::Closed),
                         Ok(Some(Err(e))) => return Err(stream_err(&self.config, e)),
                         Ok(Some(Ok(ev))) => ev,
@@ -350,6 +364,53 @@ impl BinlogReader {
     }
 }
 
+/// Whether the source's binlog dump thread serving connection `id` is still working on the
+/// stream (reading or sending an event) rather than idle at the end of the binlog or gone. Asked
+/// on a second connection (the same user sees its own threads without PROCESS); any failure to
+/// ask within `limit` counts as not busy, so a dead source is still detected.
+async fn dump_thread_busy(
+    config: &SourceConfig,
+    probe: &mut Option<Conn>,
+    id: u32,
+    limit: Duration,
+) -> bool {
+    let ask = async {
+        let conn = match probe {
+            Some(c) => c,
+            None => probe.insert(connect::connect(config).await.ok()?),
+        };
+        conn.exec_first::<Option<String>, _, _>(
+            "SELECT STATE FROM information_schema.PROCESSLIST WHERE ID = ?",
+            (id,),
+        )
+        .await
+        .ok()
+        .flatten()
+        .flatten()
+    };
+    match tokio::time::timeout(limit, ask).await {
+        Ok(Some(state)) => is_busy_dump_state(&state),
+        Ok(None) => false,
+        Err(_) => {
+            *probe = None;
+            false
+        }
+    }
+}
+
+/// Whether a dump thread's PROCESSLIST state means it is working on the stream (`Sending binlog
+/// event to replica`, `Writing to net` while the event waits for the network, `Reading event from
+/// the binlog`, ...) rather than idle at the end of the binlog (`... has sent all binlog to ...;
+/// waiting for ...`) or ending (`Waiting to finalize termination`, `Killed`). A dead network
+/// still ends in detection: the server drops a thread stuck writing after `net_write_timeout`.
+fn is_busy_dump_state(state: &str) -> bool {
+    let s = state.to_ascii_lowercase();
+    !(s.is_empty()
+        || s.contains("has sent all binlog")
+        || s.contains("finalize termination")
+        || s.contains("killed"))
+}
+
 /// Events that belong to the binlog file rather than to a transaction: handled even while paused
 /// (they carry no change), and their timestamps are not a measure of lag.
 pub fn is_bookkeeping(raw_type: u8) -> bool {
@@ -400,4 +461,32 @@ pub async fn current_position(conn: &mut Conn) -> Result<BinlogPosition, mysql_a
     let file: String = row.get(0).unwrap_or_default();
     let offset: u64 = row.get(1).unwrap_or(4);
     Ok(BinlogPosition::new(file, offset))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dump_thread_states_busy_or_idle() {
+        for busy in [
+            "Sending binlog event to slave",
+            "Sending binlog event to replica",
+            "Reading event from the binlog",
+            "Finished reading one binlog; switching to next binlog",
+            "Writing to net",
+        ] {
+            assert!(is_busy_dump_state(busy), "{busy}");
+        }
+        for idle in [
+            "Master has sent all binlog to slave; waiting for binlog to be updated",
+            "Master has sent all binlog to slave; waiting for more updates",
+            "Source has sent all binlog to replica; waiting for more updates",
+            "Waiting to finalize termination",
+            "Killed",
+            "",
+        ] {
+            assert!(!is_busy_dump_state(idle), "{idle}");
+        }
+    }
 }

@@ -12,7 +12,9 @@ use mysql_async::{Conn, Row};
 
 use super::connect::Flavor;
 use crate::error::ErrorClass;
-use crate::schema::{check_target_collisions, Index, SourceName, Table, TableError};
+use crate::schema::{
+    check_target_collisions, Check, ForeignKey, Index, SourceName, Table, TableError,
+};
 use crate::select::TableSelector;
 use crate::transform::{SourceColumn, TypeOptions};
 
@@ -93,7 +95,7 @@ pub async fn load_named(
     let col_sql = format!(
         "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, \
          CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION, \
-         CHARACTER_SET_NAME, EXTRA FROM information_schema.COLUMNS \
+         CHARACTER_SET_NAME, EXTRA, COLUMN_DEFAULT, COLUMN_COMMENT FROM information_schema.COLUMNS \
          WHERE TABLE_SCHEMA IN ({db_list}) ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION"
     );
     let rows: Vec<Row> = conn.query(col_sql).await?;
@@ -124,6 +126,9 @@ pub async fn load_named(
             generated: extra.contains("GENERATED"),
             invisible: extra.contains("INVISIBLE"),
             auto_increment: extra.contains("AUTO_INCREMENT"),
+            default: normalize_default(flavor, opt_text(&row, 12), &extra),
+            on_update_now: extra.contains("ON UPDATE"),
+            comment: text(&row, 13),
             members,
             data_type,
             column_type,
@@ -131,23 +136,87 @@ pub async fn load_named(
         columns.entry(name).or_default().push(col);
     }
 
-    if flavor == Flavor::MariaDb {
-        let sql = format!(
-            "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS \
+    let mut checks: BTreeMap<SourceName, Vec<Check>> = BTreeMap::new();
+    let check_sql = if flavor == Flavor::MariaDb {
+        format!(
+            "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CONSTRAINT_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS \
              WHERE CONSTRAINT_SCHEMA IN ({db_list})"
-        );
-        let checks: Vec<(String, String, String)> = conn.query(sql).await?;
-        for (db, table, clause) in checks {
-            let Some(cols) = columns.get_mut(&SourceName::new(db, table)) else {
-                continue;
-            };
+        )
+    } else {
+        // MySQL 8.0.16+; NOT ENFORCED checks are not constraints on the data.
+        format!(
+            "SELECT c.CONSTRAINT_SCHEMA, t.TABLE_NAME, c.CONSTRAINT_NAME, c.CHECK_CLAUSE \
+             FROM information_schema.CHECK_CONSTRAINTS c JOIN information_schema.TABLE_CONSTRAINTS t \
+             ON t.CONSTRAINT_SCHEMA = c.CONSTRAINT_SCHEMA AND t.CONSTRAINT_NAME = c.CONSTRAINT_NAME \
+             AND t.CONSTRAINT_TYPE = 'CHECK' WHERE c.CONSTRAINT_SCHEMA IN ({db_list}) AND t.ENFORCED = 'YES'"
+        )
+    };
+    let rows: Vec<(String, String, String, String)> = match flavor {
+        Flavor::MariaDb => conn.query(check_sql).await?,
+        // Servers before CHECK constraints (MySQL 5.7) have no such table: no checks.
+        Flavor::MySql => conn.query(check_sql).await.unwrap_or_default(),
+    };
+    for (db, table, name, clause) in rows {
+        let key = SourceName::new(db, table);
+        let Some(cols) = columns.get_mut(&key) else {
+            continue;
+        };
+        if flavor == Flavor::MariaDb {
             if let Some(col_name) = json_valid_column(&clause) {
                 if let Some(c) = cols.iter_mut().find(|c| c.name == col_name) {
                     c.is_json = true;
                 }
             }
         }
+        checks.entry(key).or_default().push(Check { name, clause });
     }
+    let fk_sql = format!(
+        "SELECT k.TABLE_SCHEMA, k.TABLE_NAME, k.CONSTRAINT_NAME, k.COLUMN_NAME, \
+         k.REFERENCED_TABLE_SCHEMA, k.REFERENCED_TABLE_NAME, k.REFERENCED_COLUMN_NAME, \
+         r.UPDATE_RULE, r.DELETE_RULE \
+         FROM information_schema.KEY_COLUMN_USAGE k JOIN information_schema.REFERENTIAL_CONSTRAINTS r \
+         ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME \
+         AND r.TABLE_NAME = k.TABLE_NAME \
+         WHERE k.TABLE_SCHEMA IN ({db_list}) AND k.REFERENCED_TABLE_NAME IS NOT NULL \
+         ORDER BY k.TABLE_SCHEMA, k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION"
+    );
+    let mut foreign_keys: BTreeMap<SourceName, Vec<ForeignKey>> = BTreeMap::new();
+    let rows: Vec<Row> = conn.query(fk_sql).await?;
+    for row in rows {
+        let child = SourceName::new(text(&row, 0), text(&row, 1));
+        if !columns.contains_key(&child) {
+            continue;
+        }
+        let name = text(&row, 2);
+        let list = foreign_keys.entry(child).or_default();
+        let fk = match list.iter_mut().position(|f| f.name == name) {
+            Some(i) => &mut list[i],
+            None => {
+                list.push(ForeignKey {
+                    name,
+                    columns: Vec::new(),
+                    parent: SourceName::new(text(&row, 4), text(&row, 5)),
+                    parent_columns: Vec::new(),
+                    on_update: text(&row, 7),
+                    on_delete: text(&row, 8),
+                });
+                let last = list.len() - 1;
+                &mut list[last]
+            }
+        };
+        fk.columns.push(text(&row, 3));
+        fk.parent_columns.push(text(&row, 6));
+    }
+    let comment_sql = format!(
+        "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES \
+         WHERE TABLE_SCHEMA IN ({db_list}) AND TABLE_COMMENT <> ''"
+    );
+    let mut comments: BTreeMap<SourceName, String> = conn
+        .query::<(String, String, String), _>(comment_sql)
+        .await?
+        .into_iter()
+        .map(|(db, t, c)| (SourceName::new(db, t), c))
+        .collect();
 
     let idx_sql = format!(
         "SELECT TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, NON_UNIQUE, COLUMN_NAME, SUB_PART \
@@ -189,14 +258,11 @@ pub async fn load_named(
         };
         let idx = indexes.remove(name).unwrap_or_default();
         let schema = selector.target_schema(&name.db);
-        tables.push(Table::plan(
-            name.clone(),
-            schema,
-            cols,
-            idx,
-            *estimate,
-            options,
-        )?);
+        let mut table = Table::plan(name.clone(), schema, cols, idx, *estimate, options)?;
+        table.comment = comments.remove(name).unwrap_or_default();
+        table.checks = checks.remove(name).unwrap_or_default();
+        table.foreign_keys = foreign_keys.remove(name).unwrap_or_default();
+        tables.push(table);
     }
     check_target_collisions(tables.iter()).map_err(CatalogError::Collision)?;
     Ok(tables)
@@ -222,6 +288,25 @@ fn opt_u64(row: &Row, i: usize) -> Option<u64> {
         mysql_async::Value::Bytes(b) => std::str::from_utf8(b).ok()?.parse().ok(),
         _ => None,
     }
+}
+
+/// A column default in MariaDB's spelling (what `transform::defaults` parses): MariaDB prints
+/// defaults as SQL (`'text'`, `0`, `current_timestamp()`, `NULL`); MySQL prints the bare value,
+/// with `DEFAULT_GENERATED` in EXTRA for expressions (and, before 8.0, nothing to tell
+/// `CURRENT_TIMESTAMP` from the string).
+fn normalize_default(flavor: Flavor, raw: Option<String>, extra_upper: &str) -> Option<String> {
+    let raw = raw?;
+    if flavor == Flavor::MariaDb {
+        return Some(raw);
+    }
+    let upper = raw.to_ascii_uppercase();
+    if extra_upper.contains("DEFAULT_GENERATED") || upper.starts_with("CURRENT_TIMESTAMP") {
+        return Some(raw);
+    }
+    Some(format!(
+        "'{}'",
+        raw.replace('\\', "\\\\").replace('\'', "''")
+    ))
 }
 
 /// Quotes a string literal for MySQL.

@@ -88,6 +88,13 @@ pub enum DecodeError {
     Xa { position: BinlogPosition },
     #[error("compressed binlog event at {position}: MariaDB log_bin_compress is on; turn it off (SET GLOBAL log_bin_compress=OFF) — compressed events already written cannot be decoded")]
     Compressed { position: BinlogPosition },
+    /// A row PostgreSQL cannot take in one message (see [`crate::transform::size`]).
+    #[error("table {table} at binlog {position}: {detail}")]
+    TooLarge {
+        table: SourceName,
+        position: BinlogPosition,
+        detail: String,
+    },
     #[error("undecodable {what} at binlog {position}: {detail}")]
     Corrupt {
         what: &'static str,
@@ -732,6 +739,22 @@ impl Decoder {
                         continue;
                     }
                 };
+            if let Err(over) = transform::size::check_row(&after_cells) {
+                let column = table
+                    .columns
+                    .get(over.column)
+                    .map_or("?", |c| c.source_name.as_str());
+                let key: Vec<&str> = table
+                    .key
+                    .iter()
+                    .map(|i| after_cells[*i].as_deref().unwrap_or("NULL"))
+                    .collect();
+                return Err(DecodeError::TooLarge {
+                    table: table.source.clone(),
+                    position: start.clone(),
+                    detail: over.describe(column, &table.key_names().join(", "), &key.join(", ")),
+                });
+            }
             let new_key = key_of(table, &after_cells);
             if !is_write {
                 if let Some(b) = &before_cells {

@@ -1,12 +1,15 @@
 //! The target schema as the application needs it after the switch, beyond the replica's
-//! columns and keys: identities and their sequences ([`sequences`]), and the reviewable DDL
-//! of `ferry schema` ([`plan`]).
+//! columns and keys: identities and their sequences ([`sequences`]), foreign keys
+//! ([`foreign_keys`]), and the reviewable DDL of `ferry schema` ([`plan`]). Defaults, CHECK
+//! constraints, comments and ON UPDATE triggers are part of each table's DDL (`sink::ddl`,
+//! translated by `transform::defaults`).
 //!
 //! Guarantees: every function here reads the replicated tables exactly as the daemon plans them
 //! (same selection, same type options, the spatial mapping resolved against the target), so
 //! what it reports or changes is what ferry created; each is idempotent and safe to run while
 //! ferry streams.
 
+pub mod foreign_keys;
 pub mod plan;
 pub mod sequences;
 
@@ -19,6 +22,7 @@ use crate::sink::connect as pg;
 use crate::source::catalog::{self, CatalogError};
 use crate::source::connect::{self, ConnectError, Flavor};
 
+pub use foreign_keys::{check_foreign_keys, validate_foreign_keys, ForeignKeyReport};
 pub use sequences::{sync_sequences, SequenceAction, SequenceSync};
 
 /// Why a target-schema operation failed.

@@ -10,11 +10,12 @@ use std::collections::BTreeSet;
 use mysql_async::prelude::Queryable;
 use serde::Serialize;
 
-use super::{connect_sides, SchemaError};
+use super::{connect_sides, foreign_keys, SchemaError};
 use crate::config::Config;
 use crate::schema::Table;
 use crate::select::TableSelector;
 use crate::sink::ddl;
+use crate::transform::defaults::{self, CheckSql};
 
 /// One replicated table's DDL.
 #[derive(Debug, Clone, Serialize)]
@@ -27,6 +28,8 @@ pub struct TablePlan {
     pub statements: Vec<String>,
     /// What this table's PostgreSQL form does not carry, one line each.
     pub notes: Vec<String>,
+    /// Foreign keys, created at cutover after ferry's last write (see `foreign_keys`).
+    pub foreign_keys: Vec<String>,
 }
 
 /// A source object ferry does not create in PostgreSQL.
@@ -62,6 +65,16 @@ impl SchemaPlan {
                 out.push_str(";\n");
             }
         }
+        out.push_str(
+            "\n-- Foreign keys: created after ferry's last write (at cutover), NOT VALID, then validated\n\
+             -- (ferry schema --validate-foreign-keys reports rows without a parent at any time).\n",
+        );
+        for t in &self.tables {
+            for s in &t.foreign_keys {
+                out.push_str(s);
+                out.push_str(";\n");
+            }
+        }
         out.push_str("\n-- Not carried (create them in PostgreSQL yourself if the application needs them):\n");
         if self.not_carried.is_empty() {
             out.push_str("--   nothing: no views, triggers, routines or events in the replicated databases\n");
@@ -87,6 +100,18 @@ pub fn table_statements(t: &Table) -> Vec<String> {
 pub fn table_notes(t: &Table) -> Vec<String> {
     let mut notes = Vec::new();
     for (i, c) in t.source_columns.iter().enumerate() {
+        if !c.auto_increment {
+            if let Err(why) = defaults::default_sql(c, &t.columns[i]) {
+                notes.push(why);
+            }
+        }
+        if c.on_update_now && defaults::on_update_value(&t.columns[i]).is_none() {
+            notes.push(format!(
+                "ON UPDATE CURRENT_TIMESTAMP of column {}: PostgreSQL {} is not a timestamp",
+                c.name,
+                t.columns[i].pg_type.sql()
+            ));
+        }
         if c.auto_increment && ddl::auto_increment(t, i).is_none() {
             notes.push(format!(
                 "AUTO_INCREMENT of column {} ({}): PostgreSQL {} cannot carry an identity",
@@ -94,6 +119,18 @@ pub fn table_notes(t: &Table) -> Vec<String> {
                 c.column_type,
                 t.columns[i].pg_type.sql()
             ));
+        }
+    }
+    for name in t.relaxed_not_null() {
+        notes.push(format!(
+            "NOT NULL of column {name}: created nullable, because types.zero_date = \"null\" writes NULL for its zero dates"
+        ));
+    }
+    for check in &t.checks {
+        if let CheckSql::NotCarried(why) =
+            defaults::check_sql(&check.clause, &t.source_columns, &t.columns)
+        {
+            notes.push(format!("constraint {}: {why}", check.name));
         }
     }
     notes
@@ -112,7 +149,15 @@ pub async fn plan(config: &Config) -> Result<SchemaPlan, SchemaError> {
             source: t.source.to_string(),
             target: format!("{}.{}", t.target_schema, t.target_name),
             statements: table_statements(t),
-            notes: table_notes(t),
+            notes: {
+                let mut n = table_notes(t);
+                n.extend(foreign_keys::not_carried(t, &sides.tables));
+                n
+            },
+            foreign_keys: foreign_keys::foreign_key_sql(t, &sides.tables)
+                .into_iter()
+                .map(|(_, sql)| sql)
+                .collect(),
         })
         .collect();
     let dbs: BTreeSet<String> = sides.tables.iter().map(|t| t.source.db.clone()).collect();

@@ -37,6 +37,13 @@ pub struct SourceColumn {
     /// AUTO_INCREMENT: the target column gets an identity (or an owned sequence) so inserts
     /// without a value work after the switch.
     pub auto_increment: bool,
+    /// The default in MariaDB's spelling (an SQL expression, string literals quoted); `None`
+    /// for none or NULL. See `transform::defaults`.
+    pub default: Option<String>,
+    /// `ON UPDATE CURRENT_TIMESTAMP`: carried as a trigger that skips ferry's own writes.
+    pub on_update_now: bool,
+    /// COLUMN_COMMENT (empty for none).
+    pub comment: String,
 }
 
 /// A PostgreSQL column type ferry creates.

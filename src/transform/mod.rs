@@ -13,6 +13,7 @@
 
 pub mod charset;
 pub mod convert;
+pub mod defaults;
 pub mod json;
 pub mod mapping;
 pub mod size;
