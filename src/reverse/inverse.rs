@@ -483,9 +483,7 @@ mod tests {
                 .step_by(2)
                 .map(String::from)
                 .collect(),
-            generated: false,
-            invisible: false,
-            auto_increment: false,
+            ..SourceColumn::default()
         };
         let rule = plan_column(&c, &TypeOptions::default()).expect("plan");
         (rule, c)

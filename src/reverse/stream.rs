@@ -192,6 +192,9 @@ mod tests {
             key_source: crate::schema::KeySource::PrimaryKey,
             indexes: Vec::new(),
             estimated_rows: 0,
+            comment: String::new(),
+            checks: Vec::new(),
+            foreign_keys: Vec::new(),
         });
         Transaction {
             xid: 1,
