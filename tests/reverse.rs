@@ -707,3 +707,61 @@ async fn rollback_brings_every_postgresql_write_back_and_the_forward_stream_resu
     drop(app);
     db.cleanup_dir();
 }
+
+/// Not a test: the reverse stream's catch-up rate on a 100,000-change backlog (run with
+/// `cargo nextest run --run-ignored only -E 'test(reverse_catch_up_of_a_backlog)' --no-capture`).
+/// It prints the figure; it asserts only that MySQL ends equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "benchmark"]
+async fn reverse_catch_up_of_a_backlog() {
+    let Setup {
+        _server,
+        db,
+        config,
+        mut ferry,
+    } = setup("revbench", &[]).await;
+    let (code, _, out) = cutover(&config, &[]).await;
+    assert_eq!(code, 0, "{out}");
+    ferry.kill9();
+    let pg = db.pg().await;
+    // 100,000 row changes in 1,000 transactions: 60% inserts, 30% updates, 10% deletes.
+    let started = Instant::now();
+    for t in 0..1000i64 {
+        let base = 1_000_000 + t * 100;
+        pg.batch_execute(&format!(
+            "BEGIN; INSERT INTO items SELECT g, g % 1000, md5(g::text) FROM generate_series({base}, {}) g; \
+             UPDATE items SET n = n + 1 WHERE id BETWEEN {base} AND {}; \
+             DELETE FROM items WHERE id BETWEEN {} AND {}; COMMIT",
+            base + 59,
+            base + 29,
+            base + 50,
+            base + 59
+        ))
+        .await
+        .expect("backlog");
+    }
+    eprintln!(
+        "backlog of 100,000 row changes written on PostgreSQL in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let started = Instant::now();
+    ferry.start_again();
+    wait_reverse_caught_up(&db, &mut ferry).await;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "reverse catch-up: 100,000 row changes in {secs:.2} s from the restart (start-up included) = {:.0} row changes/s",
+        100_000.0 / secs
+    );
+    let mut my = db.my().await;
+    let on_mysql = mysql_rows(
+        &mut my,
+        "SELECT CAST(id AS CHAR), CAST(n AS CHAR), note FROM items ORDER BY id",
+    )
+    .await;
+    let on_pg = pg_rows(&pg, "SELECT id::text, n::text, note FROM items ORDER BY id").await;
+    assert!(
+        on_mysql == on_pg,
+        "MySQL equals PostgreSQL after the catch-up"
+    );
+    db.cleanup_dir();
+}
