@@ -22,6 +22,7 @@ use ferry::config::Config;
 use ferry::logging;
 use ferry::migration::cutover::{self, parse_duration, CutoverOptions};
 use ferry::position::BinlogPosition;
+use ferry::reverse::rollback;
 
 #[derive(Parser)]
 #[command(
@@ -74,6 +75,40 @@ enum Cmd {
         /// up by a running ferry, or the daemon stopped mid-copy).
         #[arg(long, value_name = "SECONDS", default_value_t = 600.0)]
         stall_timeout: f64,
+    },
+    /// Go back to MySQL after a cutover without losing a write: freeze the application roles
+    /// on PostgreSQL, drain the reverse stream, check, make MySQL writable, resume the forward
+    /// stream. Exit 0: rolled back (or a dry run whose checks pass); 1: refused or stopped; 2: error.
+    Rollback {
+        #[arg(long, short, default_value = "config.toml", env = "FERRY_CONFIG")]
+        config: PathBuf,
+        /// Check and print the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Longest the freeze and the drain may take.
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+        /// Switches the application back to MySQL, run with `sh -c` once MySQL is writable.
+        /// Environment: FERRY_STREAM, FERRY_PHASE=rollback, FERRY_RESUME_POSITION,
+        /// FERRY_SOURCE_HOST/PORT.
+        #[arg(long, value_name = "CMD")]
+        switch_command: Option<String>,
+        /// A PostgreSQL role the application writes with (repeat for several): made NOLOGIN and
+        /// read-only, its sessions ended.
+        #[arg(long = "app-role", value_name = "ROLE")]
+        app_roles: Vec<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End the migration after the rollback window: drop the reverse stream's slot and
+    /// publication (a forgotten slot fills PostgreSQL's disk) and record the end.
+    Complete {
+        #[arg(long, short, default_value = "config.toml", env = "FERRY_CONFIG")]
+        config: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Pause replication at the next transaction boundary (sends SIGUSR1; survives restarts).
     Pause {
@@ -440,6 +475,47 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             })
         }
+        Cmd::Rollback {
+            config,
+            dry_run,
+            timeout,
+            switch_command,
+            app_roles,
+            json,
+        } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("ferry: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            logging::init("warn", config.log_format);
+            let options = rollback::RollbackOptions {
+                dry_run,
+                timeout,
+                switch_command,
+                app_roles,
+            };
+            runtime.block_on(async move {
+                let r = rollback::rollback(&config, &options).await;
+                print_lifecycle("rollback", r, json)
+            })
+        }
+        Cmd::Complete { config, json } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("ferry: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            logging::init("warn", config.log_format);
+            runtime.block_on(async move {
+                let r = rollback::complete(&config).await;
+                print_lifecycle("complete", r, json)
+            })
+        }
         Cmd::Pause { config } => signal_daemon(&config, libc::SIGUSR1, "pause"),
         Cmd::Resume { config } => signal_daemon(&config, libc::SIGUSR2, "resume"),
         Cmd::Status { config, json } => {
@@ -481,6 +557,31 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::from(1))
                 }
             })
+        }
+    }
+}
+
+/// Prints a rollback/complete report; its exit status.
+fn print_lifecycle(
+    command: &str,
+    r: Result<rollback::Report, ferry::reverse::ReverseError>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    match r {
+        Ok(report) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).expect("report serializes")
+                );
+            } else {
+                print!("{}", rollback::render(command, &report));
+            }
+            Ok(ExitCode::from(report.exit_code()))
+        }
+        Err(e) => {
+            eprintln!("ferry {command}: {e}");
+            Ok(ExitCode::from(2))
         }
     }
 }

@@ -36,6 +36,11 @@ pub const DRIFT_ROWS: &str = "ferry_drift_rows";
 pub const VERIFY_ROWS: &str = "ferry_verify_rows_total";
 pub const VERIFY_COVERAGE: &str = "ferry_verify_coverage_ratio";
 pub const VERIFY_LAST_FULL_PASS: &str = "ferry_verify_last_full_pass_timestamp_seconds";
+pub const REVERSE_LAG_BYTES: &str = "ferry_reverse_lag_bytes";
+pub const REVERSE_LAG_SECONDS: &str = "ferry_reverse_lag_seconds";
+pub const REVERSE_SLOT_RETAINED_BYTES: &str = "ferry_reverse_slot_retained_bytes";
+pub const REVERSE_ROWS_APPLIED: &str = "ferry_reverse_rows_applied_total";
+pub const REVERSE_TRANSACTIONS_APPLIED: &str = "ferry_reverse_transactions_applied_total";
 
 /// The daemon's phase, exported as `ferry_phase{phase="..."}` = 1 for the current one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +80,8 @@ pub enum Stage {
     Backfill,
     Verify,
     App,
+    /// The reverse stream (PostgreSQL → MySQL).
+    Reverse,
 }
 
 impl Stage {
@@ -85,6 +92,7 @@ impl Stage {
             Stage::Backfill => "backfill",
             Stage::Verify => "verify",
             Stage::App => "app",
+            Stage::Reverse => "reverse",
         }
     }
 }
@@ -102,7 +110,7 @@ pub const ALL: &[(&str, &str)] = &[
     (TRANSACTIONS_APPLIED, "Source transactions committed in PostgreSQL."),
     (APPLY_BATCH_DURATION, "Duration of one PostgreSQL apply transaction (group of source transactions)."),
     (BINLOG_EVENTS, "Binlog events read (label type)."),
-    (ERRORS, "Errors (labels stage = source|sink|backfill|verify|app, kind = transient|definite)."),
+    (ERRORS, "Errors (labels stage = source|sink|backfill|verify|app|reverse, kind = transient|definite)."),
     (RESTARTS, "Pipeline restarts after transient errors."),
     (CHECKPOINT_FILE, "Numeric suffix of the binlog file of the last committed checkpoint."),
     (CHECKPOINT_OFFSET, "Byte offset of the last committed checkpoint within its binlog file."),
@@ -117,6 +125,11 @@ pub const ALL: &[(&str, &str)] = &[
     (VERIFY_ROWS, "Rows verified by the continuous verifier (label table)."),
     (VERIFY_COVERAGE, "Share of the table's rows verified in the current pass (label table)."),
     (VERIFY_LAST_FULL_PASS, "Unix time the continuous verifier last finished a full pass over all tables."),
+    (REVERSE_LAG_BYTES, "Reverse stream (switched): bytes of PostgreSQL WAL between the slot's confirmed position (applied in MySQL) and pg_current_wal_lsn(); 0 when caught up."),
+    (REVERSE_LAG_SECONDS, "Reverse stream: seconds between now and the PostgreSQL commit time of the oldest transaction not yet applied in MySQL; 0 when caught up."),
+    (REVERSE_SLOT_RETAINED_BYTES, "WAL the reverse stream's replication slot keeps on PostgreSQL (from its restart point to the WAL end): alert when it grows (a stalled reverse stream or a forgotten slot fills the disk)."),
+    (REVERSE_ROWS_APPLIED, "Reverse stream: PostgreSQL row operations committed in MySQL."),
+    (REVERSE_TRANSACTIONS_APPLIED, "Reverse stream: PostgreSQL transactions committed in MySQL."),
 ];
 
 /// Installs the global recorder and returns the handle that renders `/metrics`.
@@ -150,7 +163,7 @@ pub fn install() -> PrometheusHandle {
     set_phase(Phase::Starting);
     set_migration_phase(MigrationPhase::Replicating);
     for class in [ErrorClass::Transient, ErrorClass::Definite] {
-        for stage in [Stage::Source, Stage::Sink, Stage::App] {
+        for stage in [Stage::Source, Stage::Sink, Stage::App, Stage::Reverse] {
             counter!(ERRORS, "stage" => stage.label(), "kind" => class.label()).absolute(0);
         }
     }
@@ -158,6 +171,9 @@ pub fn install() -> PrometheusHandle {
     counter!(RESTARTS).absolute(0);
     gauge!(LAG_SECONDS).set(0.0);
     gauge!(LAG_BYTES).set(0.0);
+    counter!(REVERSE_ROWS_APPLIED).absolute(0);
+    counter!(REVERSE_TRANSACTIONS_APPLIED).absolute(0);
+    reverse_lag(0, 0.0, 0);
     handle
 }
 
@@ -278,6 +294,18 @@ pub fn verify_coverage(table: &str, ratio: f64) {
 
 pub fn verify_full_pass(unix_seconds: f64) {
     gauge!(VERIFY_LAST_FULL_PASS).set(unix_seconds);
+}
+
+/// The reverse stream's lag and the WAL its slot keeps.
+pub fn reverse_lag(bytes: u64, seconds: f64, retained_bytes: u64) {
+    gauge!(REVERSE_LAG_BYTES).set(bytes as f64);
+    gauge!(REVERSE_LAG_SECONDS).set(seconds);
+    gauge!(REVERSE_SLOT_RETAINED_BYTES).set(retained_bytes as f64);
+}
+
+pub fn reverse_applied(rows: u64, transactions: u64) {
+    counter!(REVERSE_ROWS_APPLIED).increment(rows);
+    counter!(REVERSE_TRANSACTIONS_APPLIED).increment(transactions);
 }
 
 #[cfg(test)]

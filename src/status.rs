@@ -72,6 +72,9 @@ pub struct Snapshot {
     pub pause_not_persisted: Option<String>,
     pub backfill: BTreeMap<String, TableProgress>,
     pub verification: Option<VerifySummary>,
+    /// The reverse stream, once it ran in this process (phase `switched`).
+    #[serde(default)]
+    pub reverse: Option<crate::reverse::progress::ReverseStatus>,
 }
 
 /// Shared, updated by the stages, read by the endpoint.
@@ -95,6 +98,8 @@ pub struct StatusBoard {
     migration: Mutex<MigrationPhase>,
     /// Why the last pause/resume was not stored locally, if it was not.
     pause_not_persisted: Mutex<Option<String>>,
+    /// The reverse stream (PostgreSQL → MySQL, while switched).
+    pub reverse: Arc<crate::reverse::progress::ReverseProgress>,
 }
 
 impl StatusBoard {
@@ -115,6 +120,7 @@ impl StatusBoard {
             lag_bytes: Mutex::new(None),
             pause_not_persisted: Mutex::new(None),
             migration: Mutex::new(MigrationPhase::Replicating),
+            reverse: Arc::default(),
         }
     }
 
@@ -280,6 +286,8 @@ impl StatusBoard {
                 .clone(),
             backfill: self.backfill.lock().expect("status lock").clone(),
             verification: self.verification.lock().expect("status lock").clone(),
+            reverse: Some(self.reverse.status())
+                .filter(|r| r.running || r.transactions_applied > 0),
         }
     }
 
@@ -311,6 +319,21 @@ pub fn render(s: &Snapshot) -> String {
         s.version, s.stream, state
     ));
     out.push_str(&format!("  migration   {}\n", s.migration_phase));
+    if let Some(r) = &s.reverse {
+        out.push_str(&format!(
+            "  reverse     {}: {} rows, {} transactions into MySQL; lag {:.1} s, {} bytes; slot keeps {} bytes of WAL{}\n",
+            if r.running { "streaming" } else { "stopped" },
+            r.rows_applied,
+            r.transactions_applied,
+            r.lag_seconds,
+            r.lag_bytes,
+            r.slot_retained_bytes,
+            r.applied_lsn.as_ref().map(|l| format!("; applied to {l}")).unwrap_or_default()
+        ));
+        if let Some(e) = &r.last_error {
+            out.push_str(&format!("  reverse err {e}\n"));
+        }
+    }
     out.push_str(&format!(
         "  lag         {:.1} s{}{}\n",
         s.lag_seconds,
@@ -399,6 +422,7 @@ mod tests {
             pause_not_persisted: None,
             backfill: BTreeMap::new(),
             verification: None,
+            reverse: None,
         }
     }
 

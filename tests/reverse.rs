@@ -226,3 +226,542 @@ async fn cutover_arms_the_reverse_stream_at_the_switch_point() {
     drop(pg);
     db.cleanup_dir();
 }
+
+/// Runs `ferry verify` (both directions: every row of each side is looked up on the other);
+/// the exit code and output.
+async fn verify(config: &Path) -> (i32, String) {
+    let path = config.to_str().expect("utf-8").to_string();
+    tokio::task::spawn_blocking(move || ferry_cmd(&["verify", "--config", &path]))
+        .await
+        .expect("verify ran")
+}
+
+/// Waits until every published PostgreSQL transaction committed before this call is applied
+/// in MySQL: the slot is confirmed only after the MySQL commit, so nothing left to peek up to
+/// the WAL position of now means MySQL holds it all.
+async fn wait_reverse_caught_up(db: &TestDb, ferry: &mut Ferry) {
+    let pg = db.pg().await;
+    let target: String = pg
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .expect("wal lsn")
+        .get(0);
+    let names = ferry::reverse::names(&db.name, "main");
+    let started = Instant::now();
+    loop {
+        // Fails while ferry's own peek holds the slot: try again.
+        let pending: Result<i64, _> = pg
+            .query_one(
+                "SELECT count(*) FROM pg_logical_slot_peek_binary_changes($1, $2::text::pg_lsn, NULL, \
+                 'proto_version', '1', 'publication_names', $3)",
+                &[&names.slot, &target, &names.publication],
+            )
+            .await
+            .map(|r| r.get(0));
+        if matches!(pending, Ok(0)) {
+            return;
+        }
+        assert!(ferry.try_exit().is_none(), "ferry exited:\n{}", ferry.log());
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the reverse stream did not catch up to {target} ({pending:?} messages left):\n{}",
+            ferry.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The MySQL side of the type matrix.
+const TYPED: &str = "CREATE TABLE typed (id INT PRIMARY KEY, u BIGINT UNSIGNED, i8 TINYINT, \
+     flag TINYINT(1), t TIME(6), j JSON, e ENUM('small','large'), st SET('a','b','c'), b BIT(10), \
+     bin BINARY(4), vb VARBINARY(20), bl BLOB, ts TIMESTAMP(6) NULL, dt DATETIME(6), d DATE, \
+     num DECIMAL(30,10), f FLOAT, dbl DOUBLE, y YEAR, txt MEDIUMTEXT, \
+     l1 VARCHAR(20) CHARACTER SET latin1, big LONGTEXT)";
+
+/// One row per PostgreSQL write, in PostgreSQL's spelling.
+const PG_ROWS: &str = "INSERT INTO typed VALUES \
+     (1001, 18446744073709551615, -128, 1, '-838:59:59', '{\"a\": [1, 2.5, \"x\"], \"n\": null}', 'large', 'a,c', B'1000000001', \
+      '\\x61620000', '\\x00ff', '\\xdeadbeef', '2038-01-19 03:14:07.999999+00', '9999-12-31 23:59:59.999999', '1000-01-01', \
+      '-12345678901234567890.0123456789', 1.1, 0.1, 2155, 'héllo ünïcode ✓', 'café €', repeat(md5('x'), 4000)), \
+     (1002, 0, 127, 0, '1 day 02:03:04.5', '[]', 'small', '', B'0000000000', \
+      '\\x00000000', '\\x', '\\x', '1970-01-01 00:00:01+00', '1000-01-01 00:00:00', '2024-02-29', \
+      '0.0000000001', -3.4e38, -1.7976931348623157e308, 0, '', '', NULL), \
+     (1003, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_on_postgresql_arrive_in_mysql_exactly() {
+    let Setup {
+        _server,
+        db,
+        config,
+        mut ferry,
+    } = setup("revtypes", &[TYPED, "INSERT INTO typed (id, txt, big) SELECT 1, 'from mysql', GROUP_CONCAT(MD5(seq) SEPARATOR '') FROM seq_1_to_3000"]).await;
+    let (code, report, out) = cutover(&config, &[]).await;
+    assert_eq!(code, 0, "{out}\n{}", ferry.log());
+    assert_eq!(report["outcome"], "switched", "{out}");
+
+    let pg = db.pg().await;
+    pg.batch_execute(PG_ROWS)
+        .await
+        .expect("inserts on PostgreSQL");
+    pg.batch_execute(
+        "BEGIN; UPDATE items SET n = n + 1, note = 'updated on pg' WHERE id <= 10; \
+         DELETE FROM items WHERE id BETWEEN 90 AND 95; INSERT INTO items VALUES (1000001, 1, 'new'); COMMIT; \
+         UPDATE items SET id = 2000000 WHERE id = 50; \
+         UPDATE tags SET uses = 10 WHERE tag = 'red'; DELETE FROM tags WHERE tag = 'blue'; \
+         UPDATE typed SET u = 42 WHERE id = 1; \
+         UPDATE typed SET e = 'small', t = '00:00:00.000001' WHERE id = 1001; DELETE FROM typed WHERE id = 1002",
+    )
+    .await
+    .expect("updates and deletes on PostgreSQL");
+    wait_reverse_caught_up(&db, &mut ferry).await;
+
+    // Exact values, as a MySQL client reads them.
+    let mut my = db.my().await;
+    let row: Vec<Option<String>> = mysql_rows(
+        &mut my,
+        "SELECT CAST(u AS CHAR), CAST(i8 AS CHAR), CAST(flag AS CHAR), CAST(t AS CHAR), CAST(j AS CHAR), e, \
+         CAST(st AS CHAR), CAST(b + 0 AS CHAR), HEX(bin), HEX(vb), HEX(bl), CAST(ts AS CHAR), CAST(dt AS CHAR), \
+         CAST(d AS CHAR), CAST(num AS CHAR), CAST(f AS CHAR), CAST(dbl AS CHAR), CAST(y AS CHAR), txt, \
+         CONVERT(l1 USING utf8mb4), LENGTH(big) FROM typed WHERE id = 1001",
+    )
+    .await
+    .remove(0);
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(
+        row,
+        vec![
+            s("18446744073709551615"),
+            s("-128"),
+            s("1"),
+            s("00:00:00.000001"),
+            s("{\"a\": [1, 2.5, \"x\"], \"n\": null}"),
+            s("small"),
+            s("a,c"),
+            s("513"),
+            s("61620000"),
+            s("00FF"),
+            s("DEADBEEF"),
+            s("2038-01-19 03:14:07.999999"),
+            s("9999-12-31 23:59:59.999999"),
+            s("1000-01-01"),
+            s("-12345678901234567890.0123456789"),
+            s("1.1"),
+            s("0.1"),
+            s("2155"),
+            s("héllo ünïcode ✓"),
+            s("café €"),
+            s("128000"),
+        ]
+    );
+    // Row 1 was written on MySQL; only u changed on PostgreSQL, and its 96 kB TOASTed `big`
+    // (not sent by PostgreSQL) is intact.
+    let kept = mysql_rows(
+        &mut my,
+        "SELECT CAST(u AS CHAR), txt, LENGTH(big) FROM typed WHERE id = 1",
+    )
+    .await;
+    assert_eq!(kept, vec![vec![s("42"), s("from mysql"), s("96000")]]);
+    assert_eq!(
+        mysql_rows(&mut my, "SELECT count(*) FROM typed WHERE id = 1002").await,
+        vec![vec![s("0")]]
+    );
+    assert_eq!(
+        mysql_rows(
+            &mut my,
+            "SELECT CAST(id AS CHAR) FROM items WHERE id IN (50, 2000000)"
+        )
+        .await,
+        vec![vec![s("2000000")]],
+        "a key change moves the row"
+    );
+    // Every row equal on both sides, seen from both sides.
+    let (code, out) = verify(&config).await;
+    assert_eq!(
+        code, 0,
+        "MySQL equals PostgreSQL after the reverse stream:\n{out}"
+    );
+
+    // A value MySQL cannot hold stops ferry with the table, column, LSN and fix.
+    pg.batch_execute("INSERT INTO typed (id, e) VALUES (1004, 'huge')")
+        .await
+        .expect("PostgreSQL takes it (text)");
+    let status = ferry.wait_exit(Duration::from_secs(60)).await;
+    assert_eq!(
+        status.code(),
+        Some(78),
+        "a definite error:\n{}",
+        ferry.log()
+    );
+    let log = ferry.log();
+    assert!(
+        log.contains("typed")
+            && log.contains("column e")
+            && log.contains("LSN")
+            && log.contains("\"huge\" is not a member")
+            && log.contains("ALTER TABLE"),
+        "{log}"
+    );
+    assert_eq!(
+        mysql_rows(&mut my, "SELECT count(*) FROM typed WHERE id = 1004").await,
+        vec![vec![s("0")]],
+        "nothing of the refused transaction is in MySQL"
+    );
+    db.cleanup_dir();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_during_reverse_streaming_applies_each_change_once() {
+    // A MySQL trigger counts every row operation the reverse stream applies.
+    let Setup {
+        _server,
+        db,
+        config,
+        mut ferry,
+    } = setup(
+        "revkill",
+        &[
+            "CREATE TABLE op_count (id INT PRIMARY KEY, n BIGINT NOT NULL)",
+            "INSERT INTO op_count VALUES (1, 0)",
+            "CREATE TRIGGER items_ai AFTER INSERT ON items FOR EACH ROW UPDATE op_count SET n = n + 1 WHERE id = 1",
+            "CREATE TRIGGER items_au AFTER UPDATE ON items FOR EACH ROW UPDATE op_count SET n = n + 1 WHERE id = 1",
+            "CREATE TRIGGER items_ad AFTER DELETE ON items FOR EACH ROW UPDATE op_count SET n = n + 1 WHERE id = 1",
+        ],
+    )
+    .await;
+    let (code, report, out) = cutover(&config, &[]).await;
+    assert_eq!(code, 0, "{out}\n{}", ferry.log());
+    assert_eq!(report["outcome"], "switched", "{out}");
+    let mut my = db.my().await;
+    my.query_drop("UPDATE op_count SET n = 0")
+        .await
+        .expect("reset the count");
+
+    // The application on PostgreSQL: transactions of 1–3 row operations, counted once acked.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let pg = db.pg().await;
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut ops = 0u64;
+            let mut next = 1_000_000i32;
+            let mut i = 0i32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                next += 1;
+                let sql = match i % 4 {
+                    0 => format!("UPDATE items SET n = n + 1 WHERE id = {}", 1 + i % 100),
+                    1 => format!("INSERT INTO items VALUES ({next}, {i}, 'pg')"),
+                    2 => format!(
+                        "BEGIN; INSERT INTO items VALUES ({next}, {i}, 'pg'); UPDATE items SET note = 'x{i}' WHERE id = {next}; \
+                         DELETE FROM items WHERE id = {next}; COMMIT"
+                    ),
+                    _ => format!("UPDATE items SET n = n + 1, note = 'u' WHERE id IN ({}, {})", 1 + i % 100, 1 + (i + 7) % 100),
+                };
+                let n = match i % 4 {
+                    0 | 1 => 1,
+                    _ => {
+                        if i % 4 == 2 {
+                            3
+                        } else {
+                            2
+                        }
+                    }
+                };
+                if pg.batch_execute(&sql).await.is_ok() {
+                    ops += n;
+                }
+            }
+            ops
+        })
+    };
+    for round in 0..5 {
+        tokio::time::sleep(Duration::from_millis(700 + 300 * round)).await;
+        ferry.kill9_and_restart();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let ops = writer.await.expect("writer");
+    assert!(
+        ops > 100,
+        "the application wrote under load ({ops} row operations)"
+    );
+    wait_reverse_caught_up(&db, &mut ferry).await;
+
+    let counted = mysql_rows(&mut my, "SELECT CAST(n AS CHAR) FROM op_count").await;
+    eprintln!(
+        "{ops} row operations on PostgreSQL across 5 SIGKILLs; MySQL's trigger counted {counted:?}"
+    );
+    assert_eq!(
+        counted,
+        vec![vec![Some(ops.to_string())]],
+        "each PostgreSQL row operation applied exactly once:\n{}",
+        ferry.log()
+    );
+    let on_mysql = mysql_rows(
+        &mut my,
+        "SELECT CAST(id AS CHAR), CAST(n AS CHAR), note FROM items ORDER BY id",
+    )
+    .await;
+    let on_pg = pg_rows(
+        &db.pg().await,
+        "SELECT id::text, n::text, note FROM items ORDER BY id",
+    )
+    .await;
+    assert_eq!(on_mysql.len(), on_pg.len());
+    assert!(
+        on_mysql == on_pg,
+        "first difference: {:?}",
+        common::workload::first_diff(&on_mysql, &on_pg)
+    );
+    db.cleanup_dir();
+}
+
+/// A session on the test's PostgreSQL database as `role`.
+async fn pg_as(db: &TestDb, role: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::Config::new()
+        .host("127.0.0.1")
+        .port(pg_port())
+        .user(role)
+        .dbname(&db.name)
+        .options(format!("-c search_path={}", db.name))
+        .connect(tokio_postgres::NoTls)
+        .await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+async fn run_ferry(args: Vec<String>) -> (i32, serde_json::Value, String) {
+    let (code, out) = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        ferry_cmd(&refs)
+    })
+    .await
+    .expect("ferry ran");
+    let json = out
+        .find('{')
+        .and_then(|i| {
+            serde_json::Deserializer::from_str(&out[i..])
+                .into_iter::<serde_json::Value>()
+                .next()?
+                .ok()
+        })
+        .unwrap_or(serde_json::Value::Null);
+    (code, json, out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rollback_brings_every_postgresql_write_back_and_the_forward_stream_resumes() {
+    let Setup {
+        _server,
+        db,
+        config,
+        mut ferry,
+    } = setup("revback", &[]).await;
+    let role = format!("app_{}", db.name);
+    let admin = db.pg().await;
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE \"{role}\" LOGIN; GRANT USAGE ON SCHEMA \"{d}\" TO \"{role}\"; \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA \"{d}\" TO \"{role}\"",
+            d = db.name
+        ))
+        .await
+        .expect("application role");
+    let (code, report, out) = cutover(&config, &[]).await;
+    assert_eq!(code, 0, "{out}\n{}", ferry.log());
+    assert_eq!(report["outcome"], "switched", "{out}");
+
+    // The application writes on PostgreSQL.
+    let app = pg_as(&db, &role).await.expect("the application connects");
+    app.batch_execute(
+        "INSERT INTO items SELECT g, g, 'pg' FROM generate_series(1000001, 1000200) g; \
+         UPDATE items SET n = -1 WHERE id <= 20; DELETE FROM items WHERE id BETWEEN 30 AND 39; \
+         UPDATE tags SET uses = 99 WHERE tag = 'red'",
+    )
+    .await
+    .expect("writes on PostgreSQL");
+    let cfg = config.to_str().expect("utf-8").to_string();
+    let route = db.dir.join("route");
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = vec![
+            "rollback".into(),
+            "--config".into(),
+            cfg.clone(),
+            "--json".into(),
+        ];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    // Without a role to freeze, nothing is done.
+    let (code, r, out) = run_ferry(args(&[])).await;
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(r["outcome"], "refused", "{out}");
+    let switch = format!("echo mysql > {}", route.display());
+    let (code, r, out) = run_ferry(args(&["--app-role", &role, "--switch-command", &switch])).await;
+    assert_eq!(code, 0, "{out}\n{}", ferry.log());
+    assert_eq!(r["outcome"], "rolled_back", "{out}");
+    assert!(r["write_unavailable_seconds"].as_f64().is_some(), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&route).expect("route").trim(),
+        "mysql"
+    );
+    assert!(
+        pg_as(&db, &role).await.is_err(),
+        "the application role is frozen on PostgreSQL"
+    );
+
+    // Every write PostgreSQL took is in MySQL, and MySQL is writable again.
+    let mut my = db.my().await;
+    let rows = |sql: &str| sql.to_string();
+    let on_mysql = mysql_rows(
+        &mut my,
+        &rows("SELECT CAST(id AS CHAR), CAST(n AS CHAR), note FROM items ORDER BY id"),
+    )
+    .await;
+    let on_pg = pg_rows(
+        &admin,
+        "SELECT id::text, n::text, note FROM items ORDER BY id",
+    )
+    .await;
+    assert_eq!(on_mysql.len(), 100 + 200 - 10);
+    assert!(
+        on_mysql == on_pg,
+        "first difference: {:?}",
+        common::workload::first_diff(&on_mysql, &on_pg)
+    );
+    let ro: Option<i64> = my
+        .query_first("SELECT @@global.read_only")
+        .await
+        .expect("read_only");
+    assert_eq!(ro, Some(0), "MySQL is writable");
+    let phase: String = admin
+        .query_one(
+            "SELECT phase FROM ferry.migration WHERE stream = 'main'",
+            &[],
+        )
+        .await
+        .expect("phase")
+        .get(0);
+    assert_eq!(phase, "replicating");
+
+    // The forward stream resumes after the reverse stream's writes: MySQL's new writes reach
+    // PostgreSQL, the reverse writes are not applied again (no loop).
+    my.query_drop("INSERT INTO items VALUES (5000, 5, 'mysql again'); UPDATE items SET n = 7 WHERE id = 1000001")
+        .await
+        .expect("MySQL takes writes");
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
+        .await;
+    let (code, out) = verify(&config).await;
+    assert_eq!(code, 0, "equal after the rollback:\n{out}\n{}", ferry.log());
+    assert_eq!(
+        pg_rows(
+            &admin,
+            "SELECT n::text FROM items WHERE id IN (5000, 1000001) ORDER BY id"
+        )
+        .await,
+        vec![vec![Some("5".to_string())], vec![Some("7".to_string())]]
+    );
+    let names = ferry::reverse::names(&db.name, "main");
+    assert_eq!(
+        admin
+            .query(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&names.slot]
+            )
+            .await
+            .expect("slots")
+            .len(),
+        0,
+        "the rollback dropped the slot"
+    );
+
+    // The migration can be cut over again, then completed.
+    let (code, report, out) = cutover(&config, &[]).await;
+    assert_eq!(code, 0, "{out}\n{}", ferry.log());
+    assert_eq!(report["outcome"], "switched", "{out}");
+    let (code, r, out) = run_ferry(vec![
+        "complete".into(),
+        "--config".into(),
+        cfg.clone(),
+        "--json".into(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(r["outcome"], "completed", "{out}");
+    assert_eq!(
+        admin
+            .query(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&names.slot]
+            )
+            .await
+            .expect("slots")
+            .len(),
+        0,
+        "ferry complete dropped the slot"
+    );
+    assert!(ferry.try_exit().is_none(), "{}", ferry.log());
+    drop(app);
+    db.cleanup_dir();
+}
+
+/// Not a test: the reverse stream's catch-up rate on a 100,000-change backlog (run with
+/// `cargo nextest run --run-ignored only -E 'test(reverse_catch_up_of_a_backlog)' --no-capture`).
+/// It prints the figure; it asserts only that MySQL ends equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "benchmark"]
+async fn reverse_catch_up_of_a_backlog() {
+    let Setup {
+        _server,
+        db,
+        config,
+        mut ferry,
+    } = setup("revbench", &[]).await;
+    let (code, _, out) = cutover(&config, &[]).await;
+    assert_eq!(code, 0, "{out}");
+    ferry.kill9();
+    let pg = db.pg().await;
+    // 100,000 row changes in 1,000 transactions: 60% inserts, 30% updates, 10% deletes.
+    let started = Instant::now();
+    for t in 0..1000i64 {
+        let base = 1_000_000 + t * 100;
+        pg.batch_execute(&format!(
+            "BEGIN; INSERT INTO items SELECT g, g % 1000, md5(g::text) FROM generate_series({base}, {}) g; \
+             UPDATE items SET n = n + 1 WHERE id BETWEEN {base} AND {}; \
+             DELETE FROM items WHERE id BETWEEN {} AND {}; COMMIT",
+            base + 59,
+            base + 29,
+            base + 50,
+            base + 59
+        ))
+        .await
+        .expect("backlog");
+    }
+    eprintln!(
+        "backlog of 100,000 row changes written on PostgreSQL in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let started = Instant::now();
+    ferry.start_again();
+    wait_reverse_caught_up(&db, &mut ferry).await;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "reverse catch-up: 100,000 row changes in {secs:.2} s from the restart (start-up included) = {:.0} row changes/s",
+        100_000.0 / secs
+    );
+    let mut my = db.my().await;
+    let on_mysql = mysql_rows(
+        &mut my,
+        "SELECT CAST(id AS CHAR), CAST(n AS CHAR), note FROM items ORDER BY id",
+    )
+    .await;
+    let on_pg = pg_rows(&pg, "SELECT id::text, n::text, note FROM items ORDER BY id").await;
+    assert!(
+        on_mysql == on_pg,
+        "MySQL equals PostgreSQL after the catch-up"
+    );
+    db.cleanup_dir();
+}

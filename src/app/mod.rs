@@ -97,6 +97,8 @@ pub enum AppError {
     StartPosition(mysql_async::Error),
     #[error(transparent)]
     Backfill(#[from] BackfillError),
+    #[error(transparent)]
+    Reverse(#[from] crate::reverse::ReverseError),
 }
 
 impl AppError {
@@ -116,6 +118,7 @@ impl AppError {
             AppError::StartConnect(e) => e.class(),
             AppError::StartPosition(e) => ErrorClass::of_mysql(e),
             AppError::Backfill(e) => e.class(),
+            AppError::Reverse(e) => e.class(),
         }
     }
 
@@ -137,6 +140,8 @@ pub(crate) struct Shared {
     pub notifier: Option<Arc<Notifier>>,
     /// What the reader obeys between transactions (pause, stop, the migration's hold).
     pub control: Arc<watch::Sender<ReaderControl>>,
+    /// The reverse stream's progress (switched: PostgreSQL → MySQL).
+    pub reverse: Arc<crate::reverse::progress::ReverseProgress>,
 }
 
 /// Runs the daemon until stopped or a definite error.
@@ -183,6 +188,7 @@ pub async fn run(
         progress: progress.clone(),
         notifier: notifier.clone(),
         control: control_tx.clone(),
+        reverse: board.reverse.clone(),
     };
     let watchdog = notify::watchdog_interval()
         .zip(notifier.clone())

@@ -190,6 +190,7 @@ mod tests {
             progress,
             notifier: None,
             control: Arc::new(control),
+            reverse: Arc::default(),
         };
         let (apply, _) = watch::channel(config.apply.clone());
         let op = Operator::new(

@@ -21,6 +21,7 @@ use crate::config::{ApplyConfig, Config};
 use crate::error::ErrorClass;
 use crate::metrics::{self as m, Phase, Stage};
 use crate::migration;
+use crate::reverse;
 use crate::sink::connect as pg;
 use crate::sink::error::SinkError;
 use crate::sink::postgres::Applier;
@@ -148,6 +149,7 @@ impl Supervisor {
         let mut registry = Registry::new(tables);
         let mut backoff = Backoff::default();
         let mut strict_transactions = 0;
+        let mut told_not_armed = false;
         loop {
             progress.worked();
             let client = match pg::connect(&config.target).await {
@@ -177,6 +179,16 @@ impl Supervisor {
                     // returns to replicating (the reverse stream's writes must never loop back).
                     if self.control.borrow().stop {
                         return Ok(());
+                    }
+                    drop(client);
+                    if phase == migration::MigrationPhase::Switched {
+                        if let Some(e) = self
+                            .reverse(&config, &mut backoff, &mut told_not_armed)
+                            .await
+                        {
+                            return Err(e);
+                        }
+                        continue;
                     }
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                     continue;
@@ -274,6 +286,49 @@ impl Supervisor {
                 backoff.reset();
             }
             registry = Registry::new(registry.tables().map(|t| (**t).clone()).collect::<Vec<_>>());
+        }
+    }
+}
+
+impl Supervisor {
+    /// One run of the reverse stream (phase `switched`); returns the error that must stop
+    /// ferry, if any. Transient errors wait a backoff and are retried by the caller.
+    async fn reverse(
+        &self,
+        config: &Config,
+        backoff: &mut Backoff,
+        told_not_armed: &mut bool,
+    ) -> Option<AppError> {
+        let progress = &self.shared.reverse;
+        progress.set_running(true);
+        let ended = reverse::stream::run(config, self.control.clone(), progress).await;
+        progress.set_running(false);
+        match ended {
+            Ok(reverse::stream::Ended::NotArmed) => {
+                if !*told_not_armed {
+                    tracing::warn!("switched without a reverse stream (no replication slot: the cutover ran --without-rollback, or the slot was dropped); writes on PostgreSQL are not carried back to MySQL");
+                    *told_not_armed = true;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                None
+            }
+            Ok(_) => {
+                backoff.reset();
+                None
+            }
+            Err(e) if e.class().is_definite() => {
+                m::error(Stage::Reverse, ErrorClass::Definite);
+                progress.error(e.to_string());
+                Some(AppError::Reverse(e))
+            }
+            Err(e) => {
+                m::error(Stage::Reverse, ErrorClass::Transient);
+                progress.error(e.to_string());
+                self.shared.board.error(e.to_string());
+                tracing::warn!(error = %e, retry_in = ?backoff.current(), "reverse stream: transient error; resuming from MySQL's checkpoint");
+                backoff.wait().await;
+                None
+            }
         }
     }
 }

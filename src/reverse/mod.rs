@@ -7,16 +7,28 @@
 //! ```
 //!
 //! - [`arm`]: publication and slot, created while PostgreSQL is still quiet; replica identity.
+//! - [`stream`]: the stage `ferry run` runs while switched (exactly once, resumable).
 //! - [`transport`]: the [`transport::ChangeFeed`] trait and its SQL-polling implementation.
 //! - [`pgoutput`]: the pure decoder of pgoutput messages.
+//! - [`assemble`]: messages → whole transactions of MySQL row operations (pure).
+//! - [`inverse`]: the inverse type mapping, PostgreSQL text → MySQL value (pure).
+//! - [`apply`]: the MySQL transaction with the LSN checkpoint.
+//! - [`progress`]: rows applied, lag, the slot's retained WAL.
+//! - [`rollback`]: `ferry rollback` (back to MySQL, nothing lost) and `ferry complete`.
 //! - [`lsn`]: WAL positions.
 //!
 //! Guarantees: the slot starts at the switch point (see [`arm`]); names are deterministic per
 //! stream, so every command and the daemon find the same slot and publication.
 
+pub mod apply;
 pub mod arm;
+pub mod assemble;
+pub mod inverse;
 pub mod lsn;
 pub mod pgoutput;
+pub mod progress;
+pub mod rollback;
+pub mod stream;
 pub mod transport;
 
 pub use arm::{arm, Armed};
@@ -86,6 +98,15 @@ pub enum ReverseError {
     Catalog(#[from] crate::source::catalog::CatalogError),
     #[error("reverse stream: the migrated table {source_table} has no table {table} in PostgreSQL; create it (ferry run creates it at the backfill) or exclude the table, then cut over again")]
     MissingTable { table: String, source_table: String },
+    #[error("reverse stream: {0}")]
+    Assemble(#[from] assemble::AssembleError),
+    #[error(transparent)]
+    Apply(#[from] apply::ApplyError),
+    #[error("reverse stream: undecodable message at PostgreSQL LSN {lsn}: {source}")]
+    Decode {
+        lsn: Lsn,
+        source: pgoutput::DecodeError,
+    },
 }
 
 impl ReverseError {
@@ -95,18 +116,27 @@ impl ReverseError {
         move |source| ReverseError::Target { context, source }
     }
 
-    #[allow(dead_code)] // the applier (next)
     pub(crate) fn source(context: &'static str) -> impl FnOnce(mysql_async::Error) -> ReverseError {
         move |source| ReverseError::Source { context, source }
     }
 
     pub fn class(&self) -> ErrorClass {
         match self {
+            // 55006: the slot is still held by an earlier session (after a crash, until
+            // PostgreSQL notices it is gone) or by a command's check: it passes.
+            ReverseError::Target { source, .. }
+                if source.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE) =>
+            {
+                ErrorClass::Transient
+            }
             ReverseError::Target { source, .. } => ErrorClass::of_postgres(source),
             ReverseError::Source { source, .. } => ErrorClass::of_mysql(source),
             ReverseError::Connect(e) => e.class(),
             ReverseError::Catalog(e) => e.class(),
-            ReverseError::MissingTable { .. } => ErrorClass::Definite,
+            ReverseError::MissingTable { .. }
+            | ReverseError::Assemble(_)
+            | ReverseError::Decode { .. } => ErrorClass::Definite,
+            ReverseError::Apply(e) => e.class(),
         }
     }
 }

@@ -1,0 +1,219 @@
+//! The reverse stream stage: runs inside `ferry run` while the migration phase is `switched`,
+//! reading PostgreSQL's committed changes from the slot and applying them to MySQL.
+//!
+//! Guarantees (exactly once): a group of whole PostgreSQL transactions is applied in one MySQL
+//! transaction with the end LSN of its last transaction in `ferry.reverse_checkpoint`
+//! ([`super::apply`]); the slot is advanced only after that commit. On start (after a crash,
+//! a SIGKILL, a lost connection) the checkpoint is read from MySQL, and transactions that end
+//! at or before it — committed in MySQL but not yet confirmed to the slot — are skipped, then
+//! confirmed. So every PostgreSQL row operation reaches MySQL once, in commit order. The stage
+//! stops between groups when a stop is requested or the phase leaves `switched` (checked twice
+//! a second), and reports [`Ended::NotArmed`] when the stream has no slot (a cutover with
+//! `--without-rollback`). Errors carry their class: transient ones (a lost connection) are
+//! retried by the supervisor from the checkpoint; definite ones (a value MySQL cannot hold, a
+//! schema change on PostgreSQL, a refused write) stop ferry with table, column, LSN and fix.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::apply::MySqlApplier;
+use super::assemble::{Assembler, Transaction};
+use super::lsn::Lsn;
+use super::progress::ReverseProgress;
+use super::transport::{slot_state, ChangeFeed, SqlPolling};
+use super::{names, pgoutput, ReverseError};
+use crate::config::Config;
+use crate::migration::{state, MigrationPhase};
+use crate::sink::connect as pg;
+use crate::source::binlog::ReaderControl;
+use crate::source::catalog;
+
+/// Messages asked of one peek (PostgreSQL completes the transaction it is in).
+const PEEK_MESSAGES: i32 = 20_000;
+/// Row operations per MySQL transaction (whole PostgreSQL transactions only; a larger one
+/// goes alone).
+const GROUP_ROWS: usize = 5_000;
+/// Pause between peeks that found nothing.
+const POLL: Duration = Duration::from_millis(100);
+/// How often the phase is re-read.
+const PHASE_EVERY: Duration = Duration::from_millis(500);
+
+/// Why the stage returned without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    Stopped,
+    /// The phase is no longer `switched`.
+    PhaseChanged,
+    /// No slot: the cutover ran `--without-rollback` (or the slot was dropped).
+    NotArmed,
+}
+
+/// Runs the reverse stream until a stop, a phase change or an error.
+///
+/// # Errors
+/// See [`ReverseError`] and the module doc.
+pub async fn run(
+    config: &Config,
+    control: watch::Receiver<ReaderControl>,
+    progress: &ReverseProgress,
+) -> Result<Ended, ReverseError> {
+    let n = names(&config.target.database, &config.stream);
+    let client = pg::connect(&config.target)
+        .await
+        .map_err(ReverseError::target("connecting"))?;
+    if slot_state(&client, &n.slot)
+        .await
+        .map_err(ReverseError::target("reading the slot"))?
+        .is_none()
+    {
+        return Ok(Ended::NotArmed);
+    }
+    let phase_client = pg::connect(&config.target)
+        .await
+        .map_err(ReverseError::target("connecting"))?;
+    let mut feed = SqlPolling::new(client, n.slot.clone(), n.publication.clone())
+        .await
+        .map_err(ReverseError::target("preparing the polling session"))?;
+    let mut applier = MySqlApplier::connect(config).await?;
+    let flavor = applier.flavor;
+    let tables =
+        catalog::load_tables(applier.conn(), flavor, &config.tables, &config.types).await?;
+    let mut assembler = Assembler::new(tables);
+    let mut checkpoint = applier.checkpoint().await?.unwrap_or(Lsn(0));
+    tracing::info!(slot = %n.slot, checkpoint = %checkpoint, "reverse stream: applying PostgreSQL's changes to MySQL");
+    let mut phase_checked: Option<Instant> = None;
+    loop {
+        if control.borrow().stop {
+            return Ok(Ended::Stopped);
+        }
+        if phase_checked.map_or(true, |t| t.elapsed() >= PHASE_EVERY) {
+            let m = state::load(&phase_client, &config.target.ferry_schema, &config.stream)
+                .await
+                .map_err(ReverseError::target("reading the migration phase"))?;
+            if m.phase != MigrationPhase::Switched {
+                return Ok(Ended::PhaseChanged);
+            }
+            phase_checked = Some(Instant::now());
+            if let Some(s) = feed
+                .state()
+                .await
+                .map_err(ReverseError::target("reading the slot"))?
+            {
+                progress.observe_slot(&s);
+            }
+        }
+        let raw = match feed.peek(PEEK_MESSAGES).await {
+            Ok(raw) => raw,
+            // The slot was dropped: by `ferry rollback` / `ferry complete` between two phase
+            // checks (then the phase tells), or by hand.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_OBJECT) => {
+                let m = state::load(&phase_client, &config.target.ferry_schema, &config.stream)
+                    .await
+                    .map_err(ReverseError::target("reading the migration phase"))?;
+                return Ok(if m.phase == MigrationPhase::Switched {
+                    Ended::NotArmed
+                } else {
+                    Ended::PhaseChanged
+                });
+            }
+            Err(e) => return Err(ReverseError::target("reading changes from the slot")(e)),
+        };
+        if raw.is_empty() {
+            progress.caught_up();
+            tokio::time::sleep(POLL).await;
+            continue;
+        }
+        let mut pending: Vec<Transaction> = Vec::new();
+        let mut last_end = None;
+        for m in &raw {
+            let message = pgoutput::decode(&m.data)
+                .map_err(|source| ReverseError::Decode { lsn: m.lsn, source })?;
+            if let Some(t) = assembler.feed(message, m.lsn)? {
+                last_end = Some(t.end_lsn);
+                if t.end_lsn > checkpoint && !t.ops.is_empty() {
+                    pending.push(t);
+                } else if t.end_lsn <= checkpoint {
+                    tracing::debug!(end = %t.end_lsn, "reverse stream: transaction already in MySQL; skipped");
+                }
+            }
+        }
+        for group in groups(&pending) {
+            let rows = applier.apply(group).await?;
+            let last = &group[group.len() - 1];
+            checkpoint = last.end_lsn;
+            progress.applied(rows, group.len() as u64, last.commit_time, last.end_lsn);
+        }
+        if let Some(end) = last_end {
+            match feed.advance(end).await {
+                Ok(()) => {}
+                // Dropped meanwhile (see the peek): what was applied is in MySQL's checkpoint.
+                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_OBJECT) => {
+                    return Ok(Ended::NotArmed)
+                }
+                Err(e) => return Err(ReverseError::target("advancing the slot")(e)),
+            }
+        }
+    }
+}
+
+/// Splits transactions into groups of about [`GROUP_ROWS`] row operations.
+fn groups(all: &[Transaction]) -> Vec<&[Transaction]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut rows = 0;
+    for (i, t) in all.iter().enumerate() {
+        if rows > 0 && rows + t.ops.len() > GROUP_ROWS {
+            out.push(&all[start..i]);
+            start = i;
+            rows = 0;
+        }
+        rows += t.ops.len();
+    }
+    if start < all.len() {
+        out.push(&all[start..]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn txn(ops: usize) -> Transaction {
+        let table = std::sync::Arc::new(crate::schema::Table {
+            source: crate::schema::SourceName::new("d", "t"),
+            target_schema: "d".into(),
+            target_name: "t".into(),
+            target_quoted: "\"d\".\"t\"".into(),
+            source_columns: Vec::new(),
+            columns: Vec::new(),
+            key: Vec::new(),
+            key_source: crate::schema::KeySource::PrimaryKey,
+            indexes: Vec::new(),
+            estimated_rows: 0,
+            comment: String::new(),
+            checks: Vec::new(),
+            foreign_keys: Vec::new(),
+        });
+        Transaction {
+            xid: 1,
+            commit_lsn: Lsn(1),
+            end_lsn: Lsn(2),
+            commit_time: 0.0,
+            ops: (0..ops)
+                .map(|_| super::super::assemble::Op::DeleteAll {
+                    table: table.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn groups_hold_whole_transactions_of_bounded_size() {
+        let all = vec![txn(3000), txn(3000), txn(10_000), txn(1), txn(1)];
+        let sizes: Vec<usize> = groups(&all).iter().map(|g| g.len()).collect();
+        assert_eq!(sizes, [1, 1, 1, 2]);
+        assert!(groups(&[]).is_empty());
+    }
+}
