@@ -335,7 +335,6 @@ async fn cutover_switches_the_application_to_postgresql_and_loses_no_write() {
             "drain",
             "verify",
             "sequences",
-            "reverse stream",
             "switch",
             "foreign keys"
         ],
