@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::migration::*;
 use common::own_mariadb::OwnMariaDb;
 use common::*;
 use mysql_async::prelude::Queryable;
@@ -193,76 +194,8 @@ async fn wait_for_daemon_report(db: &TestDb, ferry: &mut Ferry) {
     }
 }
 
-async fn wait_for_matched_pass(db: &TestDb, ferry: &mut Ferry) {
-    let started = Instant::now();
-    loop {
-        let n = db
-            .count("SELECT count(*) FROM ferry.verify_passes WHERE stream = 'main' AND matched")
-            .await;
-        let reported = db
-            .count("SELECT count(*) FROM ferry.migration WHERE stream = 'main' AND daemon_seen_at IS NOT NULL")
-            .await;
-        if n > 0 && reported > 0 {
-            return;
-        }
-        assert!(ferry.try_exit().is_none(), "ferry exited:\n{}", ferry.log());
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no matched verification pass:\n{}",
-            ferry.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 async fn cutover(config: &Path, args: &[&str]) -> (i32, serde_json::Value, String) {
-    let mut all = vec![
-        "cutover",
-        "--config",
-        config.to_str().expect("utf-8"),
-        "--json",
-    ];
-    all.extend_from_slice(args);
-    let owned: Vec<String> = all.iter().map(|s| s.to_string()).collect();
-    let (code, out) = tokio::task::spawn_blocking(move || {
-        let refs: Vec<&str> = owned.iter().map(String::as_str).collect();
-        ferry_cmd(&refs)
-    })
-    .await
-    .expect("cutover ran");
-    let json = out
-        .find('{')
-        // The report, then any log lines (stderr follows stdout in `out`).
-        .and_then(|i| {
-            serde_json::Deserializer::from_str(&out[i..])
-                .into_iter::<serde_json::Value>()
-                .next()?
-                .ok()
-        })
-        .unwrap_or(serde_json::Value::Null);
-    (code, json, out)
-}
-
-async fn read_only(db: &TestDb) -> bool {
-    let v: Option<i64> = db
-        .my()
-        .await
-        .query_first("SELECT @@global.read_only")
-        .await
-        .expect("read_only");
-    v == Some(1)
-}
-
-async fn phase(db: &TestDb) -> String {
-    db.pg()
-        .await
-        .query_one(
-            "SELECT phase FROM ferry.migration WHERE stream = 'main'",
-            &[],
-        )
-        .await
-        .expect("migration row")
-        .get(0)
+    cutover_cmd(config, args).await
 }
 
 /// MySQL's rows (the truth of every acknowledged MySQL write) against PostgreSQL's rows below

@@ -10,31 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::migration::*;
 use common::own_mariadb::OwnMariaDb;
 use common::*;
 use mysql_async::prelude::Queryable;
-
-async fn phase(db: &TestDb) -> String {
-    db.pg()
-        .await
-        .query_one(
-            "SELECT phase FROM ferry.migration WHERE stream = 'main'",
-            &[],
-        )
-        .await
-        .expect("phase")
-        .get(0)
-}
-
-async fn read_only(db: &TestDb) -> bool {
-    let v: Option<i64> = db
-        .my()
-        .await
-        .query_first("SELECT @@global.read_only")
-        .await
-        .expect("read_only");
-    v == Some(1)
-}
 
 /// Waits until the stream's phase is `want` (the command or the daemon moved it).
 async fn wait_phase(db: &TestDb, want: &str, timeout: Duration, what: &str) {
@@ -132,18 +111,6 @@ impl Drop for CutoverCmd {
     fn drop(&mut self) {
         self.kill9();
     }
-}
-
-/// The JSON report at the start of the command's output (log lines may follow it).
-fn report_of(out: &str) -> serde_json::Value {
-    out.find('{')
-        .and_then(|i| {
-            serde_json::Deserializer::from_str(&out[i..])
-                .into_iter::<serde_json::Value>()
-                .next()?
-                .ok()
-        })
-        .unwrap_or(serde_json::Value::Null)
 }
 
 /// A session of the application account (read_only stops it, unlike root).

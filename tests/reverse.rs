@@ -7,6 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::migration::*;
 use common::own_mariadb::OwnMariaDb;
 use common::*;
 use ferry::reverse::pgoutput::{self, Datum, Message};
@@ -57,54 +58,11 @@ async fn setup(name: &str, extra_tables: &[&str]) -> Setup {
     }
 }
 
-async fn wait_for_matched_pass(db: &TestDb, ferry: &mut Ferry) {
-    let started = Instant::now();
-    loop {
-        let n = db
-            .count("SELECT count(*) FROM ferry.verify_passes WHERE stream = 'main' AND matched")
-            .await;
-        let reported = db
-            .count("SELECT count(*) FROM ferry.migration WHERE stream = 'main' AND daemon_seen_at IS NOT NULL")
-            .await;
-        if n > 0 && reported > 0 {
-            return;
-        }
-        assert!(ferry.try_exit().is_none(), "ferry exited:\n{}", ferry.log());
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no matched verification pass:\n{}",
-            ferry.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// Runs `ferry cutover --yes --json` with `args`; the exit code and the report.
 async fn cutover(config: &Path, args: &[&str]) -> (i32, serde_json::Value, String) {
-    let mut all = vec![
-        "cutover".to_string(),
-        "--config".into(),
-        config.to_str().expect("utf-8").into(),
-        "--json".into(),
-        "--yes".into(),
-    ];
-    all.extend(args.iter().map(|s| s.to_string()));
-    let (code, out) = tokio::task::spawn_blocking(move || {
-        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        ferry_cmd(&refs)
-    })
-    .await
-    .expect("cutover ran");
-    let json = out
-        .find('{')
-        .and_then(|i| {
-            serde_json::Deserializer::from_str(&out[i..])
-                .into_iter::<serde_json::Value>()
-                .next()?
-                .ok()
-        })
-        .unwrap_or(serde_json::Value::Null);
-    (code, json, out)
+    let mut all = vec!["--yes"];
+    all.extend_from_slice(args);
+    cutover_cmd(config, &all).await
 }
 
 /// Every message the slot holds now (without consuming it), decoded.
@@ -540,15 +498,7 @@ async fn run_ferry(args: Vec<String>) -> (i32, serde_json::Value, String) {
     })
     .await
     .expect("ferry ran");
-    let json = out
-        .find('{')
-        .and_then(|i| {
-            serde_json::Deserializer::from_str(&out[i..])
-                .into_iter::<serde_json::Value>()
-                .next()?
-                .ok()
-        })
-        .unwrap_or(serde_json::Value::Null);
+    let json = report_of(&out);
     (code, json, out)
 }
 

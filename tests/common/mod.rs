@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod binlog_file;
+pub mod migration;
 pub mod own_mariadb;
 pub mod workload;
 
