@@ -92,6 +92,23 @@ pub enum Message {
         table: Arc<Table>,
         shadow: Arc<Table>,
     },
+    /// A schema change of a replicated table, applied in the transaction of its position.
+    SchemaChange(Box<SchemaChange>),
+}
+
+/// A source schema change and the PostgreSQL statements that carry it.
+#[derive(Debug, Clone)]
+pub struct SchemaChange {
+    /// The table as it was before the change.
+    pub table: Arc<Table>,
+    /// The table after it (`None`: it was dropped or left the selection).
+    pub new: Option<Arc<Table>>,
+    /// Target statements, run in order in the open transaction.
+    pub statements: Vec<String>,
+    /// Where the source statement starts in the binlog.
+    pub position: BinlogPosition,
+    /// The source statement, for the log and the history table.
+    pub source_sql: String,
 }
 
 /// Bounds the rows *and bytes* in flight between the reader and the applier, whatever the size

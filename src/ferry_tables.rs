@@ -15,7 +15,9 @@
 //! per-table progress), `backfill_requests` (`ferry backfill --table`), `verify_repairs` (the
 //! audit of `ferry verify --repair`), `migration` / `migration_log` (the migration phase and
 //! its history), `changed_keys` (keys applied since the last matched verification),
-//! `verify_passes` (every full verification's outcome).
+//! `verify_passes` (every full verification's outcome), `schema_changes` (each source schema
+//! change applied while streaming) and `table_models` (the table definitions the stream decodes
+//! with, written with the checkpoint).
 
 use tokio_postgres::Client;
 
@@ -156,6 +158,31 @@ const MIGRATIONS: &[Migration] = &[Migration {
             matched boolean NOT NULL
         );
         CREATE INDEX verify_passes_stream ON {s}.verify_passes (stream, finished_at);",
+}, Migration {
+    version: 3,
+    what: "schema changes applied while streaming, and the table definitions the stream decodes with",
+    sql: "
+        CREATE TABLE {s}.schema_changes (
+            id bigserial PRIMARY KEY,
+            stream text NOT NULL,
+            -- Where the source statement starts (FILE:OFFSET).
+            position text NOT NULL,
+            source_table text NOT NULL,
+            source_sql text NOT NULL,
+            target_sql text NOT NULL,
+            applied_at timestamptz NOT NULL DEFAULT clock_timestamp()
+        );
+        CREATE TABLE {s}.table_models (
+            stream text NOT NULL,
+            source_db text NOT NULL,
+            source_table text NOT NULL,
+            -- The source's catalog description (columns and indexes) the stream decodes rows
+            -- of this table with, as of the checkpoint written in the same transaction.
+            model jsonb NOT NULL,
+            position text NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+            PRIMARY KEY (stream, source_db, source_table)
+        );",
 }];
 
 /// The version this binary brings the schema to.

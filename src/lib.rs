@@ -64,6 +64,7 @@ pub mod sink;
 pub mod source;
 pub mod startup;
 pub mod status;
+pub mod table_models;
 pub mod target_schema;
 pub mod transform;
 pub mod verify;

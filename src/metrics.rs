@@ -30,6 +30,7 @@ pub const RETENTION_HEADROOM: &str = "ferry_binlog_retention_headroom_seconds";
 pub const TABLE_ROWS: &str = "ferry_table_rows";
 pub const DEAD_LETTER_ROWS: &str = "ferry_dead_letter_rows_total";
 pub const VALUES_SUBSTITUTED: &str = "ferry_values_substituted_total";
+pub const SCHEMA_CHANGES: &str = "ferry_schema_changes_total";
 pub const BACKFILL_ROWS: &str = "ferry_backfill_rows_total";
 pub const BACKFILL_PROGRESS: &str = "ferry_backfill_progress_ratio";
 pub const DRIFT_ROWS: &str = "ferry_drift_rows";
@@ -118,6 +119,7 @@ pub const ALL: &[(&str, &str)] = &[
     (RETENTION_HEADROOM, "Seconds until the source may purge the binlog file ferry still needs (binlog_expire_logs_seconds minus the file's age)."),
     (TABLE_ROWS, "Estimated rows of each replicated table on the source (information_schema TABLE_ROWS, refreshed every minute; label table). The denominator for drift ratios."),
     (DEAD_LETTER_ROWS, "Rows written to the dead-letter table instead of being applied (labels table, kind)."),
+    (SCHEMA_CHANGES, "Schema changes of replicated tables seen in the binlog (label outcome: applied, ignored, refused)."),
     (VALUES_SUBSTITUTED, "Values replaced under a null/value policy, counted as their source transaction is read (label kind)."),
     (BACKFILL_ROWS, "Rows copied by the backfill (label table)."),
     (BACKFILL_PROGRESS, "Backfill progress 0..1 (label table)."),
@@ -241,6 +243,10 @@ pub fn table_rows(table: &str, rows: u64) {
 
 pub fn dead_letter(table: &str, kind: &'static str) {
     counter!(DEAD_LETTER_ROWS, "table" => table.to_string(), "kind" => kind).increment(1);
+}
+
+pub fn schema_change(outcome: &'static str) {
+    counter!(SCHEMA_CHANGES, "outcome" => outcome).increment(1);
 }
 
 pub fn substituted(kind: &'static str, n: u64) {

@@ -16,7 +16,9 @@ use crate::transform::{
 };
 
 /// `db.table` on the source.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct SourceName {
     pub db: String,
     pub table: String,
@@ -38,7 +40,7 @@ impl fmt::Display for SourceName {
 }
 
 /// An index as MySQL declares it; columns are positions in [`Table::columns`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Index {
     pub name: String,
     pub unique: bool,
@@ -80,7 +82,7 @@ pub struct Table {
 }
 
 /// A foreign key of the source table (columns by source name).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ForeignKey {
     pub name: String,
     pub columns: Vec<String>,
@@ -92,7 +94,7 @@ pub struct ForeignKey {
 }
 
 /// A CHECK constraint of the source table.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Check {
     pub name: String,
     /// CHECK_CLAUSE as the server prints it.

@@ -112,6 +112,23 @@ pub async fn prepare(config: &Config, ctx: Context<'_>) -> Result<Option<Prepare
     let client = pg::connect(&config.target)
         .await
         .map_err(target_err("connecting"))?;
+    // Decode with the definitions the checkpoint was written with (schema changes ahead in
+    // the binlog are carried when the stream reaches them).
+    let position = match &resume {
+        Resume::From(cp) => cp.position.to_string(),
+        _ => backfill
+            .as_ref()
+            .map_or_else(|| "start".to_string(), |b| b.start.to_string()),
+    };
+    let tables = crate::table_models::reconcile(
+        &client,
+        &config.target.ferry_schema,
+        &config.stream,
+        tables,
+        &config.types,
+        &position,
+    )
+    .await?;
     if !fresh {
         copy_tables_new_to_the_stream(&config, &client, &tables).await?;
     }

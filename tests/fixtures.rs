@@ -24,7 +24,7 @@ use ferry::position::BinlogPosition;
 use ferry::schema::{Index, KeySource, Table};
 use ferry::select::TableSelector;
 use ferry::source::connect::Flavor;
-use ferry::source::decode::{DecodeError, Decoder, Need, Registry};
+use ferry::source::decode::{ChangeKind, DecodeError, Decoder, Need, Registry};
 use ferry::source::rows::{images, TablePlan};
 use ferry::source::tablemap::{describe, describe_assuming, MapTable, Present};
 use ferry::transform::json::apply_diffs;
@@ -239,6 +239,9 @@ fn flatten(messages: Vec<Message>, into: &mut Vec<Seen>) {
                 gtid: c.gtid,
             }),
             Message::Swap { .. } => panic!("the decoder never swaps tables (only a re-copy does)"),
+            Message::SchemaChange(_) => {
+                panic!("the decoder never carries schema changes (the reader does)")
+            }
         }
     }
 }
@@ -1073,9 +1076,10 @@ fn cdc_int_table_delete() {
 }
 
 /// The same session from the file's start: `DROP TABLE int_table` (to recreate it) is a schema
-/// change of a replicated table, refused at its position (show.txt: `Query` at 234).
+/// change of a replicated table, handed to the reader to carry at its position (show.txt:
+/// `Query` at 234), before any later row.
 #[test]
-fn cdc_drop_table_of_a_replicated_table_stops_the_stream() {
+fn cdc_drop_table_of_a_replicated_table_is_carried_at_its_position() {
     let path = fixture_or_skip!("mysql-cdc-rs/8.0/32_delete_rows_v2/binlog.000001");
     let show = utf16le_text(&path.with_file_name("show.txt"));
     assert!(show.contains(
@@ -1088,16 +1092,19 @@ fn cdc_drop_table_of_a_replicated_table_stops_the_stream() {
         &[CDC_INT_TABLE],
         0,
     );
-    match run.error {
-        Some(DecodeError::SchemaChange {
-            table, position, ..
-        }) => {
-            assert_eq!(table.to_string(), CDC_INT_TABLE);
-            assert_eq!(position.to_string(), "binlog.000001:234");
+    match run.needs.first() {
+        Some(Need::SchemaChange(change)) => {
+            assert_eq!(change.position.to_string(), "binlog.000001:234");
+            match &change.kind {
+                ChangeKind::Drop(names) => {
+                    assert_eq!(names.len(), 1);
+                    assert_eq!(names[0].to_string(), CDC_INT_TABLE);
+                }
+                other => panic!("expected a drop, got {other:?}"),
+            }
         }
-        other => panic!("expected SchemaChange, got {other:?}"),
+        other => panic!("expected a schema change, got {other:?}"),
     }
-    assert!(run.seen.is_empty());
 }
 
 /// 19_30 (MySQL 8.2.0) has no sql.sql, only show.txt; its one WRITE_ROWS holds, by its bytes,

@@ -103,10 +103,11 @@ async fn schema_change_on_a_replicated_table_stops_before_later_rows() {
     my.query_drop("CREATE DATABASE IF NOT EXISTS ferry_unrelated")
         .await
         .ok();
-    my.query_drop("ALTER TABLE items ADD COLUMN extra INT")
+    // ...one on a replicated table that cannot be carried exactly (narrowing) stops ferry.
+    my.query_drop("ALTER TABLE items MODIFY label VARCHAR(6)")
         .await
         .expect("alter");
-    my.query_drop("INSERT INTO items VALUES (2, 'after', 2.00, 7)")
+    my.query_drop("INSERT INTO items VALUES (2, 'after', 2.00)")
         .await
         .expect("insert");
     let status = ferry.wait_exit(Duration::from_secs(60)).await;
@@ -138,7 +139,7 @@ async fn schema_change_on_a_replicated_table_stops_before_later_rows() {
         .to_string();
     db.pg()
         .await
-        .batch_execute("ALTER TABLE items ADD COLUMN extra integer")
+        .batch_execute("ALTER TABLE items ALTER COLUMN label TYPE varchar(6)")
         .await
         .expect("mirror");
     let mut resumed = Ferry::start(&config, &["--skip-ddl", &pos]);
@@ -147,11 +148,11 @@ async fn schema_change_on_a_replicated_table_stops_before_later_rows() {
     let row = db
         .pg()
         .await
-        .query_one("SELECT label, extra FROM items WHERE id = 2", &[])
+        .query_one("SELECT label, price::text FROM items WHERE id = 2", &[])
         .await
         .expect("row 2 arrived after the skip");
     assert_eq!(row.get::<_, String>(0), "after");
-    assert_eq!(row.get::<_, Option<i32>>(1), Some(7));
+    assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some("2.00"));
     db.cleanup_dir();
 }
 

@@ -75,6 +75,8 @@ pub enum AppError {
     PidFile(#[from] PidError),
     #[error(transparent)]
     FerryTables(#[from] FerryTablesError),
+    #[error(transparent)]
+    Models(#[from] crate::table_models::ModelError),
     #[error("setting up the target ({context}): {}", describe(source))]
     Target {
         context: &'static str,
@@ -111,6 +113,7 @@ impl AppError {
             AppError::Checkpoint(e) => e.class(),
             AppError::PidFile(_) | AppError::Listen { .. } => ErrorClass::Transient,
             AppError::FerryTables(e) => e.class(),
+            AppError::Models(e) => e.class(),
             AppError::Target { source, .. } => ErrorClass::of_postgres(source),
             AppError::Ddl(e) => e.class(),
             AppError::Source(e) => e.class(),

@@ -344,7 +344,7 @@ pub fn unique_index_sql(t: &Table) -> Vec<String> {
         .collect()
 }
 
-fn one_index(t: &Table, index: &Index) -> String {
+pub fn one_index(t: &Table, index: &Index) -> String {
     let name = quote_ident(&t.target_index_name(index));
     if is_unique_constraint(index) {
         let cols: Vec<&str> = index

@@ -32,6 +32,13 @@ pub enum SinkError {
         /// Source transactions in the failed group (to replay one by one).
         transactions: u64,
     },
+    #[error("applying the schema change of source table {table} at binlog {position} to PostgreSQL failed: {}; statements: {statement}. Make the PostgreSQL table match the source by hand, then restart with `ferry run --skip-ddl {position}`", describe(source))]
+    SchemaChange {
+        table: String,
+        position: crate::position::BinlogPosition,
+        statement: String,
+        source: tokio_postgres::Error,
+    },
     #[error(transparent)]
     Ddl(#[from] DdlError),
     #[error(transparent)]
@@ -49,7 +56,9 @@ impl SinkError {
 
     pub fn class(&self) -> ErrorClass {
         match self {
-            SinkError::Postgres { source, .. } => ErrorClass::of_postgres(source),
+            SinkError::Postgres { source, .. } | SinkError::SchemaChange { source, .. } => {
+                ErrorClass::of_postgres(source)
+            }
             SinkError::Ddl(e) => e.class(),
             SinkError::Store(e) => e.class(),
             // A unique conflict is first replayed one operation at a time by the supervisor;

@@ -24,7 +24,7 @@ use super::connect::describe;
 use super::ddl;
 use super::error::SinkError;
 use super::sql::{delete_sql, insert_sql, upsert_sql};
-use crate::change::{Commit, DeadLetter};
+use crate::change::{Commit, DeadLetter, SchemaChange};
 use crate::checkpoint::{self, Checkpoint, StateStore};
 use crate::error::ErrorClass;
 use crate::metrics as m;
@@ -104,6 +104,8 @@ pub enum Work {
         shadow: Arc<Table>,
     },
     DeadLetter(Box<DeadLetter>),
+    /// A source schema change: its target statements and its history row.
+    SchemaChange(Box<SchemaChange>),
     /// A source transaction ended inside the current group (for conflict replay accounting).
     SourceCommit,
     /// Close the group: write the checkpoint and COMMIT (`write`), or only account for
@@ -166,6 +168,8 @@ impl Executor {
         let mut plain = PlainInserts::default();
         // Dead letters of the open group, counted once it commits.
         let mut dead_letters: Vec<(String, &'static str)> = Vec::new();
+        // Schema changes of the open group, logged and counted once it commits.
+        let mut schema_changes: Vec<Box<SchemaChange>> = Vec::new();
         while let Some(work) = rx.recv().await {
             let result = match work {
                 Work::Begin => {
@@ -238,6 +242,15 @@ impl Executor {
                     statements.remove(&(Arc::as_ptr(&shadow) as usize));
                     r
                 }
+                Work::SchemaChange(change) => {
+                    let r = self.schema_change(&change).await;
+                    // Statements were planned against the old definition.
+                    statements.remove(&(Arc::as_ptr(&change.table) as usize));
+                    if r.is_ok() {
+                        schema_changes.push(change);
+                    }
+                    r
+                }
                 Work::DeadLetter(d) => {
                     let r = self.dead_letter(&d).await;
                     dead_letters.push((d.table.target_name.clone(), d.kind));
@@ -254,6 +267,7 @@ impl Executor {
                     open = false;
                     applied.clear();
                     dead_letters.clear();
+                    schema_changes.clear();
                     changed.clear();
                     Ok(())
                 }
@@ -298,6 +312,16 @@ impl Executor {
                         }
                         for (table, kind) in dead_letters.drain(..) {
                             m::dead_letter(&table, kind);
+                        }
+                        for change in schema_changes.drain(..) {
+                            m::schema_change("applied");
+                            tracing::info!(
+                                table = %change.table.source,
+                                position = %change.position,
+                                statement = %change.source_sql,
+                                target = %change.statements.join("; "),
+                                "applied a schema change"
+                            );
                         }
                     }
                     r
@@ -427,6 +451,64 @@ impl Executor {
         }
     }
 
+    /// Runs a schema change's target statements and records it in `schema_changes`, inside
+    /// the open transaction (so it commits with the position after it, or not at all).
+    async fn schema_change(&self, change: &SchemaChange) -> Result<(), SinkError> {
+        if !change.statements.is_empty() {
+            self.client
+                .batch_execute(&change.statements.join(";\n"))
+                .await
+                .map_err(|e| SinkError::SchemaChange {
+                    table: change.table.source.to_string(),
+                    position: change.position.clone(),
+                    statement: change.statements.join("; "),
+                    source: e,
+                })?;
+        }
+        let sql = format!(
+            "INSERT INTO {}.schema_changes (stream, position, source_table, source_sql, target_sql) \
+             VALUES ($1, $2, $3, $4, $5)",
+            quote_ident(&self.ferry_schema)
+        );
+        self.client
+            .execute(
+                &sql,
+                &[
+                    &self.stream,
+                    &change.position.to_string(),
+                    &change.table.source.to_string(),
+                    &change.source_sql,
+                    &change.statements.join(";\n"),
+                ],
+            )
+            .await
+            .map_err(|e| SinkError::postgres("recording the schema change", e))?;
+        fault_pause_after_schema_change().await;
+        let position = change.position.to_string();
+        if change.new.as_ref().map(|n| &n.source) != Some(&change.table.source) {
+            crate::table_models::forget(
+                &self.client,
+                &self.ferry_schema,
+                &self.stream,
+                &change.table.source,
+            )
+            .await
+            .map_err(|e| SinkError::postgres("recording the table definition", e))?;
+        }
+        if let Some(new) = &change.new {
+            crate::table_models::store(
+                &self.client,
+                &self.ferry_schema,
+                &self.stream,
+                new,
+                &position,
+            )
+            .await
+            .map_err(|e| SinkError::postgres("recording the table definition", e))?;
+        }
+        Ok(())
+    }
+
     async fn dead_letter(&self, d: &DeadLetter) -> Result<(), SinkError> {
         let sql = format!(
             "INSERT INTO {}.dead_letter (stream, source_table, binlog_position, column_name, kind, reason, row_image) \
@@ -508,5 +590,21 @@ impl Executor {
             m::checkpoint(seq, last.position.offset, last.source_time);
         }
         Ok(())
+    }
+}
+
+/// Fault injection for the crash tests: `FERRY_FAULT_PAUSE=schema_change:<seconds>` holds the
+/// transaction of a schema change open after its target DDL ran, so a test can kill ferry
+/// between the DDL and its commit.
+async fn fault_pause_after_schema_change() {
+    let Ok(v) = std::env::var("FERRY_FAULT_PAUSE") else {
+        return;
+    };
+    if let Some(Ok(s)) = v.strip_prefix("schema_change:").map(|s| s.parse::<f64>()) {
+        tracing::warn!(
+            seconds = s,
+            "FERRY_FAULT_PAUSE: holding the schema change's transaction"
+        );
+        tokio::time::sleep(Duration::from_secs_f64(s)).await;
     }
 }

@@ -318,6 +318,12 @@ impl Batcher {
                 }
                 self.send(Work::Swap { table, shadow }).await?;
             }
+            Message::SchemaChange(change) => {
+                // Rows before the change were decoded with the old definition: they go first.
+                self.begin(g).await?;
+                self.flush_all(segments).await?;
+                self.send(Work::SchemaChange(change)).await?;
+            }
             Message::Commit(c) => {
                 g.in_source_txn = false;
                 g.transactions += 1;

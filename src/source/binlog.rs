@@ -34,6 +34,7 @@ use super::catalog::{self, CatalogError};
 use super::connect::{self, ConnectError, Flavor};
 use super::decode::{is_heartbeat, DecodeError, Decoder, Need};
 use super::recopy::{RecopyCommand, RecopyTap};
+use super::schema_change;
 use crate::change::{Message, RowBudget};
 use crate::config::SourceConfig;
 use crate::error::ErrorClass;
@@ -328,6 +329,27 @@ impl BinlogReader {
                 }
             }
             let mut messages = out.messages;
+            if let Some(Need::SchemaChange(change)) = &out.need {
+                let conn = match &mut catalog_conn {
+                    Some(c) => c,
+                    None => catalog_conn.insert(connect::connect(&self.config).await?),
+                };
+                let mut catalog = schema_change::Catalog {
+                    conn,
+                    flavor: self.flavor,
+                    selector: &self.selector,
+                    options: &self.options,
+                };
+                let carried =
+                    schema_change::carry(&mut catalog, &mut self.decoder, change, tap.table())
+                        .await?;
+                // Before the statement's commit, so they apply in its transaction.
+                let at = messages
+                    .iter()
+                    .rposition(|m| matches!(m, Message::Commit(_)))
+                    .unwrap_or(messages.len());
+                messages.splice(at..at, carried);
+            }
             if let Some(Need::Tables(names)) = out.need {
                 let conn = match &mut catalog_conn {
                     Some(c) => c,
@@ -339,7 +361,27 @@ impl BinlogReader {
                         .await?;
                 for t in tables {
                     tracing::info!(table = %t.source, "loaded table definition from the source");
-                    self.decoder.register(t);
+                    let before = self.decoder.registry().get(&t.source).cloned();
+                    let new = self.decoder.register(t);
+                    if let Some(old) = before.filter(|o| o.source_columns != new.source_columns) {
+                        // A change the operator mirrored (`--skip-ddl`): decode with the new
+                        // definition from here on, after restarts too.
+                        let at = messages
+                            .iter()
+                            .rposition(|m| matches!(m, Message::Commit(_)))
+                            .unwrap_or(messages.len());
+                        messages.insert(
+                            at,
+                            Message::SchemaChange(Box::new(crate::change::SchemaChange {
+                                table: old,
+                                new: Some(new),
+                                statements: Vec::new(),
+                                position: self.decoder.position(),
+                                source_sql: "(mirrored by the operator; skipped with --skip-ddl)"
+                                    .into(),
+                            })),
+                        );
+                    }
                 }
                 if header.event_type_raw() == EventType::TABLE_MAP_EVENT as u8 {
                     // The table map that asked for the load binds now.

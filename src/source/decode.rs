@@ -30,6 +30,7 @@ use mysql_common::binlog::value::BinlogValue;
 use mysql_common::constants::ColumnType;
 use mysql_common::value::Value;
 
+use super::alter::{self, Alter, Clause};
 use super::ddl::{classify, Statement, TableRef};
 use super::mariadb;
 use super::rows::{images, TablePlan};
@@ -60,6 +61,8 @@ pub enum DecodeError {
         position: BinlogPosition,
         verb: String,
     },
+    #[error("{0}")]
+    SchemaChangeRefused(Box<RefusedChange>),
     #[error("statement-logged change ({verb}) of replicated table {table} at binlog {position}: row images are missing, so the change cannot be replicated exactly. Make sure no session sets binlog_format=STATEMENT or MIXED; restart with `ferry run --skip-ddl {position}`, then re-copy the table with `ferry backfill --table {table}`")]
     StatementChange {
         table: SourceName,
@@ -110,6 +113,18 @@ impl DecodeError {
     }
 }
 
+/// A schema change that cannot be carried automatically.
+#[derive(Debug, thiserror::Error)]
+#[error("schema change on replicated table {table} at binlog {position} cannot be applied automatically: {reason}. Statement: {statement}. Apply the equivalent change to the PostgreSQL table by hand, then restart with `ferry run --skip-ddl {position}`{recopy}")]
+pub struct RefusedChange {
+    pub table: SourceName,
+    pub position: BinlogPosition,
+    pub statement: String,
+    pub reason: String,
+    /// Advice when the change rewrote rows on the source.
+    pub recopy: String,
+}
+
 /// A value refused under the `refuse` policy, with everything the operator needs.
 #[derive(Debug, thiserror::Error)]
 #[error("table {table}, column `{column}`, at binlog {position}: {problem}. Fix: {fix}")]
@@ -126,6 +141,48 @@ pub struct RefusedValue {
 pub enum Need {
     /// Load these (selected) tables and register them ([`Decoder::register`]).
     Tables(Vec<SourceName>),
+    /// A schema change of replicated tables: read their new definitions and carry it
+    /// (`source::schema_change`), before the statement's commit.
+    SchemaChange(Box<PendingChange>),
+}
+
+/// A schema change the decoder accepted for carrying, before its new definitions are read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingChange {
+    pub position: BinlogPosition,
+    pub sql: String,
+    pub kind: ChangeKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// `ALTER TABLE` / `CREATE INDEX` / `DROP INDEX` of a replicated table.
+    Alter { table: SourceName, alter: Alter },
+    /// `RENAME TABLE` pairs (or `ALTER TABLE ... RENAME TO`), in order; `from` is replicated.
+    Rename(Vec<(SourceName, SourceName)>),
+    /// `DROP TABLE` of these replicated tables.
+    Drop(Vec<SourceName>),
+}
+
+impl ChangeKind {
+    /// The replicated tables the change touches (by their names before it).
+    pub fn tables(&self) -> Vec<&SourceName> {
+        match self {
+            ChangeKind::Alter { table, .. } => vec![table],
+            ChangeKind::Rename(pairs) => pairs.iter().map(|(from, _)| from).collect(),
+            ChangeKind::Drop(names) => names.iter().collect(),
+        }
+    }
+}
+
+/// The statement text for messages, shortened.
+pub fn statement_excerpt(sql: &str) -> String {
+    let flat: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() > 300 {
+        format!("{}…", flat.chars().take(300).collect::<String>())
+    } else {
+        flat
+    }
 }
 
 /// The registry of replicated tables, by source name.
@@ -274,6 +331,13 @@ impl Decoder {
         self.bound.clear();
         self.plans.clear();
         self.registry.insert(table)
+    }
+
+    /// Stops replicating a table (dropped, or renamed out of the selection).
+    pub fn unregister(&mut self, name: &SourceName) {
+        self.bound.clear();
+        self.plans.clear();
+        self.registry.tables.remove(name);
     }
 
     fn event_start(&self, event: &Event) -> BinlogPosition {
@@ -648,11 +712,25 @@ impl Decoder {
                             .collect();
                         out.need = Some(Need::Tables(names));
                     } else {
-                        return Err(DecodeError::SchemaChange {
-                            table,
-                            position: start,
-                            verb,
-                        });
+                        let resolve = |r: &alter::Name| {
+                            SourceName::new(
+                                r.0.clone().unwrap_or_else(|| schema.to_string()),
+                                r.1.clone(),
+                            )
+                        };
+                        match self.schema_change(&verb, sql, &table, &start, &resolve)? {
+                            Some(kind) => {
+                                out.need = Some(Need::SchemaChange(Box::new(PendingChange {
+                                    position: start.clone(),
+                                    sql: sql.to_string(),
+                                    kind,
+                                })))
+                            }
+                            None => {
+                                crate::metrics::schema_change("ignored");
+                                tracing::info!(table = %table, position = %start, statement = %statement_excerpt(sql), "schema change with nothing to carry to PostgreSQL (storage options)");
+                            }
+                        }
                     }
                 }
             }
@@ -686,6 +764,127 @@ impl Decoder {
             self.commit(ts, out, progress);
         }
         Ok(())
+    }
+
+    /// What a schema change of replicated table `table` asks for: nothing (`None`: storage
+    /// options only), or a change to carry; refused when it cannot be carried exactly.
+    fn schema_change(
+        &self,
+        verb: &str,
+        sql: &str,
+        table: &SourceName,
+        start: &BinlogPosition,
+        resolve: &dyn Fn(&alter::Name) -> SourceName,
+    ) -> Result<Option<ChangeKind>, DecodeError> {
+        let refuse = |reason: String, recopy: bool| {
+            crate::metrics::schema_change("refused");
+            DecodeError::SchemaChangeRefused(Box::new(RefusedChange {
+                table: table.clone(),
+                position: start.clone(),
+                statement: statement_excerpt(sql),
+                reason,
+                recopy: if recopy {
+                    format!(", then copy the table again with `ferry backfill --table {table}`")
+                } else {
+                    String::new()
+                },
+            }))
+        };
+        let replicated = |n: &SourceName| self.registry.get(n).is_some();
+        match verb {
+            "ALTER TABLE" => {
+                let Some(parsed) = alter::parse_alter_table(sql) else {
+                    return Err(refuse("ferry cannot read the statement".into(), false));
+                };
+                let name = resolve(&parsed.table);
+                if !replicated(&name) {
+                    // A selected table ferry does not replicate yet: read it when rows come.
+                    return Ok(None);
+                }
+                for c in &parsed.clauses {
+                    match c {
+                        Clause::Unknown(text) => {
+                            return Err(refuse(format!("ferry cannot read the clause `{text}`"), false))
+                        }
+                        Clause::RowsChanged(what) => {
+                            return Err(refuse(
+                                format!("{what} changes rows without row events"),
+                                true,
+                            ))
+                        }
+                        Clause::PrimaryKey => {
+                            return Err(refuse(
+                                "the primary key changes, and with it the row identity ferry upserts and deletes by".into(),
+                                false,
+                            ))
+                        }
+                        _ => {}
+                    }
+                }
+                if parsed.is_storage_only() {
+                    return Ok(None);
+                }
+                if let Some(to) = parsed.rename_to() {
+                    if parsed
+                        .clauses
+                        .iter()
+                        .any(|c| !matches!(c, Clause::RenameTable(_) | Clause::Storage))
+                    {
+                        return Err(refuse(
+                            "RENAME TO together with other changes in one statement is not supported".into(),
+                            false,
+                        ));
+                    }
+                    return Ok(Some(ChangeKind::Rename(vec![(name, resolve(to))])));
+                }
+                Ok(Some(ChangeKind::Alter {
+                    table: name,
+                    alter: parsed,
+                }))
+            }
+            "CREATE INDEX" | "DROP INDEX" => Ok(Some(ChangeKind::Alter {
+                table: table.clone(),
+                alter: Alter {
+                    table: (Some(table.db.clone()), table.table.clone()),
+                    clauses: vec![Clause::Index],
+                },
+            })),
+            "RENAME TABLE" => {
+                let Some(pairs) = alter::parse_rename_tables(sql) else {
+                    return Err(refuse("ferry cannot read the statement".into(), false));
+                };
+                let pairs: Vec<(SourceName, SourceName)> = pairs
+                    .iter()
+                    .map(|(a, b)| (resolve(a), resolve(b)))
+                    .collect();
+                // Names as they are after each earlier pair of the same statement.
+                let mut present: Vec<SourceName> =
+                    self.registry.tables().map(|t| t.source.clone()).collect();
+                for (from, to) in &pairs {
+                    if let Some(i) = present.iter().position(|n| n == from) {
+                        present[i] = to.clone();
+                    } else if self.selector.matches(&to.db, &to.table) {
+                        return Err(refuse(
+                            format!("table {from}, which ferry does not replicate, becomes {to}, which the selection includes; its rows were never copied"),
+                            true,
+                        ));
+                    }
+                }
+                Ok(Some(ChangeKind::Rename(pairs)))
+            }
+            "DROP TABLE" => {
+                let names: Vec<SourceName> = classify_drop(sql, resolve)
+                    .into_iter()
+                    .filter(|n| replicated(n))
+                    .collect();
+                if names.is_empty() {
+                    Ok(None)
+                } else {
+                    Ok(Some(ChangeKind::Drop(names)))
+                }
+            }
+            _ => Err(refuse(format!("{verb} is not supported"), false)),
+        }
     }
 
     fn rows(
@@ -866,6 +1065,14 @@ impl Decoder {
 enum Converted {
     Cells(Vec<Cell>),
     DeadLetter(Box<DeadLetter>),
+}
+
+/// The tables of a `DROP TABLE` statement.
+fn classify_drop(sql: &str, resolve: &dyn Fn(&alter::Name) -> SourceName) -> Vec<SourceName> {
+    match classify(sql) {
+        Statement::SchemaChange { tables, .. } => tables.iter().map(resolve).collect(),
+        _ => Vec::new(),
+    }
 }
 
 fn corrupt(table: &Table, start: &BinlogPosition, detail: &str) -> DecodeError {

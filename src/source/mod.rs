@@ -1,6 +1,7 @@
 //! The MySQL/MariaDB side: connections, the catalog, the binlog stage and its decoder, snapshot
 //! reads for the backfill, and the watcher of the source's binlog end.
 
+pub mod alter;
 pub mod binlog;
 pub mod catalog;
 pub mod connect;
@@ -10,5 +11,6 @@ pub mod end_watch;
 pub mod mariadb;
 pub mod recopy;
 pub mod rows;
+pub mod schema_change;
 pub mod snapshot;
 pub mod tablemap;

@@ -26,6 +26,7 @@ use tokio::sync::oneshot;
 
 use crate::change::{Commit, Key, Message, RowOp};
 use crate::position::BinlogPosition;
+use crate::schema::SourceName;
 use crate::schema::Table;
 use crate::transform::Cell;
 
@@ -72,6 +73,11 @@ fn at_or_after(p: &BinlogPosition, q: &BinlogPosition) -> bool {
 impl RecopyTap {
     pub fn is_active(&self) -> bool {
         self.active.is_some()
+    }
+
+    /// The table being re-copied, if any.
+    pub fn table(&self) -> Option<&SourceName> {
+        self.active.as_ref().map(|a| &a.table.source)
     }
 
     /// Applies a command; call at a transaction boundary with the current position.

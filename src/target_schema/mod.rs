@@ -9,6 +9,7 @@
 //! what it reports or changes is what ferry created; each is idempotent and safe to run while
 //! ferry streams.
 
+pub mod evolve;
 pub mod foreign_keys;
 pub mod plan;
 pub mod sequences;

@@ -30,6 +30,15 @@ pub enum Charset {
 }
 
 impl Charset {
+    /// Holds every Unicode character (so any other set converts into it without loss).
+    pub fn is_unicode(&self) -> bool {
+        match self {
+            Charset::Utf8 | Charset::Utf32 => true,
+            Charset::Standard(e) => *e == encoding_rs::UTF_16BE || *e == encoding_rs::UTF_16LE,
+            _ => false,
+        }
+    }
+
     /// The charset for a MySQL `CHARACTER_SET_NAME`, if ferry decodes it exactly.
     pub fn from_mysql(name: &str) -> Option<Charset> {
         Some(match name.to_ascii_lowercase().as_str() {

@@ -10,7 +10,7 @@ use super::TypeOptions;
 use crate::select::{fold_name, quote_ident};
 
 /// A source column, as read from `information_schema.COLUMNS` (plus MariaDB's JSON check).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct SourceColumn {
     pub name: String,
     /// Lower-case base type: `int`, `varchar`, `decimal`, `enum`...

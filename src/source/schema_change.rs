@@ -1,0 +1,304 @@
+//! Carries a schema change the decoder accepted ([`PendingChange`]): reads the tables' new
+//! definitions from the source's catalog, plans the PostgreSQL statements
+//! (`target_schema::evolve`), registers the new definitions with the decoder, and returns the
+//! [`SchemaChange`] messages that apply them in the statement's own transaction.
+//!
+//! Guarantees: the decoder decodes every later row with the new definition, and the sink
+//! applies the target statements before any of those rows, in the transaction that records the
+//! position after the statement. A change that cannot be carried exactly stops the stream with a
+//! definite error naming table, position, statement, reason and fix, before any later row.
+
+use std::sync::Arc;
+
+use mysql_async::Conn;
+
+use super::alter::{Alter, Clause, Place};
+use super::catalog;
+use super::connect::Flavor;
+use super::decode::{
+    statement_excerpt, ChangeKind, DecodeError, Decoder, PendingChange, RefusedChange,
+};
+use crate::change::{Message, SchemaChange};
+use crate::schema::{Index, KeySource, SourceName, Table};
+use crate::select::{fit_identifier, quote_ident, TableSelector};
+use crate::target_schema::evolve::{self, Refusal};
+use crate::transform::TypeOptions;
+
+use super::binlog::SourceError;
+
+/// What the catalog reads need.
+pub struct Catalog<'a> {
+    pub conn: &'a mut Conn,
+    pub flavor: Flavor,
+    pub selector: &'a TableSelector,
+    pub options: &'a TypeOptions,
+}
+
+impl Catalog<'_> {
+    async fn load(&mut self, name: &SourceName) -> Result<Option<Table>, SourceError> {
+        let tables = catalog::load_named(
+            self.conn,
+            self.flavor,
+            self.selector,
+            self.options,
+            &[(name.clone(), 0)],
+        )
+        .await?;
+        Ok(tables.into_iter().next())
+    }
+}
+
+fn same(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+/// The table as `alter` leaves `old`, with each column the statement adds or redefines taken
+/// from the catalog's `live` definition. Equal to `live` while the catalog shows exactly this
+/// statement's effect; when later changes of the same table already ran (several schema changes
+/// in the backlog), it is the definition at this statement, not the catalog's latest. The next
+/// table map is validated against it, as always.
+///
+/// # Errors
+/// A column the statement adds or redefines that the catalog no longer has.
+fn derive(
+    old: &Table,
+    live: &Table,
+    alter: &Alter,
+    options: &TypeOptions,
+) -> Result<Table, Refusal> {
+    let live_col = |name: &str| {
+        live.source_columns
+            .iter()
+            .find(|c| same(&c.name, name))
+            .cloned()
+            .ok_or_else(|| {
+                Refusal::CatalogMovedOn(format!(
+                    "column `{name}` that the statement defines is no longer in the source's table"
+                ))
+            })
+    };
+    let mut cols = old.source_columns.clone();
+    let mut renames: Vec<(String, String)> = Vec::new();
+    for clause in &alter.clauses {
+        match clause {
+            Clause::AddColumn { name, .. } => cols.push(live_col(name)?),
+            Clause::DropColumn(name) => cols.retain(|c| !same(&c.name, name)),
+            Clause::RenameColumn { from, to } => {
+                if let Some(c) = cols.iter_mut().find(|c| same(&c.name, from)) {
+                    c.name = to.clone();
+                    renames.push((from.clone(), to.clone()));
+                }
+            }
+            Clause::ModifyColumn(name) => {
+                let def = live_col(name)?;
+                if let Some(c) = cols.iter_mut().find(|c| same(&c.name, name)) {
+                    *c = def;
+                }
+            }
+            Clause::ConvertCharset => {
+                for c in cols.iter_mut() {
+                    if let Ok(def) = live_col(&c.name) {
+                        *c = def;
+                    }
+                }
+            }
+            Clause::Place { column, place } => {
+                if let Some(i) = cols.iter().position(|c| same(&c.name, column)) {
+                    let c = cols.remove(i);
+                    let at = match place {
+                        Place::First => 0,
+                        Place::After(x) => cols
+                            .iter()
+                            .position(|c| same(&c.name, x))
+                            .map_or(cols.len(), |j| j + 1),
+                    };
+                    cols.insert(at, c);
+                }
+            }
+            _ => {}
+        }
+    }
+    if cols == live.source_columns {
+        return Ok(live.clone());
+    }
+    // Indexes by column name, re-positioned on the derived columns; an index on a column the
+    // derived table lacks is left out.
+    let renamed = |n: &str| {
+        renames
+            .iter()
+            .find(|(from, _)| same(from, n))
+            .map_or_else(|| n.to_string(), |(_, to)| to.clone())
+    };
+    let position = |n: &str| cols.iter().position(|c| same(&c.name, n));
+    let remap = |t: &Table, ix: &Index, rename: bool| -> Option<Index> {
+        let columns = ix
+            .columns
+            .iter()
+            .map(|(c, p)| {
+                let name = &t.source_columns[*c].name;
+                let name = if rename { renamed(name) } else { name.clone() };
+                position(&name).map(|i| (i, *p))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Index {
+            name: ix.name.clone(),
+            unique: ix.unique,
+            columns,
+        })
+    };
+    let key = Index {
+        name: match &old.key_source {
+            KeySource::PrimaryKey => "PRIMARY".into(),
+            KeySource::UniqueKey(n) => n.clone(),
+        },
+        unique: true,
+        columns: old.key.iter().map(|c| (*c, None)).collect(),
+    };
+    let indexes_from = if alter.has(|c| matches!(c, Clause::Index)) {
+        (live, false)
+    } else {
+        (old, true)
+    };
+    let mut indexes: Vec<Index> = remap(old, &key, true).into_iter().collect();
+    indexes.extend(
+        indexes_from
+            .0
+            .indexes
+            .iter()
+            .filter_map(|ix| remap(indexes_from.0, ix, indexes_from.1)),
+    );
+    let mut t = Table::plan(
+        old.source.clone(),
+        old.target_schema.clone(),
+        cols,
+        indexes,
+        old.estimated_rows,
+        options,
+    )
+    .map_err(|e| Refusal::NotExact(e.to_string()))?;
+    let table_level = |c: &Clause| matches!(c, Clause::TableComment | Clause::Constraint);
+    let from = if alter.has(table_level) { live } else { old };
+    t.comment = from.comment.clone();
+    t.checks = from.checks.clone();
+    t.foreign_keys = from.foreign_keys.clone();
+    Ok(t)
+}
+
+fn refused(table: &SourceName, change: &PendingChange, refusal: &Refusal) -> SourceError {
+    crate::metrics::schema_change("refused");
+    SourceError::Decode(DecodeError::SchemaChangeRefused(Box::new(RefusedChange {
+        table: table.clone(),
+        position: change.position.clone(),
+        statement: statement_excerpt(&change.sql),
+        reason: refusal.to_string(),
+        recopy: String::new(),
+    })))
+}
+
+fn message(
+    change: &PendingChange,
+    table: Arc<Table>,
+    new: Option<Arc<Table>>,
+    statements: Vec<String>,
+) -> Message {
+    Message::SchemaChange(Box::new(SchemaChange {
+        table,
+        new,
+        statements,
+        position: change.position.clone(),
+        source_sql: change.sql.clone(),
+    }))
+}
+
+/// Carries `change`; the messages go before the statement's commit.
+///
+/// # Errors
+/// Catalog failures (classed by the connection), and refusals (definite).
+pub async fn carry(
+    catalog: &mut Catalog<'_>,
+    decoder: &mut Decoder,
+    change: &PendingChange,
+    recopying: Option<&SourceName>,
+) -> Result<Vec<Message>, SourceError> {
+    if let Some(t) = recopying.filter(|t| change.kind.tables().contains(t)) {
+        return Err(refused(
+            t,
+            change,
+            &Refusal::NotExact(
+                "the table is being copied again (`ferry backfill --table`), into a shadow table of the old definition".into(),
+            ),
+        ));
+    }
+    let mut out = Vec::new();
+    match &change.kind {
+        ChangeKind::Alter { table, alter } => {
+            let Some(old) = decoder.registry().get(table).cloned() else {
+                return Ok(out);
+            };
+            let Some(live) = catalog.load(table).await? else {
+                return Err(refused(
+                    table,
+                    change,
+                    &Refusal::CatalogMovedOn("the table no longer exists".into()),
+                ));
+            };
+            let mut new = derive(&old, &live, alter, catalog.options)
+                .map_err(|r| refused(table, change, &r))?;
+            if new.source_columns != live.source_columns {
+                tracing::info!(table = %table, position = %change.position, "the source's catalog already shows later schema changes of this table; using the definition as this statement left it");
+            }
+            new.estimated_rows = old.estimated_rows;
+            let evolution =
+                evolve::plan(&old, &new, alter).map_err(|r| refused(table, change, &r))?;
+            for note in &evolution.notes {
+                tracing::warn!(table = %table, position = %change.position, "{note}");
+            }
+            let new = decoder.register(new);
+            out.push(message(change, old, Some(new), evolution.statements));
+        }
+        ChangeKind::Rename(pairs) => {
+            for (from, to) in pairs {
+                let Some(old) = decoder.registry().get(from).cloned() else {
+                    continue;
+                };
+                decoder.unregister(from);
+                if !catalog.selector.matches(&to.db, &to.table) {
+                    tracing::warn!(table = %from, renamed_to = %to, position = %change.position, "a replicated table was renamed out of the selection; ferry stops replicating it and leaves its PostgreSQL table as it is");
+                    out.push(message(change, old, None, Vec::new()));
+                    continue;
+                }
+                let Some(mut new) = catalog.load(to).await? else {
+                    return Err(refused(
+                        from,
+                        change,
+                        &Refusal::CatalogMovedOn(format!("table {to} does not exist")),
+                    ));
+                };
+                new.estimated_rows = old.estimated_rows;
+                let evolution =
+                    evolve::rename(&old, &new).map_err(|r| refused(from, change, &r))?;
+                let new = decoder.register(new);
+                out.push(message(change, old, Some(new), evolution.statements));
+            }
+        }
+        ChangeKind::Drop(names) => {
+            for name in names {
+                let Some(old) = decoder.registry().get(name).cloned() else {
+                    continue;
+                };
+                decoder.unregister(name);
+                let function = format!(
+                    "{}.{}",
+                    quote_ident(&old.target_schema),
+                    quote_ident(&fit_identifier(&format!("{}_on_update", old.target_name)))
+                );
+                let statements = vec![
+                    format!("DROP TABLE IF EXISTS {}", old.target_quoted),
+                    format!("DROP FUNCTION IF EXISTS {function}()"),
+                ];
+                out.push(message(change, old, None, statements));
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,417 @@
+//! Schema changes on the source while ferry streams, against the real servers: each carried to
+//! PostgreSQL in order with the rows around it (under a concurrent write load), refused
+//! precisely when it cannot be exact, and exactly once across a crash right after the DDL.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use mysql_async::prelude::Queryable;
+
+const TABLE: &str = "CREATE TABLE items (id INT PRIMARY KEY, label VARCHAR(20), qty INT, \
+                     status ENUM('a','b') NOT NULL DEFAULT 'a')";
+
+/// Inserts and updates rows of `items` (id, label only) until stopped; errors (a statement
+/// racing a schema change) are ignored.
+fn start_load(db: &TestDb, first_id: i64) -> (Arc<AtomicBool>, tokio::task::JoinHandle<i64>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let opts = mysql_opts_at(db.my_port, Some(&db.name));
+    let handle = tokio::spawn(async move {
+        let mut my = mysql_async::Conn::new(opts).await.expect("load connection");
+        let mut id = first_id;
+        while !flag.load(Ordering::Relaxed) {
+            let _ = my
+                .query_drop(format!(
+                    "INSERT INTO items (id, label) VALUES ({id}, 'load {id}')"
+                ))
+                .await;
+            let _ = my
+                .query_drop(format!(
+                    "UPDATE items SET label = 'updated {id}' WHERE id = {}",
+                    first_id + (id - first_id) / 2
+                ))
+                .await;
+            id += 1;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        id
+    });
+    (stop, handle)
+}
+
+/// `column: type` of a MySQL table, in name order.
+async fn mysql_columns(db: &TestDb, table: &str) -> Vec<String> {
+    let mut my = db.my().await;
+    let rows: Vec<(String, String)> = my
+        .exec(
+            "SELECT LOWER(COLUMN_NAME), COLUMN_TYPE FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY LOWER(COLUMN_NAME)",
+            (&db.name, table),
+        )
+        .await
+        .expect("mysql columns");
+    rows.into_iter().map(|(c, _)| c).collect()
+}
+
+/// `column: type` of the PostgreSQL table, in name order.
+async fn pg_columns(db: &TestDb, table: &str) -> Vec<(String, String, bool)> {
+    db.pg()
+        .await
+        .query(
+            "SELECT column_name::text, \
+                    format_type(a.atttypid, a.atttypmod), a.attnotnull \
+             FROM information_schema.columns c \
+             JOIN pg_attribute a ON a.attrelid = format('%I.%I', c.table_schema, c.table_name)::regclass \
+                  AND a.attname = c.column_name \
+             WHERE table_schema = $1 AND table_name = $2 ORDER BY column_name",
+            &[&db.name, &table],
+        )
+        .await
+        .expect("pg columns")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+fn verify(config: &std::path::Path) {
+    let (code, out) = ferry_cmd(&["verify", "--config", config.to_str().expect("utf-8")]);
+    assert_eq!(
+        code, 0,
+        "ferry verify finds source and target equal:\n{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_changes_apply_in_order_under_load() {
+    let db = TestDb::new("ddl").await;
+    let mut my = db.my().await;
+    my.query_drop(TABLE).await.expect("table");
+    let start = db.start_position().await;
+    for i in 0..200 {
+        my.query_drop(format!(
+            "INSERT INTO items VALUES ({i}, 'item {i}', {i}, 'b')"
+        ))
+        .await
+        .expect("insert");
+    }
+    let config = db.config("main", &start, "");
+    let mut ferry = Ferry::start(&config, &[]);
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
+        .await;
+    let (stop, load) = start_load(&db, 1000);
+
+    let statements = [
+        "ALTER TABLE items ADD COLUMN note VARCHAR(10) DEFAULT 'x'",
+        "ALTER TABLE items ADD COLUMN n INT NOT NULL",
+        "ALTER TABLE items ALTER COLUMN n SET DEFAULT 0",
+        "ALTER TABLE items MODIFY label VARCHAR(80)",
+        "ALTER TABLE items CHANGE qty quantity BIGINT",
+        "ALTER TABLE items MODIFY status ENUM('a','b','c') NOT NULL DEFAULT 'a'",
+        "ALTER TABLE items ADD INDEX ix_label (label), ADD UNIQUE KEY ux_id_n (id, n)",
+        "ALTER TABLE items ENGINE=InnoDB",
+        "ALTER TABLE items COMMENT = 'things'",
+        "ALTER TABLE items DROP COLUMN note",
+        "DROP INDEX ix_label ON items",
+        "ALTER TABLE items ALTER COLUMN quantity SET DEFAULT 7",
+        // Several changes and rows in one burst: ferry reads the first ALTER after the last
+        // already ran, so the catalog is ahead of the binlog.
+        "ALTER TABLE items ADD COLUMN b1 INT; \
+         INSERT INTO items (id, label, b1, status) VALUES (100001, 'burst', 1, 'c'); \
+         ALTER TABLE items ADD COLUMN b2 VARCHAR(5) AFTER label; \
+         UPDATE items SET b2 = 'two', b1 = 2 WHERE id = 100001; \
+         ALTER TABLE items MODIFY quantity BIGINT UNSIGNED DEFAULT 7; \
+         UPDATE items SET quantity = 18000000000000000000 WHERE id = 100001",
+    ];
+    for (i, sql) in statements.iter().enumerate() {
+        let burst = i + 1 == statements.len();
+        if burst {
+            // Paused, so that ferry reads the burst only after all of it ran.
+            ferry.signal("USR1");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        my.query_drop(*sql).await.expect(sql);
+        if burst {
+            ferry.signal("USR2");
+        }
+        my.query_drop(format!(
+            "UPDATE items SET status = 'b', label = CONCAT('u', id) WHERE id = {}",
+            rand::random::<u32>() % 200
+        ))
+        .await
+        .expect("update between");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let last = load.await.expect("load");
+    assert!(last > 1010, "the load ran: {last}");
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
+        .await;
+    assert!(
+        ferry.try_exit().is_none(),
+        "still running:\n{}",
+        ferry.log()
+    );
+
+    let names: Vec<String> = pg_columns(&db, "items")
+        .await
+        .into_iter()
+        .map(|(c, _, _)| c)
+        .collect();
+    assert_eq!(names, mysql_columns(&db, "items").await, "same columns");
+    let cols = pg_columns(&db, "items").await;
+    let col = |n: &str| {
+        cols.iter()
+            .find(|(c, _, _)| c == n)
+            .cloned()
+            .unwrap_or_else(|| panic!("column {n}: {cols:?}"))
+    };
+    assert_eq!(col("label").1, "character varying(80)");
+    assert_eq!(col("quantity").1, "numeric(20,0)");
+    assert_eq!(col("b1").1, "integer");
+    assert_eq!(col("n"), ("n".into(), "integer".into(), true));
+    verify(&config);
+    let row = db
+        .pg()
+        .await
+        .query_one(
+            "SELECT label, b1, b2, quantity::text, status FROM items WHERE id = 100001",
+            &[],
+        )
+        .await
+        .expect("burst row");
+    assert_eq!(row.get::<_, String>(0), "burst");
+    assert_eq!(row.get::<_, Option<i32>>(1), Some(2));
+    assert_eq!(row.get::<_, Option<String>>(2).as_deref(), Some("two"));
+    assert_eq!(
+        row.get::<_, Option<String>>(3).as_deref(),
+        Some("18000000000000000000")
+    );
+    assert_eq!(row.get::<_, String>(4), "c");
+    let pg = db.pg().await;
+    let default: Option<String> = pg
+        .query_one(
+            "SELECT column_default FROM information_schema.columns \
+             WHERE table_schema = $1 AND table_name = 'items' AND column_name = 'quantity'",
+            &[&db.name],
+        )
+        .await
+        .expect("default")
+        .get(0);
+    assert_eq!(default.as_deref(), Some("7"));
+    let indexes: Vec<String> = pg
+        .query(
+            "SELECT indexname::text FROM pg_indexes WHERE schemaname = $1 AND tablename = 'items' ORDER BY 1",
+            &[&db.name],
+        )
+        .await
+        .expect("indexes")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(indexes.iter().any(|i| i == "items_ux_id_n"), "{indexes:?}");
+    assert!(
+        !indexes.iter().any(|i| i == "items_ix_label"),
+        "{indexes:?}"
+    );
+    let applied = db
+        .count("SELECT count(*) FROM ferry.schema_changes WHERE stream = 'main'")
+        .await;
+    assert_eq!(applied, 14, "every carried change is in the history");
+    let log = ferry.log();
+    assert!(log.contains("applied a schema change"), "{log}");
+    assert!(
+        log.contains("already shows later schema changes"),
+        "the burst was read with the catalog ahead of it: {log}"
+    );
+
+    // A rename carries the table along; a drop removes it.
+    my.query_drop("RENAME TABLE items TO goods")
+        .await
+        .expect("rename");
+    my.query_drop("INSERT INTO goods (id, label, n) VALUES (200000, 'renamed', 1)")
+        .await
+        .expect("insert renamed");
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
+        .await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM goods WHERE id = 200000")
+            .await,
+        1
+    );
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = '{}' AND tablename = 'items'",
+            db.name
+        ))
+        .await,
+        0
+    );
+    verify(&config);
+    my.query_drop("DROP TABLE goods").await.expect("drop");
+    my.query_drop("CREATE TABLE later (id INT PRIMARY KEY)")
+        .await
+        .expect("later");
+    my.query_drop("INSERT INTO later VALUES (1)")
+        .await
+        .expect("insert later");
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
+        .await;
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = '{}' AND tablename = 'goods'",
+            db.name
+        ))
+        .await,
+        0,
+        "DROP TABLE is carried"
+    );
+    ferry.signal("TERM");
+    ferry.wait_exit(Duration::from_secs(30)).await;
+    db.cleanup_dir();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_that_cannot_be_exact_stop_before_later_rows() {
+    let db = TestDb::new("ddlref").await;
+    let mut my = db.my().await;
+    my.query_drop(TABLE).await.expect("table");
+    let start = db.start_position().await;
+    let config = db.config("main", &start, "");
+    let mut ferry = Ferry::start(&config, &[]);
+    my.query_drop("INSERT INTO items VALUES (1, 'one', 1, 'a')")
+        .await
+        .expect("insert");
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
+        .await;
+
+    // Narrowing.
+    my.query_drop("ALTER TABLE items MODIFY label VARCHAR(5)")
+        .await
+        .expect("narrow");
+    my.query_drop("INSERT INTO items VALUES (2, 'two', 2, 'a')")
+        .await
+        .expect("insert after");
+    let status = ferry.wait_exit(Duration::from_secs(60)).await;
+    assert_eq!(status.code(), Some(78), "{}", ferry.log());
+    let log = ferry.log();
+    assert!(log.contains("cannot be applied automatically"), "{log}");
+    assert!(log.contains("narrows"), "{log}");
+    assert!(log.contains(&format!("{}.items", db.name)), "{log}");
+    assert_eq!(db.count("SELECT count(*) FROM items").await, 1);
+    let pos = log
+        .split("--skip-ddl ")
+        .nth(1)
+        .and_then(|s| s.split('`').next())
+        .expect("position in message")
+        .to_string();
+    db.pg()
+        .await
+        .batch_execute("ALTER TABLE items ALTER COLUMN label TYPE varchar(5)")
+        .await
+        .expect("mirror");
+    let mut ferry = Ferry::start(&config, &["--skip-ddl", &pos]);
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
+        .await;
+    assert_eq!(db.count("SELECT count(*) FROM items").await, 2);
+
+    // A primary-key change.
+    my.query_drop("ALTER TABLE items DROP PRIMARY KEY, ADD PRIMARY KEY (id, qty)")
+        .await
+        .expect("rekey");
+    my.query_drop("INSERT INTO items VALUES (3, 'three', 3, 'a')")
+        .await
+        .expect("insert after");
+    let status = ferry.wait_exit(Duration::from_secs(60)).await;
+    assert_eq!(status.code(), Some(78), "{}", ferry.log());
+    assert!(ferry.log().contains("primary key"), "{}", ferry.log());
+    assert_eq!(db.count("SELECT count(*) FROM items").await, 2);
+
+    // After a restart with --skip-ddl of the earlier change, the mirrored definition is the
+    // one decoded with (stored): a plain restart stops at the re-key again, not earlier.
+    let mut again = Ferry::start(&config, &[]);
+    let status = again.wait_exit(Duration::from_secs(60)).await;
+    assert_eq!(status.code(), Some(78), "{}", again.log());
+    assert!(again.log().contains("primary key"), "{}", again.log());
+    db.cleanup_dir();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_right_after_a_schema_change_resumes_exactly() {
+    let db = TestDb::new("ddlcrash").await;
+    let mut my = db.my().await;
+    my.query_drop(TABLE).await.expect("table");
+    let start = db.start_position().await;
+    let config = db.config("main", &start, "");
+    let mut ferry = Ferry::start_with(
+        &config,
+        &[],
+        &[("FERRY_FAULT_PAUSE", "schema_change:3")],
+        &[],
+    );
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
+        .await;
+    let held = "holding the schema change's transaction";
+    for round in 0..3 {
+        // Rows of the old shape right before the change, of the new one right after.
+        my.query_drop(format!(
+            "INSERT INTO items (id, label) VALUES ({}, 'before')",
+            round * 10
+        ))
+        .await
+        .expect("before");
+        my.query_drop(format!(
+            "ALTER TABLE items ADD COLUMN c{round} INT DEFAULT {round}"
+        ))
+        .await
+        .expect("alter");
+        my.query_drop(format!(
+            "INSERT INTO items (id, label, c{round}) VALUES ({}, 'after', 100)",
+            round * 10 + 1
+        ))
+        .await
+        .expect("after");
+        let seen = ferry.log().matches(held).count();
+        let t0 = std::time::Instant::now();
+        while ferry.log().matches(held).count() == seen {
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "the change was not reached:\n{}",
+                ferry.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Killed between the target DDL and its commit: PostgreSQL rolls both back.
+        ferry.kill9_and_restart();
+        db.wait_caught_up(&db.name, "main", Duration::from_secs(90), &mut ferry)
+            .await;
+    }
+    assert!(ferry.try_exit().is_none(), "{}", ferry.log());
+    verify(&config);
+    let names: Vec<String> = pg_columns(&db, "items")
+        .await
+        .into_iter()
+        .map(|(c, _, _)| c)
+        .collect();
+    assert_eq!(names, mysql_columns(&db, "items").await);
+    assert_eq!(
+        db.count("SELECT count(*) FROM ferry.schema_changes WHERE stream = 'main'")
+            .await,
+        3,
+        "each change applied once"
+    );
+    assert_eq!(
+        db.count("SELECT c2::bigint FROM items WHERE id = 21").await,
+        100
+    );
+    assert_eq!(
+        db.count("SELECT c1::bigint FROM items WHERE id = 0").await,
+        1
+    );
+    ferry.signal("TERM");
+    ferry.wait_exit(Duration::from_secs(30)).await;
+    db.cleanup_dir();
+}
