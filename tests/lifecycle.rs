@@ -1,5 +1,5 @@
 //! The daemon's lifecycle against the real servers: graceful stop, a rewound target, a purged
-//! start position, schema changes that must stop replication, and preflight refusals.
+//! start position, a schema change that must stop replication, and preflight refusals.
 
 mod common;
 
