@@ -171,6 +171,9 @@ pub fn install() -> PrometheusHandle {
     }
     counter!(TRANSACTIONS_APPLIED).absolute(0);
     counter!(RESTARTS).absolute(0);
+    for outcome in ["applied", "ignored", "refused"] {
+        counter!(SCHEMA_CHANGES, "outcome" => outcome).absolute(0);
+    }
     gauge!(LAG_SECONDS).set(0.0);
     gauge!(LAG_BYTES).set(0.0);
     counter!(REVERSE_ROWS_APPLIED).absolute(0);

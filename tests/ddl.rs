@@ -252,12 +252,16 @@ async fn schema_changes_apply_in_order_under_load() {
     );
     verify(&config);
     my.query_drop("DROP TABLE goods").await.expect("drop");
-    my.query_drop("CREATE TABLE later (id INT PRIMARY KEY)")
-        .await
-        .expect("later");
-    my.query_drop("INSERT INTO later VALUES (1)")
-        .await
-        .expect("insert later");
+    // A table created and altered before its first row (read after both ran).
+    ferry.signal("USR1");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    my.query_drop(
+        "CREATE TABLE later (id INT PRIMARY KEY); ALTER TABLE later ADD COLUMN v INT; \
+         INSERT INTO later VALUES (1, 5)",
+    )
+    .await
+    .expect("later");
+    ferry.signal("USR2");
     db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
         .await;
     assert_eq!(
@@ -269,6 +273,11 @@ async fn schema_changes_apply_in_order_under_load() {
         0,
         "DROP TABLE is carried"
     );
+    assert_eq!(
+        db.count("SELECT v::bigint FROM later WHERE id = 1").await,
+        5
+    );
+    verify(&config);
     ferry.signal("TERM");
     ferry.wait_exit(Duration::from_secs(30)).await;
     db.cleanup_dir();

@@ -445,7 +445,9 @@ pub async fn exists(client: &Client, t: &Table) -> Result<bool, tokio_postgres::
 }
 
 /// Creates the table (and its secondary indexes when `with_indexes`) if missing; otherwise checks
-/// it. Returns true when ferry created it.
+/// it. Returns true when ferry created it. Runs in its own transaction, or — `in_transaction` —
+/// in the caller's open one (the apply's group: the new table commits with the rows and the
+/// checkpoint).
 ///
 /// # Errors
 /// DDL failures and existing tables that cannot take ferry's writes.
@@ -453,6 +455,19 @@ pub async fn ensure_table(
     client: &Client,
     t: &Table,
     with_indexes: bool,
+) -> Result<bool, DdlError> {
+    ensure_table_in(client, t, with_indexes, false).await
+}
+
+/// [`ensure_table`] inside the caller's open transaction when `in_transaction`.
+///
+/// # Errors
+/// As [`ensure_table`].
+pub async fn ensure_table_in(
+    client: &Client,
+    t: &Table,
+    with_indexes: bool,
+    in_transaction: bool,
 ) -> Result<bool, DdlError> {
     let name = format!("{}.{}", t.target_schema, t.target_name);
     let check_err = |e: tokio_postgres::Error| DdlError::Check {
@@ -470,8 +485,13 @@ pub async fn ensure_table(
             sql.push_str(&i);
         }
     }
+    let script = if in_transaction {
+        sql
+    } else {
+        format!("BEGIN;\n{sql};\nCOMMIT")
+    };
     client
-        .batch_execute(&format!("BEGIN;\n{sql};\nCOMMIT"))
+        .batch_execute(&script)
         .await
         .map_err(|e| DdlError::Create {
             table: name.clone(),

@@ -404,8 +404,9 @@ impl Executor {
     }
 
     async fn prepare(&self, t: &Table) -> Result<TableStatements, SinkError> {
-        // Cheap when the table exists; creates tables that appeared on the source mid-stream.
-        ddl::ensure_table(&self.client, t, true).await?;
+        // Cheap when the table exists; creates tables that appeared on the source mid-stream,
+        // in the open group (rows and checkpoint commit with it).
+        ddl::ensure_table_in(&self.client, t, true, true).await?;
         let insert = self
             .client
             .prepare_typed(&insert_sql(t), &vec![Type::TEXT_ARRAY; t.columns.len()])
@@ -454,6 +455,9 @@ impl Executor {
     /// Runs a schema change's target statements and records it in `schema_changes`, inside
     /// the open transaction (so it commits with the position after it, or not at all).
     async fn schema_change(&self, change: &SchemaChange) -> Result<(), SinkError> {
+        // A table created on the source mid-stream exists on the target from its first rows;
+        // a change before any row creates it first (as it was before the change).
+        ddl::ensure_table_in(&self.client, &change.table, true, true).await?;
         if !change.statements.is_empty() {
             self.client
                 .batch_execute(&change.statements.join(";\n"))

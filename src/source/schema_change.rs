@@ -81,7 +81,14 @@ fn derive(
     let mut renames: Vec<(String, String)> = Vec::new();
     for clause in &alter.clauses {
         match clause {
-            Clause::AddColumn { name, .. } => cols.push(live_col(name)?),
+            Clause::AddColumn { name, .. } => {
+                let def = live_col(name)?;
+                match cols.iter_mut().find(|c| same(&c.name, name)) {
+                    // Already known: the table was loaded (CREATE TABLE) after this ran.
+                    Some(c) => *c = def,
+                    None => cols.push(def),
+                }
+            }
             Clause::DropColumn(name) => cols.retain(|c| !same(&c.name, name)),
             Clause::RenameColumn { from, to } => {
                 if let Some(c) = cols.iter_mut().find(|c| same(&c.name, from)) {

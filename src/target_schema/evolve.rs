@@ -209,7 +209,11 @@ pub fn plan(old: &Table, new: &Table, alter: &Alter) -> Result<Evolution, Refusa
             .iter()
             .find(|(_, to)| same(to, &nc.name))
             .map_or(nc.name.as_str(), |(from, _)| *from);
-        let is_added = added.iter().any(|a| same(a, &nc.name));
+        // An added column the old definition already has (and the statement does not drop):
+        // the table was loaded from the catalog after the statement ran.
+        let known = old.source_columns.iter().any(|oc| same(&oc.name, old_name))
+            && !dropped.iter().any(|d| same(d, old_name));
+        let is_added = added.iter().any(|a| same(a, &nc.name)) && !known;
         let found = old
             .source_columns
             .iter()
@@ -361,7 +365,9 @@ pub fn plan(old: &Table, new: &Table, alter: &Alter) -> Result<Evolution, Refusa
             Some(oi) => {
                 let osc = &old.source_columns[*oi];
                 let o = &old.columns[*oi];
-                let named = modify_all || modified.iter().any(|m| same(m, &nsc.name));
+                let named = modify_all
+                    || modified.iter().any(|m| same(m, &nsc.name))
+                    || added.iter().any(|a| same(a, &nsc.name));
                 let mut renamed_old = osc.clone();
                 renamed_old.name = nsc.name.clone();
                 if !named {
