@@ -41,6 +41,8 @@ install_packages() {
   command -v curl >/dev/null 2>&1 || need+=(curl)
   # tests/service.rs checks the unit file with systemd-analyze verify.
   command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+  # tests/ddl.rs runs a real pt-online-schema-change against the private MariaDB.
+  command -v pt-online-schema-change >/dev/null 2>&1 || need+=(percona-toolkit)
   local updated=0
   if [ ${#need[@]} -gt 0 ]; then
     log "installing Debian packages: ${need[*]}"

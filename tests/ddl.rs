@@ -424,3 +424,91 @@ async fn a_crash_right_after_a_schema_change_resumes_exactly() {
     ferry.wait_exit(Duration::from_secs(30)).await;
     db.cleanup_dir();
 }
+
+/// A real `pt-online-schema-change` adds a column to a 100,000-row table under load: its shadow
+/// table, triggers, chunked copy and RENAME swap all reach PostgreSQL in order, and the target
+/// ends equal to the source with the new column and without the tool's tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pt_online_schema_change_under_load() {
+    let tool = "pt-online-schema-change";
+    if std::process::Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("CI").is_err(),
+            "{tool} is missing (scripts/dev-db.sh install installs percona-toolkit)"
+        );
+        eprintln!("skipping: {tool} is not installed (scripts/dev-db.sh install)");
+        return;
+    }
+    let db = TestDb::new("ptosc").await;
+    let mut my = db.my().await;
+    my.query_drop(
+        "CREATE TABLE items (id INT AUTO_INCREMENT PRIMARY KEY, label VARCHAR(40), qty INT)",
+    )
+    .await
+    .expect("table");
+    let start = db.start_position().await;
+    my.query_drop(
+        "INSERT INTO items (id, label, qty) SELECT seq, CONCAT('item ', seq), seq FROM seq_1_to_100000",
+    )
+    .await
+    .expect("rows");
+    let config = db.config("main", &start, "");
+    let mut ferry = Ferry::start(&config, &[]);
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(120), &mut ferry)
+        .await;
+    let (stop, load) = start_load(&db, 200_000);
+    let dsn = format!("h=127.0.0.1,P={},u=root,D={},t=items", db.my_port, db.name);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("pt-online-schema-change")
+            .args([
+                "--alter",
+                "ADD COLUMN extra INT NOT NULL DEFAULT 3",
+                "--recursion-method=none",
+                "--chunk-size=5000",
+                "--execute",
+                &dsn,
+            ])
+            .output()
+            .expect("pt-online-schema-change runs")
+    })
+    .await
+    .expect("join");
+    assert!(
+        out.status.success(),
+        "pt-online-schema-change: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    load.await.expect("load");
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(120), &mut ferry)
+        .await;
+    assert!(ferry.try_exit().is_none(), "{}", ferry.log());
+    verify(&config);
+    let names: Vec<String> = pg_columns(&db, "items")
+        .await
+        .into_iter()
+        .map(|(c, _, _)| c)
+        .collect();
+    assert_eq!(names, mysql_columns(&db, "items").await);
+    assert!(names.contains(&"extra".to_string()), "{names:?}");
+    let leftovers = db
+        .count(&format!(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = '{}' AND tablename <> 'items'",
+            db.name
+        ))
+        .await;
+    assert_eq!(leftovers, 0, "the tool's shadow and old tables are gone");
+    assert!(
+        db.count("SELECT count(*) FROM items WHERE extra = 3").await >= 100_000,
+        "existing rows carry the new column's default"
+    );
+    ferry.signal("TERM");
+    ferry.wait_exit(Duration::from_secs(30)).await;
+    db.cleanup_dir();
+}

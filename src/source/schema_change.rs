@@ -191,6 +191,38 @@ fn derive(
     Ok(t)
 }
 
+/// `old`'s definition under the name `to`.
+fn renamed(
+    old: &Table,
+    to: &SourceName,
+    selector: &TableSelector,
+    options: &TypeOptions,
+) -> Result<Table, Refusal> {
+    let key = Index {
+        name: match &old.key_source {
+            KeySource::PrimaryKey => "PRIMARY".into(),
+            KeySource::UniqueKey(n) => n.clone(),
+        },
+        unique: true,
+        columns: old.key.iter().map(|c| (*c, None)).collect(),
+    };
+    let mut indexes = vec![key];
+    indexes.extend(old.indexes.iter().cloned());
+    let mut t = Table::plan(
+        to.clone(),
+        selector.target_schema(&to.db),
+        old.source_columns.clone(),
+        indexes,
+        old.estimated_rows,
+        options,
+    )
+    .map_err(|e| Refusal::NotExact(e.to_string()))?;
+    t.comment = old.comment.clone();
+    t.checks = old.checks.clone();
+    t.foreign_keys = old.foreign_keys.clone();
+    Ok(t)
+}
+
 fn refused(table: &SourceName, change: &PendingChange, refusal: &Refusal) -> SourceError {
     crate::metrics::schema_change("refused");
     SourceError::Decode(DecodeError::SchemaChangeRefused(Box::new(RefusedChange {
@@ -274,14 +306,10 @@ pub async fn carry(
                     out.push(message(change, old, None, Vec::new()));
                     continue;
                 }
-                let Some(mut new) = catalog.load(to).await? else {
-                    return Err(refused(
-                        from,
-                        change,
-                        &Refusal::CatalogMovedOn(format!("table {to} does not exist")),
-                    ));
-                };
-                new.estimated_rows = old.estimated_rows;
+                // The same definition under the new name: the catalog may already have moved on
+                // (pt-online-schema-change drops `_t_old` right after its swap).
+                let new = renamed(&old, to, catalog.selector, catalog.options)
+                    .map_err(|r| refused(from, change, &r))?;
                 let evolution =
                     evolve::rename(&old, &new).map_err(|r| refused(from, change, &r))?;
                 let new = decoder.register(new);
