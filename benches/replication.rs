@@ -14,6 +14,9 @@
 //!    starts and the time until its checkpoint reaches the source's end is measured (process
 //!    start to caught up, preflight included). Peak RSS is ferry's VmHWM. Repeated BENCH_RUNS
 //!    times; medians reported.
+//!    With BENCH_DDL=1 the runs alternate: every second run writes its backlog in two halves with
+//!    an `ALTER TABLE orders ADD COLUMN` between them, so ferry carries a schema change in the
+//!    middle of the catch-up; the medians of both kinds are reported (2 × BENCH_RUNS runs).
 //! 2. Steady state: with ferry running, the workload runs at BENCH_STEADY_RATE row changes/s for
 //!    BENCH_STEADY_SECONDS; every transaction carries a marker row whose commit time the client
 //!    records; a trigger on the target stamps the marker with `clock_timestamp()` when ferry
@@ -71,6 +74,9 @@ async fn main() {
     let orders = env_u64("BENCH_ORDERS", 2_000_000);
     let changes = env_u64("BENCH_CHANGES", 200_000);
     let runs = env_u64("BENCH_RUNS", 3);
+    let with_ddl = env_u64("BENCH_DDL", 0) == 1;
+    let total_runs = if with_ddl { runs * 2 } else { runs };
+    let mut ddl_rates = Vec::new();
     let steady_seconds = env_u64("BENCH_STEADY_SECONDS", 60);
     let steady_rate = env_u64("BENCH_STEADY_RATE", 5_000);
     let dir = root().join("target/bench");
@@ -88,7 +94,8 @@ async fn main() {
     let mut cpu = Vec::new();
     let txns = changes / 10;
     let mut last_db = String::new();
-    for run in 0..runs {
+    for run in 0..total_runs {
+        let ddl_run = with_ddl && run % 2 == 1;
         let db = format!("bench_run_{run}");
         let admin = pg("postgres").await;
         admin
@@ -107,7 +114,19 @@ async fn main() {
         wait_caught_up(&client, "base", &fa, pa, &mut child).await;
         stop(child);
         let started = Instant::now();
-        write_backlog(txns, 4, users, orders, run + 1).await;
+        if ddl_run {
+            write_backlog(txns / 2, 4, users, orders, run + 1).await;
+            my(Some("bench"))
+                .await
+                .query_drop(format!(
+                    "ALTER TABLE orders ADD COLUMN ddl_{run} INT DEFAULT {run}"
+                ))
+                .await
+                .expect("schema change in the backlog");
+            write_backlog(txns - txns / 2, 4, users, orders, run + 101).await;
+        } else {
+            write_backlog(txns, 4, users, orders, run + 1).await;
+        }
         let written = started.elapsed();
         let (f1, p1) = master_position().await;
         let t0 = Instant::now();
@@ -119,13 +138,27 @@ async fn main() {
         stop(child);
         let rate = (txns * 10) as f64 / secs;
         eprintln!(
-            "run {run}: backlog of {} row changes written in {written:.1?}; ferry caught up in {secs:.2} s = {rate:.0} row changes/s, peak RSS {peak:.1} MB, CPU {cpu_s:.1} s",
+            "run {run}{}: backlog of {} row changes written in {written:.1?}; ferry caught up in {secs:.2} s = {rate:.0} row changes/s, peak RSS {peak:.1} MB, CPU {cpu_s:.1} s",
+            if ddl_run { " (ADD COLUMN in the backlog)" } else { "" },
             txns * 10
         );
+        if ddl_run {
+            ddl_rates.push(rate);
+            last_db = db;
+            continue;
+        }
         rates.push(rate);
         rss.push(peak);
         cpu.push(cpu_s);
         last_db = db;
+    }
+    if with_ddl {
+        let plain = median(&mut rates.clone());
+        let ddl = median(&mut ddl_rates);
+        println!(
+            "catch-up with an ADD COLUMN in the backlog: median {ddl:.0} row changes/s vs {plain:.0} without ({:+.1}%), {runs} runs each, alternating",
+            (ddl / plain - 1.0) * 100.0
+        );
     }
     let catchup_rate = median(&mut rates);
     let catchup_rss = median(&mut rss);

@@ -41,7 +41,7 @@ impl Workload {
         } else if r < 70 {
             self.next_order += 1;
             format!(
-                "INSERT INTO orders VALUES ({}, {}, {}.{:04}, {}, CURDATE(), 'bench order')",
+                "INSERT INTO orders (user_id, order_no, amount, qty, ordered, note) VALUES ({}, {}, {}.{:04}, {}, CURDATE(), 'bench order')",
                 self.rng.gen_range(1..=self.users),
                 self.next_order,
                 self.rng.gen_range(1..100_000),
