@@ -109,6 +109,9 @@ pub struct SchemaChange {
     pub position: BinlogPosition,
     /// The source statement, for the log and the history table.
     pub source_sql: String,
+    /// Only records a definition (a table created on the source mid-stream, a change the
+    /// operator mirrored): not counted or logged as a carried schema change.
+    pub bookkeeping: bool,
 }
 
 /// Bounds the rows *and bytes* in flight between the reader and the applier, whatever the size

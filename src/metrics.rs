@@ -248,8 +248,27 @@ pub fn dead_letter(table: &str, kind: &'static str) {
     counter!(DEAD_LETTER_ROWS, "table" => table.to_string(), "kind" => kind).increment(1);
 }
 
+/// Schema changes seen by this process: applied, ignored, refused (for `ferry status`).
+static SCHEMA_CHANGE_COUNTS: [std::sync::atomic::AtomicU64; 3] = [
+    std::sync::atomic::AtomicU64::new(0),
+    std::sync::atomic::AtomicU64::new(0),
+    std::sync::atomic::AtomicU64::new(0),
+];
+
 pub fn schema_change(outcome: &'static str) {
     counter!(SCHEMA_CHANGES, "outcome" => outcome).increment(1);
+    let i = match outcome {
+        "applied" => 0,
+        "ignored" => 1,
+        _ => 2,
+    };
+    SCHEMA_CHANGE_COUNTS[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// (applied, ignored, refused) schema changes since the process started.
+pub fn schema_change_counts() -> (u64, u64, u64) {
+    let get = |i: usize| SCHEMA_CHANGE_COUNTS[i].load(std::sync::atomic::Ordering::Relaxed);
+    (get(0), get(1), get(2))
 }
 
 pub fn substituted(kind: &'static str, n: u64) {

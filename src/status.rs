@@ -75,6 +75,17 @@ pub struct Snapshot {
     /// The reverse stream, once it ran in this process (phase `switched`).
     #[serde(default)]
     pub reverse: Option<crate::reverse::progress::ReverseStatus>,
+    /// Schema changes of replicated tables since the daemon started.
+    #[serde(default)]
+    pub schema_changes: SchemaChanges,
+}
+
+/// Schema changes read from the binlog, by outcome.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct SchemaChanges {
+    pub applied: u64,
+    pub ignored: u64,
+    pub refused: u64,
 }
 
 /// Shared, updated by the stages, read by the endpoint.
@@ -288,6 +299,14 @@ impl StatusBoard {
             verification: self.verification.lock().expect("status lock").clone(),
             reverse: Some(self.reverse.status())
                 .filter(|r| r.running || r.transactions_applied > 0),
+            schema_changes: {
+                let (applied, ignored, refused) = m::schema_change_counts();
+                SchemaChanges {
+                    applied,
+                    ignored,
+                    refused,
+                }
+            },
         }
     }
 
@@ -379,6 +398,10 @@ pub fn render(s: &Snapshot) -> String {
             ));
         }
     }
+    out.push_str(&format!(
+        "  schema      {} changes applied, {} ignored, {} refused\n",
+        s.schema_changes.applied, s.schema_changes.ignored, s.schema_changes.refused
+    ));
     match &s.verification {
         Some(v) => out.push_str(&format!(
             "  verify      {} ({} tables, {} differing rows)\n",
@@ -423,6 +446,7 @@ mod tests {
             backfill: BTreeMap::new(),
             verification: None,
             reverse: None,
+            schema_changes: SchemaChanges::default(),
         }
     }
 

@@ -81,6 +81,44 @@ pub fn restore(
     )
 }
 
+/// The stream's stored definitions, planned (for each pipeline run: the definitions as of the
+/// checkpoint). `None` when none is stored (a stream from before definitions were stored).
+///
+/// # Errors
+/// PostgreSQL errors, and a stored definition that no longer plans.
+pub async fn stored_tables(
+    client: &Client,
+    ferry_schema: &str,
+    stream: &str,
+    selector: &crate::select::TableSelector,
+    options: &TypeOptions,
+) -> Result<Option<Vec<Table>>, ModelError> {
+    let stored = load(client, ferry_schema, stream).await?;
+    if stored.is_empty() {
+        return Ok(None);
+    }
+    let mut out = Vec::with_capacity(stored.len());
+    for (name, (model, _)) in stored {
+        let Ok(m) = serde_json::from_value::<Model>(model) else {
+            continue;
+        };
+        let mut t = Table::plan(
+            name.clone(),
+            selector.target_schema(&name.db),
+            m.columns,
+            m.indexes,
+            0,
+            options,
+        )
+        .map_err(ModelError::Plan)?;
+        t.comment = m.comment;
+        t.checks = m.checks;
+        t.foreign_keys = m.foreign_keys;
+        out.push(t);
+    }
+    Ok(Some(out))
+}
+
 /// Upsert of one table's definition: `$1` stream, `$2` db, `$3` table, `$4` model, `$5` position.
 pub fn upsert_sql(ferry_schema: &str) -> String {
     format!(

@@ -202,6 +202,41 @@ impl Supervisor {
                     continue;
                 }
             }
+            // Decode with the definitions as of the checkpoint: schema changes applied by an
+            // earlier run are in the stored definitions, not in the start-up registry.
+            match crate::table_models::stored_tables(
+                &client,
+                schema,
+                &config.stream,
+                &config.tables,
+                &config.types,
+            )
+            .await
+            {
+                Ok(Some(tables)) => {
+                    let known =
+                        Registry::new(registry.tables().map(|t| (**t).clone()).collect::<Vec<_>>());
+                    let tables: Vec<_> = tables
+                        .into_iter()
+                        .map(|t| match known.get(&t.source) {
+                            // Keep the start-up definition (catalog details) when it is the same.
+                            Some(k) if k.source_columns == t.source_columns && k.key == t.key => {
+                                (**k).clone()
+                            }
+                            _ => t,
+                        })
+                        .collect();
+                    registry = Registry::new(tables);
+                }
+                Ok(None) => {}
+                Err(e) if e.class().is_transient() => {
+                    tracing::warn!(error = %e, retry_in = ?backoff.current(), "cannot read the stored table definitions; retrying");
+                    m::error(Stage::Sink, ErrorClass::Transient);
+                    backoff.wait().await;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
             let (tx, rx) = mpsc::channel(config.apply.channel_capacity);
             let (recopy_tx, recopy_rx) = mpsc::channel(8);
             let budget = RowBudget::new(
@@ -209,7 +244,7 @@ impl Supervisor {
                 config.apply.max_bytes_in_flight,
             );
             hub.set(recopy_tx);
-            let decoder = Decoder::new(
+            let mut decoder = Decoder::new(
                 registry.clone(),
                 config.tables.clone(),
                 config.types.clone(),
@@ -223,6 +258,7 @@ impl Supervisor {
                 },
                 options.skip_ddl.clone(),
             );
+            decoder.set_flavor(flavor);
             let reader = BinlogReader {
                 config: config.source.clone(),
                 flavor,

@@ -313,7 +313,7 @@ impl Executor {
                         for (table, kind) in dead_letters.drain(..) {
                             m::dead_letter(&table, kind);
                         }
-                        for change in schema_changes.drain(..) {
+                        for change in schema_changes.drain(..).filter(|c| !c.bookkeeping) {
                             m::schema_change("applied");
                             tracing::info!(
                                 table = %change.table.source,

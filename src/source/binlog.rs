@@ -359,10 +359,25 @@ impl BinlogReader {
                 let tables =
                     catalog::load_named(conn, self.flavor, &self.selector, &self.options, &list)
                         .await?;
+                let mut created = Vec::new();
                 for t in tables {
                     tracing::info!(table = %t.source, "loaded table definition from the source");
                     let before = self.decoder.registry().get(&t.source).cloned();
                     let new = self.decoder.register(t);
+                    if before.is_none() {
+                        // Created on the source mid-stream: created on the target here (in this
+                        // transaction), and its definition stored for later runs.
+                        created.push(Message::SchemaChange(Box::new(
+                            crate::change::SchemaChange {
+                                table: new.clone(),
+                                new: Some(new.clone()),
+                                statements: Vec::new(),
+                                position: self.decoder.position(),
+                                source_sql: "(table created on the source)".into(),
+                                bookkeeping: true,
+                            },
+                        )));
+                    }
                     if let Some(old) = before.filter(|o| o.source_columns != new.source_columns) {
                         // A change the operator mirrored (`--skip-ddl`): decode with the new
                         // definition from here on, after restarts too.
@@ -379,6 +394,7 @@ impl BinlogReader {
                                 position: self.decoder.position(),
                                 source_sql: "(mirrored by the operator; skipped with --skip-ddl)"
                                     .into(),
+                                bookkeeping: true,
                             })),
                         );
                     }
@@ -388,6 +404,11 @@ impl BinlogReader {
                     let tme = |id: u64| stream.get_tme(id);
                     messages = self.decoder.handle(&event, &tme, &begin)?.messages;
                 }
+                let at = messages
+                    .iter()
+                    .rposition(|m| matches!(m, Message::Commit(_)))
+                    .unwrap_or(messages.len());
+                messages.splice(at..at, created);
             }
             if tap.is_active() {
                 tap.tap(&mut messages, &self.decoder.position());

@@ -34,10 +34,10 @@ use super::alter::{self, Alter, Clause};
 use super::ddl::{classify, Statement, TableRef};
 use super::mariadb;
 use super::rows::{images, TablePlan};
-use crate::change::{Commit, DeadLetter, Message, RowOp};
+use crate::change::{Commit, DeadLetter, Message, RowOp, SchemaChange};
 use crate::error::ErrorClass;
 use crate::position::{uuid_text, BinlogPosition, GtidSet};
-use crate::schema::{SourceName, Table};
+use crate::schema::{Index, KeySource, SourceName, Table};
 use crate::select::TableSelector;
 use crate::transform::{
     self, convert, json::apply_diffs, resolve, Cell, ProblemKind, Resolution, SourceValue,
@@ -256,6 +256,8 @@ pub struct Decoder {
     open_payload: Option<BinlogPosition>,
     /// Statement the operator acknowledged (`--skip-ddl`): skipped once, then reloaded.
     skip_at: Option<BinlogPosition>,
+    /// The source's flavor, for describing table maps (see [`Decoder::set_flavor`]).
+    flavor: super::connect::Flavor,
     pub counters: Counters,
 }
 
@@ -294,8 +296,82 @@ impl Decoder {
             plans: HashMap::new(),
             open_payload: None,
             skip_at,
+            flavor: super::connect::Flavor::MySql,
             counters: Counters::default(),
         }
+    }
+
+    /// The source's flavor (MySQL unless set), used when a table map corrects a definition.
+    pub fn set_flavor(&mut self, flavor: super::connect::Flavor) {
+        self.flavor = flavor;
+    }
+
+    /// A definition corrected by the table map when a column's binlog type is narrower than the
+    /// definition's but the PostgreSQL column already holds it: a schema change read after a
+    /// later one had already redefined the column on the source (`ADD COLUMN c INT` … `MODIFY
+    /// c BIGINT`, both in the backlog) took the later definition. The map (FULL metadata: names,
+    /// types, signedness, charsets, ENUM/SET values) says what the rows really carry; every other
+    /// property (default, comment, ...) stays. `None` when the map cannot correct it.
+    fn corrected_by_map(&self, table: &Table, map: &TableMapEvent<'_>) -> Option<Table> {
+        let described = super::tablemap::describe(map, self.flavor).ok()?;
+        if !described.present.column_names || described.columns.len() != table.columns.len() {
+            return None;
+        }
+        let mut columns = table.source_columns.clone();
+        let mut changed = false;
+        for (i, mc) in described.columns.iter().enumerate() {
+            let tc = &table.source_columns[i];
+            if !mc.name.eq_ignore_ascii_case(&tc.name) {
+                return None;
+            }
+            let Ok(Some(ct)) = map.get_column_type(i) else {
+                return None;
+            };
+            if type_family_matches(&table.columns[i].kind, ct) {
+                continue;
+            }
+            let mut merged = mc.clone();
+            merged.name = tc.name.clone();
+            merged.default = tc.default.clone();
+            merged.comment = tc.comment.clone();
+            merged.generated = tc.generated;
+            merged.invisible = tc.invisible;
+            merged.auto_increment = tc.auto_increment;
+            merged.on_update_now = tc.on_update_now;
+            merged.is_json = tc.is_json;
+            let rule = transform::plan_column(&merged, &self.options).ok()?;
+            if !crate::target_schema::evolve::widens(&rule.pg_type, &table.columns[i].pg_type) {
+                return None;
+            }
+            columns[i] = merged;
+            changed = true;
+        }
+        if !changed {
+            return None;
+        }
+        let key = Index {
+            name: match &table.key_source {
+                KeySource::PrimaryKey => "PRIMARY".into(),
+                KeySource::UniqueKey(n) => n.clone(),
+            },
+            unique: true,
+            columns: table.key.iter().map(|c| (*c, None)).collect(),
+        };
+        let mut indexes = vec![key];
+        indexes.extend(table.indexes.iter().cloned());
+        let mut fixed = Table::plan(
+            table.source.clone(),
+            table.target_schema.clone(),
+            columns,
+            indexes,
+            table.estimated_rows,
+            &self.options,
+        )
+        .ok()?;
+        fixed.comment = table.comment.clone();
+        fixed.checks = table.checks.clone();
+        fixed.foreign_keys = table.foreign_keys.clone();
+        Some(fixed)
     }
 
     /// True between the first event of a transaction and its commit.
@@ -328,16 +404,32 @@ impl Decoder {
 
     /// Adds (or replaces) a table after a [`Need::Tables`]; its table ids are re-bound.
     pub fn register(&mut self, table: Table) -> Arc<Table> {
-        self.bound.clear();
-        self.plans.clear();
+        self.unbind(&table.source);
         self.registry.insert(table)
     }
 
     /// Stops replicating a table (dropped, or renamed out of the selection).
     pub fn unregister(&mut self, name: &SourceName) {
-        self.bound.clear();
-        self.plans.clear();
+        self.unbind(name);
         self.registry.tables.remove(name);
+    }
+
+    /// Forgets the table ids bound to `name` (other tables of the open transaction stay bound),
+    /// and the ids of tables not replicated (one may now be `name`).
+    fn unbind(&mut self, name: &SourceName) {
+        let stale: Vec<u64> = self
+            .bound
+            .iter()
+            .filter(|(_, t)| match t {
+                None => true,
+                Some(t) => t.source == *name,
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            self.bound.remove(&id);
+            self.plans.remove(&id);
+        }
     }
 
     fn event_start(&self, event: &Event) -> BinlogPosition {
@@ -555,7 +647,27 @@ impl Decoder {
             Some(table) => {
                 if !matches!(self.bound.get(&t.table_id()), Some(Some(b)) if Arc::ptr_eq(b, &table))
                 {
-                    validate_table_map(&table, t, start)?;
+                    let table = match validate_table_map(&table, t, start) {
+                        Ok(()) => table,
+                        Err(mismatch) => {
+                            let Some(fixed) = self.corrected_by_map(&table, t) else {
+                                return Err(mismatch);
+                            };
+                            validate_table_map(&fixed, t, start)?;
+                            tracing::info!(table = %name, position = %start, "the table map shows narrower column types than the definition read from the source's catalog (a later schema change of the same column already ran): decoding with the map's types; the PostgreSQL columns already hold them");
+                            let fixed = self.register(fixed);
+                            out.messages
+                                .push(Message::SchemaChange(Box::new(SchemaChange {
+                                    table: table.clone(),
+                                    new: Some(fixed.clone()),
+                                    statements: Vec::new(),
+                                    position: start.clone(),
+                                    source_sql: "(definition corrected from the table map)".into(),
+                                    bookkeeping: true,
+                                })));
+                            fixed
+                        }
+                    };
                     let plan = TablePlan::new(t).map_err(|e| DecodeError::Corrupt {
                         what: "table map",
                         position: start.clone(),

@@ -246,6 +246,7 @@ fn message(
         statements,
         position: change.position.clone(),
         source_sql: change.sql.clone(),
+        bookkeeping: false,
     }))
 }
 

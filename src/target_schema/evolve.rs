@@ -69,7 +69,7 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 /// Whether PostgreSQL's cast from `from` to `to` keeps every value MySQL kept.
-fn widens(from: &PgType, to: &PgType) -> bool {
+pub fn widens(from: &PgType, to: &PgType) -> bool {
     use PgType::*;
     let rank = |t: &PgType| match t {
         SmallInt => Some((1, 5)),
