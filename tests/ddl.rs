@@ -520,3 +520,114 @@ async fn pt_online_schema_change_under_load() {
     ferry.wait_exit(Duration::from_secs(30)).await;
     db.cleanup_dir();
 }
+
+/// gh-ost's statement sequence (its documented shadow `_t_gho`, changelog `_t_ghc`, sentry
+/// `_t_del` and the atomic cut-over: LOCK TABLES, a RENAME that waits for the lock, the sentry
+/// dropped, UNLOCK) replayed as SQL while the application writes: the target ends equal to the
+/// source with the new column and none of the tool's tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gh_ost_statement_sequence_with_its_cut_over() {
+    let db = TestDb::new("ghost").await;
+    let mut my = db.my().await;
+    my.query_drop(TABLE).await.expect("table");
+    let start = db.start_position().await;
+    my.query_drop(
+        "INSERT INTO items (id, label, qty) SELECT seq, CONCAT('item ', seq), seq FROM seq_1_to_5000",
+    )
+    .await
+    .expect("rows");
+    let config = db.config("main", &start, "");
+    let mut ferry = Ferry::start(&config, &[]);
+    let (stop, load) = start_load(&db, 200_000);
+    for sql in [
+        "CREATE TABLE `_items_gho` LIKE `items`",
+        "ALTER TABLE `_items_gho` ADD COLUMN extra INT NOT NULL DEFAULT 3",
+        "CREATE TABLE `_items_ghc` (id BIGINT AUTO_INCREMENT, \
+           last_update TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP, \
+           hint VARCHAR(64) NOT NULL, value VARCHAR(4096) NOT NULL, \
+           PRIMARY KEY (id), UNIQUE KEY hint_uidx (hint)) AUTO_INCREMENT=256",
+        "INSERT /* gh-ost */ INTO `_items_ghc` (id, hint, value) VALUES (2, 'state', 'GhostTableMigrated') \
+           ON DUPLICATE KEY UPDATE last_update = NOW(), value = VALUES(value)",
+    ] {
+        my.query_drop(sql).await.expect(sql);
+    }
+    for chunk in 0..5 {
+        let (lo, hi) = (chunk * 1000 + 1, chunk * 1000 + 1000);
+        my.query_drop(format!(
+            "INSERT /* gh-ost `items` */ IGNORE INTO `_items_gho` (id, label, qty, status) \
+             (SELECT id, label, qty, status FROM `items` FORCE INDEX (`PRIMARY`) \
+              WHERE id BETWEEN {lo} AND {hi} LOCK IN SHARE MODE)"
+        ))
+        .await
+        .expect("row copy");
+    }
+    stop.store(true, Ordering::Relaxed);
+    load.await.expect("load");
+    // What gh-ost's binlog applier writes for the changes it saw during the copy.
+    my.query_drop(
+        "REPLACE /* gh-ost `items` */ INTO `_items_gho` (id, label, qty, status) \
+         SELECT id, label, qty, status FROM `items` WHERE id >= 200000",
+    )
+    .await
+    .expect("apply");
+    // The atomic cut-over.
+    my.query_drop(
+        "CREATE TABLE `_items_del` (id INT AUTO_INCREMENT PRIMARY KEY) COMMENT='ghost-cut-over-sentry'",
+    )
+    .await
+    .expect("sentry");
+    my.query_drop("LOCK TABLES `items` WRITE, `_items_del` WRITE")
+        .await
+        .expect("lock");
+    let opts = mysql_opts_at(db.my_port, Some(&db.name));
+    let rename = tokio::spawn(async move {
+        let mut c = mysql_async::Conn::new(opts)
+            .await
+            .expect("rename connection");
+        c.query_drop("RENAME /* gh-ost */ TABLE `items` TO `_items_del`, `_items_gho` TO `items`")
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    my.query_drop("DROP /* gh-ost */ TABLE IF EXISTS `_items_del`")
+        .await
+        .expect("drop sentry");
+    my.query_drop("UNLOCK TABLES").await.expect("unlock");
+    rename.await.expect("join").expect("the cut-over RENAME");
+    my.query_drop("DROP TABLE IF EXISTS `_items_ghc`")
+        .await
+        .expect("drop changelog");
+    my.query_drop("DROP TABLE IF EXISTS `_items_del`")
+        .await
+        .expect("drop old table");
+    my.query_drop("INSERT INTO items (id, label) VALUES (900000, 'after the cut-over')")
+        .await
+        .expect("write after");
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(120), &mut ferry)
+        .await;
+    assert!(ferry.try_exit().is_none(), "{}", ferry.log());
+    verify(&config);
+    let names: Vec<String> = pg_columns(&db, "items")
+        .await
+        .into_iter()
+        .map(|(c, _, _)| c)
+        .collect();
+    assert_eq!(names, mysql_columns(&db, "items").await);
+    assert!(names.contains(&"extra".to_string()), "{names:?}");
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = '{}' AND tablename <> 'items'",
+            db.name
+        ))
+        .await,
+        0,
+        "none of gh-ost's tables is left on the target"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM items WHERE id = 900000")
+            .await,
+        1
+    );
+    ferry.signal("TERM");
+    ferry.wait_exit(Duration::from_secs(30)).await;
+    db.cleanup_dir();
+}

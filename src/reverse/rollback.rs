@@ -240,7 +240,7 @@ pub async fn rollback(config: &Config, opts: &RollbackOptions) -> Result<Report,
         if frozen_at.elapsed() > opts.timeout {
             return Ok(failed(config, steps, frozen_at, opts, &format!("the reverse stream did not drain to {drained_to} within --timeout (is ferry running? ferry status)")));
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     step(
         &mut steps,

@@ -117,6 +117,12 @@ pub async fn run(
                     Ended::PhaseChanged
                 });
             }
+            // 55006: another session holds the slot for a moment (`ferry rollback` checking
+            // the drain): not a failure, so no backoff — peek again at the next poll.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE) => {
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
             Err(e) => return Err(ReverseError::target("reading changes from the slot")(e)),
         };
         if raw.is_empty() {
@@ -145,7 +151,19 @@ pub async fn run(
             progress.applied(rows, group.len() as u64, last.commit_time, last.end_lsn);
         }
         if let Some(end) = last_end {
-            match feed.advance(end).await {
+            // The slot may be held for a moment by another session (see the peek); what was
+            // applied is already in MySQL's checkpoint, so retrying the advance is safe.
+            let mut advanced = feed.advance(end).await;
+            for _ in 0..50 {
+                match &advanced {
+                    Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE) => {
+                        tokio::time::sleep(POLL / 5).await;
+                        advanced = feed.advance(end).await;
+                    }
+                    _ => break,
+                }
+            }
+            match advanced {
                 Ok(()) => {}
                 // Dropped meanwhile (see the peek): what was applied is in MySQL's checkpoint.
                 Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_OBJECT) => {
