@@ -93,17 +93,49 @@ pub fn client_config(tls: &TlsConfig) -> Result<ClientConfig, TlsSetupError> {
             .with_custom_certificate_verifier(Arc::new(NoVerification(
                 provider.signature_verification_algorithms,
             ))),
-        TlsMode::VerifyCa => {
-            let webpki =
-                WebPkiServerVerifier::builder_with_provider(Arc::new(roots(tls)?), provider)
-                    .build()
-                    .map_err(|e| rustls::Error::General(e.to_string()))?;
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki)))
-        }
+        TlsMode::VerifyCa => builder
+            .dangerous()
+            .with_custom_certificate_verifier(chain_only(webpki_verifier(tls)?)),
         TlsMode::VerifyFull => builder.with_root_certificates(roots(tls)?),
     };
+    with_client_auth(builder, tls)
+}
+
+/// A configuration that checks the server with `verifier` (and sends the client certificate
+/// when `tls` has one).
+///
+/// # Errors
+/// As [`client_config`].
+pub fn config_with_verifier(
+    verifier: Arc<dyn ServerCertVerifier>,
+    tls: &TlsConfig,
+) -> Result<ClientConfig, TlsSetupError> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    with_client_auth(builder, tls)
+}
+
+/// The full verifier (chain and host name) over the CAs `tls` trusts.
+///
+/// # Errors
+/// An unreadable or empty CA file.
+pub fn webpki_verifier(tls: &TlsConfig) -> Result<Arc<WebPkiServerVerifier>, TlsSetupError> {
+    WebPkiServerVerifier::builder_with_provider(Arc::new(roots(tls)?), provider())
+        .build()
+        .map_err(|e| TlsSetupError::Rustls(rustls::Error::General(e.to_string())))
+}
+
+/// `verify-ca`'s verifier: `full` without its host-name check.
+pub fn chain_only(full: Arc<WebPkiServerVerifier>) -> Arc<dyn ServerCertVerifier> {
+    Arc::new(ChainOnly(full))
+}
+
+fn with_client_auth(
+    builder: rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>,
+    tls: &TlsConfig,
+) -> Result<ClientConfig, TlsSetupError> {
     Ok(match &tls.client_cert {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => {

@@ -320,14 +320,30 @@ async fn wrong_ca_and_wrong_host_name_are_refused_verify_ca_skips_the_name() {
         assert!(line.contains("host name mismatch"), "{line}");
         assert!(line.contains("127.0.0.2"), "{line}");
     }
-    // verify-ca checks the chain only: the same host is accepted.
-    let config = s.config("verifyca", &source("VERIFY_IDENTITY"), &target("verify-ca"));
-    let (_, out) = validate(&config);
-    let line = check_line(&out, "target TLS");
-    assert!(
-        line.contains("CA verified, host name not checked"),
-        "{line}"
+    // verify-ca checks the chain only: the same host is accepted on both sides.
+    let config = s.config("verifyca", &source("VERIFY_CA"), &target("verify-ca"));
+    let (code, out) = validate(&config);
+    assert_eq!(code, 0, "{out}");
+    for side in ["source", "target"] {
+        let line = check_line(&out, &format!("{side} TLS"));
+        assert!(
+            line.contains("CA verified, host name not checked"),
+            "{line}"
+        );
+    }
+    // ... and still checks the chain.
+    let config = s.config(
+        "verifycawrong",
+        &format!(
+            "host = \"127.0.0.2\"\nuser = \"ferry\"\npassword = \"ferry\"\n{}",
+            tls(&s.certs, "source", "VERIFY_CA", "other-ca.pem", false)
+        ),
+        &target("verify-ca"),
     );
+    let (code, out) = validate(&config);
+    assert_ne!(code, 0, "{out}");
+    let line = check_line(&out, "source TLS");
+    assert!(line.contains("certificate verification failed"), "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

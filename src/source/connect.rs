@@ -86,15 +86,14 @@ fn ssl_opts(tls: &TlsConfig) -> Option<SslOpts> {
         TlsMode::Prefer | TlsMode::Require => {
             SslOpts::default().with_danger_accept_invalid_certs(true)
         }
-        TlsMode::VerifyCa | TlsMode::VerifyFull => {
-            let opts = match &tls.ca_file {
-                Some(ca) => SslOpts::default()
-                    .with_root_certs(vec![ca.clone().into()])
-                    .with_disable_built_in_roots(true),
-                None => SslOpts::default(),
-            };
-            opts.with_danger_skip_domain_validation(tls.mode == TlsMode::VerifyCa)
-        }
+        // VERIFY_CA verifies fully too, against a name the certificate lists (see
+        // `verify_ca`): the driver's own name skip does not work with rustls 0.23.
+        TlsMode::VerifyCa | TlsMode::VerifyFull => match &tls.ca_file {
+            Some(ca) => SslOpts::default()
+                .with_root_certs(vec![ca.clone().into()])
+                .with_disable_built_in_roots(true),
+            None => SslOpts::default(),
+        },
     };
     Some(match &tls.client_cert {
         None => opts,
@@ -160,7 +159,12 @@ pub async fn connect(cfg: &SourceConfig) -> Result<Conn, ConnectError> {
             reason,
         })
     };
-    match connect_with(cfg, ssl_opts(&cfg.tls)).await {
+    let mut ssl = ssl_opts(&cfg.tls);
+    if cfg.tls.mode == TlsMode::VerifyCa {
+        let name = super::verify_ca::name_to_verify(cfg).await?;
+        ssl = ssl.map(|s| s.with_danger_tls_hostname_override(Some(name)));
+    }
+    match connect_with(cfg, ssl).await {
         // PREFERRED: plaintext only when the server has no TLS at all.
         Err(ConnectError::Mysql {
             source: mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer),

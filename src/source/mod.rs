@@ -12,3 +12,4 @@ pub mod recopy;
 pub mod rows;
 pub mod snapshot;
 pub mod tablemap;
+pub mod verify_ca;
