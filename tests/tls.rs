@@ -392,6 +392,11 @@ async fn require_refuses_a_server_without_tls_and_prefer_falls_back() {
             && target.contains("require"),
         "{target}"
     );
+    // `ferry run` does not retry a refusal no retry can change: it stops with exit 78.
+    let mut ferry = Ferry::start(&config("require", "REQUIRED", "require"), &[]);
+    let status = ferry.wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(78), "{}", ferry.log());
+    assert!(ferry.log().contains("offers no TLS"), "{}", ferry.log());
     // The default modes connect in plaintext and say so.
     let (_, out) = validate(&config("prefer", "preferred", "prefer"));
     assert!(
@@ -400,6 +405,16 @@ async fn require_refuses_a_server_without_tls_and_prefer_falls_back() {
     );
     assert!(
         check_line(&out, "target TLS").contains("plaintext"),
+        "{out}"
+    );
+    // (The rest of preflight fails here: the private source has no `app` tables.)
+    let (_, out) = validate(&config("disable", "DISABLED", "disable"));
+    assert!(
+        check_line(&out, "source TLS").contains("plaintext (mode DISABLED)"),
+        "{out}"
+    );
+    assert!(
+        check_line(&out, "target TLS").contains("plaintext (mode disable)"),
         "{out}"
     );
     let _ = admin

@@ -218,3 +218,30 @@ fn choose_name(
         .find(|n| check(n).is_ok())
         .unwrap_or_else(|| host.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A protocol-10 handshake packet's payload with `caps` as its lower capability flags.
+    fn hello(caps: u16) -> Vec<u8> {
+        let mut p = vec![10];
+        p.extend_from_slice(b"10.11.19-MariaDB\0");
+        p.extend_from_slice(&7u32.to_le_bytes());
+        p.extend_from_slice(b"12345678");
+        p.push(0);
+        p.extend_from_slice(&caps.to_le_bytes());
+        p.extend_from_slice(&[45, 2, 0]);
+        p
+    }
+
+    #[test]
+    fn the_servers_tls_flag_is_read_from_its_handshake() {
+        assert!(server_offers_tls(&hello(0xf7fe | 0x0800)));
+        assert!(!server_offers_tls(&hello(0xf7fe & !0x0800)));
+        assert!(
+            !server_offers_tls(&[10, b'x']),
+            "a cut packet offers nothing"
+        );
+    }
+}
