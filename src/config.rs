@@ -366,12 +366,17 @@ pub struct RawMetrics {
     /// HTTP listen address for /metrics and /status; "" disables. Default "127.0.0.1:9187".
     #[serde(default = "default_metrics_listen")]
     pub listen: String,
+    /// File holding a bearer token: when set, /metrics and /status answer only requests with
+    /// `Authorization: Bearer <token>` (for a listen address off loopback). Default: none.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
 }
 
 impl Default for RawMetrics {
     fn default() -> Self {
         Self {
             listen: default_metrics_listen(),
+            token_file: None,
         }
     }
 }
@@ -654,6 +659,8 @@ pub struct Config {
     pub backfill: BackfillConfig,
     pub types: TypeOptions,
     pub metrics_listen: Option<SocketAddr>,
+    /// The bearer token /metrics and /status demand (`metrics.token_file`).
+    pub metrics_token: Option<Secret>,
     pub log_level: String,
     pub log_format: LogFormat,
     pub verify: VerifyConfig,
@@ -830,6 +837,7 @@ impl RawConfig {
                     })?,
             )
         };
+        let metrics_token = read_token(self.metrics.token_file.as_deref(), base, read_secrets)?;
         let log_format = match self.log.format.as_str() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -852,6 +860,7 @@ impl RawConfig {
             backfill,
             types,
             metrics_listen,
+            metrics_token,
             log_level: self.log.level,
             log_format,
         })
@@ -972,6 +981,43 @@ fn validate_tls(
         ca_file,
         client_cert,
     })
+}
+
+/// The token of `metrics.token_file`. The daemon (`strict`) fails on an unreadable or empty
+/// file; the control commands read it when they can (`ferry status` sends it) and go without it
+/// otherwise (`pause` and `resume` signal the daemon and need none).
+fn read_token(
+    file: Option<&Path>,
+    base: &Path,
+    strict: bool,
+) -> Result<Option<Secret>, ConfigError> {
+    let Some(file) = file else { return Ok(None) };
+    let path = if file.is_absolute() {
+        file.to_path_buf()
+    } else {
+        base.join(file)
+    };
+    let token = match std::fs::read_to_string(&path) {
+        Ok(t) => t.trim().to_string(),
+        Err(_) if !strict => return Ok(None),
+        Err(source) => {
+            return Err(ConfigError::SecretFile {
+                key: "metrics.token_file",
+                path,
+                source,
+            })
+        }
+    };
+    if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ConfigError::Invalid {
+            key: "metrics.token_file",
+            message: format!(
+                "{} must hold one token (no spaces), not be empty",
+                path.display()
+            ),
+        });
+    }
+    Ok(Some(Secret::new(token)))
 }
 
 fn parse_start(s: &str) -> Result<StartPosition, ConfigError> {
@@ -1162,6 +1208,28 @@ mod tests {
         let err =
             Config::from_toml(&with("cert_file = \"ca.pem\""), &path).expect_err("no key_file");
         assert!(err.to_string().contains("key_file"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_metrics_token_is_read_and_never_printed() {
+        let dir = std::env::temp_dir().join(format!("ferry-config-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("token"), "s3cret-token\n").expect("write");
+        let path = dir.join("c.toml");
+        let text = format!("{MINIMAL}\n[metrics]\ntoken_file = \"token\"\n");
+        let cfg = Config::from_toml(&text, &path).expect("valid");
+        let token = cfg.metrics_token.as_ref().expect("token");
+        assert_eq!(token.expose(), "s3cret-token");
+        assert!(!format!("{cfg:?}").contains("s3cret"), "token printed");
+        std::fs::write(dir.join("token"), "\n").expect("write");
+        let err = Config::from_toml(&text, &path).expect_err("empty token");
+        assert!(err.to_string().contains("metrics.token_file"), "{err}");
+        let text = format!("{MINIMAL}\n[metrics]\ntoken_file = \"missing\"\n");
+        assert!(
+            Config::from_toml(&text, &path).is_err(),
+            "the daemon needs the file"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
