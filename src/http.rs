@@ -74,7 +74,7 @@ async fn handle(
     let guarded = matches!(path, "/metrics" | "/status");
     let (status, ctype, body) = if guarded && !authorized(&head, token.as_ref()) {
         (
-            "401 Unauthorized\r\nWWW-Authenticate: Bearer",
+            "401 Unauthorized",
             "text/plain",
             "a bearer token is required (metrics.token_file)\n".to_string(),
         )
@@ -106,8 +106,14 @@ async fn handle(
             _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
         }
     };
+    // RFC 6750: a 401 names the scheme it wants.
+    let challenge = if status.starts_with("401") {
+        "WWW-Authenticate: Bearer\r\n"
+    } else {
+        ""
+    };
     let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\n{challenge}Content-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(response.as_bytes()).await?;
