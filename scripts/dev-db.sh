@@ -39,6 +39,8 @@ install_packages() {
   command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
   command -v cc >/dev/null 2>&1 || need+=(build-essential)
   command -v curl >/dev/null 2>&1 || need+=(curl)
+  # tests/tls.rs generates its certificates with openssl.
+  command -v openssl >/dev/null 2>&1 || need+=(openssl)
   # tests/service.rs checks the unit file with systemd-analyze verify.
   command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
   # tests/ddl.rs runs a real pt-online-schema-change against the private MariaDB.

@@ -37,6 +37,12 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("config key `{key}`: cannot read {path}: {source}")]
+    File {
+        key: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Tables(#[from] TableSelectorError),
 }
@@ -137,6 +143,9 @@ pub struct RawSource {
     /// Default: 10.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_seconds: f64,
+    /// Encryption of every source connection; MySQL's `ssl-mode` names. Default: PREFERRED.
+    #[serde(default)]
+    pub tls: RawTls,
 }
 
 fn default_host() -> String {
@@ -174,6 +183,25 @@ pub struct RawTarget {
     /// Schema holding ferry's own tables (checkpoint). Default: "ferry".
     #[serde(default = "default_ferry_schema")]
     pub ferry_schema: String,
+    /// Encryption of every target connection; libpq's `sslmode` names. Default: prefer.
+    #[serde(default)]
+    pub tls: RawTls,
+}
+
+/// `source.tls` / `target.tls` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// Source: DISABLED, PREFERRED (default), REQUIRED, VERIFY_CA, VERIFY_IDENTITY (any case).
+    /// Target: disable, prefer (default), require, verify-ca, verify-full.
+    pub mode: Option<String>,
+    /// PEM file of the CA certificates that verify the server; without it the verifying modes
+    /// trust the Mozilla root set (webpki-roots). Default: none.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) for mutual TLS; needs `key_file`. Default: none.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`. Default: none.
+    pub key_file: Option<PathBuf>,
 }
 
 fn default_pg_port() -> u16 {
@@ -338,12 +366,17 @@ pub struct RawMetrics {
     /// HTTP listen address for /metrics and /status; "" disables. Default "127.0.0.1:9187".
     #[serde(default = "default_metrics_listen")]
     pub listen: String,
+    /// File holding a bearer token: when set, /metrics and /status answer only requests with
+    /// `Authorization: Bearer <token>` (for a listen address off loopback). Default: none.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
 }
 
 impl Default for RawMetrics {
     fn default() -> Self {
         Self {
             listen: default_metrics_listen(),
+            token_file: None,
         }
     }
 }
@@ -461,6 +494,88 @@ pub enum StartPosition {
     Gtid(GtidSet),
 }
 
+/// How much of TLS a connection demands, in libpq's and MySQL's meanings (one enum for both
+/// sides: the names differ, the meanings are the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsMode {
+    /// Plaintext only (`disable` / `DISABLED`).
+    Disable,
+    /// TLS when the server offers it, else plaintext; the certificate is not checked
+    /// (`prefer` / `PREFERRED`).
+    Prefer,
+    /// TLS or no connection; the certificate is not checked (`require` / `REQUIRED`).
+    Require,
+    /// TLS with the server's chain checked against the CA; the host name is not checked
+    /// (`verify-ca` / `VERIFY_CA`).
+    VerifyCa,
+    /// TLS with the chain checked and the host name matched against the certificate
+    /// (`verify-full` / `VERIFY_IDENTITY`).
+    VerifyFull,
+}
+
+/// Which database a TLS setting belongs to: decides the spelling of the modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsSide {
+    Source,
+    Target,
+}
+
+impl TlsMode {
+    const NAMES: [(TlsMode, &'static str, &'static str); 5] = [
+        (TlsMode::Disable, "DISABLED", "disable"),
+        (TlsMode::Prefer, "PREFERRED", "prefer"),
+        (TlsMode::Require, "REQUIRED", "require"),
+        (TlsMode::VerifyCa, "VERIFY_CA", "verify-ca"),
+        (TlsMode::VerifyFull, "VERIFY_IDENTITY", "verify-full"),
+    ];
+
+    /// The mode as the side's configuration spells it.
+    pub fn name(self, side: TlsSide) -> &'static str {
+        let (_, source, target) = Self::NAMES
+            .iter()
+            .find(|(m, _, _)| *m == self)
+            .expect("every mode is named");
+        match side {
+            TlsSide::Source => source,
+            TlsSide::Target => target,
+        }
+    }
+
+    /// Parses a source mode (MySQL's names, any case) or a target mode (libpq's names).
+    fn parse(side: TlsSide, s: &str) -> Option<TlsMode> {
+        Self::NAMES
+            .iter()
+            .find(|(_, source, target)| match side {
+                TlsSide::Source => source.eq_ignore_ascii_case(s),
+                TlsSide::Target => *target == s,
+            })
+            .map(|(m, _, _)| *m)
+    }
+
+    /// True when the server's certificate chain must be checked.
+    pub fn verifies_chain(self) -> bool {
+        self >= TlsMode::VerifyCa
+    }
+}
+
+/// Validated TLS settings of one side.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub side: TlsSide,
+    pub mode: TlsMode,
+    /// CA certificates (PEM) the verifying modes trust; `None`: the Mozilla root set.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM) for mutual TLS.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+impl TlsConfig {
+    /// The mode as this side's configuration spells it.
+    pub fn mode_name(&self) -> &'static str {
+        self.mode.name(self.side)
+    }
+}
+
 /// Validated source connection settings.
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
@@ -472,6 +587,7 @@ pub struct SourceConfig {
     pub start: StartPosition,
     pub heartbeat: Duration,
     pub connect_timeout: Duration,
+    pub tls: TlsConfig,
 }
 
 /// Validated target connection settings.
@@ -483,6 +599,7 @@ pub struct TargetConfig {
     pub database: String,
     pub password: Secret,
     pub ferry_schema: String,
+    pub tls: TlsConfig,
 }
 
 /// Validated backfill settings.
@@ -542,6 +659,8 @@ pub struct Config {
     pub backfill: BackfillConfig,
     pub types: TypeOptions,
     pub metrics_listen: Option<SocketAddr>,
+    /// The bearer token /metrics and /status demand (`metrics.token_file`).
+    pub metrics_token: Option<Secret>,
     pub log_level: String,
     pub log_format: LogFormat,
     pub verify: VerifyConfig,
@@ -633,6 +752,7 @@ impl RawConfig {
             start,
             heartbeat: Duration::from_secs_f64(self.source.heartbeat_seconds),
             connect_timeout: Duration::from_secs_f64(self.source.connect_timeout_seconds.max(0.1)),
+            tls: validate_tls(TlsSide::Source, &self.source.tls, base, read_secrets)?,
         };
         let target = TargetConfig {
             password: resolve_password(
@@ -646,6 +766,7 @@ impl RawConfig {
             user: self.target.user,
             database: self.target.database,
             ferry_schema: self.target.ferry_schema,
+            tls: validate_tls(TlsSide::Target, &self.target.tls, base, read_secrets)?,
         };
         let tables = TableSelector::new(
             &self.tables.include,
@@ -716,6 +837,7 @@ impl RawConfig {
                     })?,
             )
         };
+        let metrics_token = read_token(self.metrics.token_file.as_deref(), base, read_secrets)?;
         let log_format = match self.log.format.as_str() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -738,6 +860,7 @@ impl RawConfig {
             backfill,
             types,
             metrics_listen,
+            metrics_token,
             log_level: self.log.level,
             log_format,
         })
@@ -789,6 +912,112 @@ fn validate_verify(v: &RawVerify) -> Result<VerifyConfig, ConfigError> {
         max_reported_rows: v.max_reported_rows.max(1),
         parallel: v.parallel,
     })
+}
+
+/// Checks a `tls` section; `check_files` also makes sure the named files can be read (the
+/// control commands, which never connect, skip that).
+fn validate_tls(
+    side: TlsSide,
+    raw: &RawTls,
+    base: &Path,
+    check_files: bool,
+) -> Result<TlsConfig, ConfigError> {
+    let (mode_key, ca_key, cert_key) = match side {
+        TlsSide::Source => (
+            "source.tls.mode",
+            "source.tls.ca_file",
+            "source.tls.cert_file",
+        ),
+        TlsSide::Target => (
+            "target.tls.mode",
+            "target.tls.ca_file",
+            "target.tls.cert_file",
+        ),
+    };
+    let mode = match raw.mode.as_deref() {
+        None => TlsMode::Prefer,
+        Some(s) => TlsMode::parse(side, s).ok_or_else(|| ConfigError::Invalid {
+            key: mode_key,
+            message: format!(
+                "{s:?} is not one of {}",
+                TlsMode::NAMES
+                    .iter()
+                    .map(|(m, _, _)| m.name(side))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })?,
+    };
+    let resolve = |key: &'static str, p: &Option<PathBuf>| -> Result<_, ConfigError> {
+        let Some(p) = p else { return Ok(None) };
+        let path = if p.is_absolute() {
+            p.clone()
+        } else {
+            base.join(p)
+        };
+        if check_files {
+            if let Err(source) = std::fs::metadata(&path) {
+                return Err(ConfigError::File { key, path, source });
+            }
+        }
+        Ok(Some(path))
+    };
+    let ca_file = resolve(ca_key, &raw.ca_file)?;
+    let cert = resolve(cert_key, &raw.cert_file)?;
+    let key = resolve(cert_key, &raw.key_file)?;
+    let client_cert = match (cert, key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => {
+            return Err(ConfigError::Invalid {
+                key: cert_key,
+                message: "cert_file and key_file go together (mutual TLS needs both)".into(),
+            })
+        }
+    };
+    Ok(TlsConfig {
+        side,
+        mode,
+        ca_file,
+        client_cert,
+    })
+}
+
+/// The token of `metrics.token_file`. The daemon (`strict`) fails on an unreadable or empty
+/// file; the control commands read it when they can (`ferry status` sends it) and go without it
+/// otherwise (`pause` and `resume` signal the daemon and need none).
+fn read_token(
+    file: Option<&Path>,
+    base: &Path,
+    strict: bool,
+) -> Result<Option<Secret>, ConfigError> {
+    let Some(file) = file else { return Ok(None) };
+    let path = if file.is_absolute() {
+        file.to_path_buf()
+    } else {
+        base.join(file)
+    };
+    let token = match std::fs::read_to_string(&path) {
+        Ok(t) => t.trim().to_string(),
+        Err(_) if !strict => return Ok(None),
+        Err(source) => {
+            return Err(ConfigError::SecretFile {
+                key: "metrics.token_file",
+                path,
+                source,
+            })
+        }
+    };
+    if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ConfigError::Invalid {
+            key: "metrics.token_file",
+            message: format!(
+                "{} must hold one token (no spaces), not be empty",
+                path.display()
+            ),
+        });
+    }
+    Ok(Some(Secret::new(token)))
 }
 
 fn parse_start(s: &str) -> Result<StartPosition, ConfigError> {
@@ -936,6 +1165,72 @@ mod tests {
         let shown = format!("{cfg:?}");
         assert!(!shown.contains("pw\""), "password leaked: {shown}");
         assert!(shown.contains("***"));
+    }
+
+    #[test]
+    fn tls_modes_use_each_side_spelling() {
+        let cfg = Config::from_toml(MINIMAL, Path::new("c.toml")).expect("valid");
+        assert_eq!(cfg.source.tls.mode, TlsMode::Prefer);
+        assert_eq!(cfg.target.tls.mode, TlsMode::Prefer);
+        assert_eq!(cfg.source.tls.mode_name(), "PREFERRED");
+        assert_eq!(cfg.target.tls.mode_name(), "prefer");
+        let text = MINIMAL
+            .replace(
+                "[target]",
+                "[source.tls]\nmode = \"verify_identity\"\n[target]",
+            )
+            .replace("[tables]", "[target.tls]\nmode = \"verify-ca\"\n[tables]");
+        let cfg = Config::from_toml(&text, Path::new("c.toml")).expect("valid");
+        assert_eq!(cfg.source.tls.mode, TlsMode::VerifyFull);
+        assert_eq!(cfg.target.tls.mode, TlsMode::VerifyCa);
+        // A libpq name on the MySQL side (and the reverse) is refused, naming the choices.
+        let text = MINIMAL.replace("[target]", "[source.tls]\nmode = \"require\"\n[target]");
+        let err = Config::from_toml(&text, Path::new("c.toml")).expect_err("libpq name");
+        assert!(err.to_string().contains("source.tls.mode"), "{err}");
+        assert!(err.to_string().contains("VERIFY_IDENTITY"), "{err}");
+        let text = MINIMAL.replace("[tables]", "[target.tls]\nmode = \"REQUIRED\"\n[tables]");
+        let err = Config::from_toml(&text, Path::new("c.toml")).expect_err("MySQL name");
+        assert!(err.to_string().contains("verify-full"), "{err}");
+    }
+
+    #[test]
+    fn tls_files_are_resolved_and_checked() {
+        let dir = std::env::temp_dir().join(format!("ferry-config-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("ca.pem"), "x").expect("write");
+        let path = dir.join("c.toml");
+        let with =
+            |tls: &str| MINIMAL.replace("[tables]", &format!("[target.tls]\n{tls}\n[tables]"));
+        let cfg = Config::from_toml(&with("ca_file = \"ca.pem\""), &path).expect("valid");
+        assert_eq!(cfg.target.tls.ca_file, Some(dir.join("ca.pem")));
+        let err = Config::from_toml(&with("ca_file = \"nope.pem\""), &path).expect_err("missing");
+        assert!(err.to_string().contains("target.tls.ca_file"), "{err}");
+        let err =
+            Config::from_toml(&with("cert_file = \"ca.pem\""), &path).expect_err("no key_file");
+        assert!(err.to_string().contains("key_file"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_metrics_token_is_read_and_never_printed() {
+        let dir = std::env::temp_dir().join(format!("ferry-config-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("token"), "s3cret-token\n").expect("write");
+        let path = dir.join("c.toml");
+        let text = format!("{MINIMAL}\n[metrics]\ntoken_file = \"token\"\n");
+        let cfg = Config::from_toml(&text, &path).expect("valid");
+        let token = cfg.metrics_token.as_ref().expect("token");
+        assert_eq!(token.expose(), "s3cret-token");
+        assert!(!format!("{cfg:?}").contains("s3cret"), "token printed");
+        std::fs::write(dir.join("token"), "\n").expect("write");
+        let err = Config::from_toml(&text, &path).expect_err("empty token");
+        assert!(err.to_string().contains("metrics.token_file"), "{err}");
+        let text = format!("{MINIMAL}\n[metrics]\ntoken_file = \"missing\"\n");
+        assert!(
+            Config::from_toml(&text, &path).is_err(),
+            "the daemon needs the file"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -43,7 +43,8 @@ impl ErrorClass {
     /// schema, privileges, and program limits such as a value or array over 1 GiB, SQLSTATE
     /// 54000) and failures on the client side before anything reached the server:
     /// a value that cannot be serialized for its parameter, or a message too large to encode —
-    /// they recur identically on every retry.
+    /// they recur identically on every retry; and a refused TLS session (no TLS where the mode
+    /// demands it, a certificate that fails verification).
     pub fn of_postgres(e: &tokio_postgres::Error) -> Self {
         match e.code() {
             Some(code) => {
@@ -60,6 +61,7 @@ impl ErrorClass {
                 }
             }
             None if is_client_side_encoding(e) => ErrorClass::Definite,
+            None if crate::sink::connect::is_tls_refusal(e) => ErrorClass::Definite,
             None => ErrorClass::Transient,
         }
     }

@@ -21,6 +21,7 @@
 //! - [`sink`]: PostgreSQL connections, DDL, SQL builders, batching and the apply executor.
 //! - [`checkpoint`]: exactly-once bookkeeping (PostgreSQL fence + local store);
 //!   [`ferry_tables`]: ferry's own tables, created by versioned migrations.
+//! - [`tls`]: the TLS modes of both connections, what a session negotiated, refused handshakes.
 //! - [`error`]: the one error class (transient or definite) every module error answers.
 //! - [`change`]: the messages between source and sink.
 //! - [`schema`], [`select`], [`position`]: the table model, table selection, positions.
@@ -66,5 +67,6 @@ pub mod startup;
 pub mod status;
 pub mod table_models;
 pub mod target_schema;
+pub mod tls;
 pub mod transform;
 pub mod verify;

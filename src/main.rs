@@ -524,9 +524,15 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 .metrics_listen
                 .context("metrics.listen is empty in the config: the daemon serves no status")?;
             runtime.block_on(async move {
-                let (code, body) = ferry::http::get(addr, "/status").await.with_context(|| {
-                    format!("cannot reach ferry at http://{addr}/status (is it running?)")
-                })?;
+                let (code, body) = ferry::http::get(addr, "/status", config.metrics_token.as_ref())
+                    .await
+                    .with_context(|| {
+                        format!("cannot reach ferry at http://{addr}/status (is it running?)")
+                    })?;
+                anyhow::ensure!(
+                    code != 401,
+                    "the status endpoint wants the bearer token of metrics.token_file; make that file readable to this user"
+                );
                 anyhow::ensure!(code == 200, "status endpoint answered HTTP {code}");
                 if json {
                     println!("{body}");

@@ -1156,3 +1156,78 @@ async fn a_wedged_pipeline_stops_the_watchdog_pings_and_a_restart_loses_nothing(
     );
     db.cleanup_dir();
 }
+
+/// A GET with optional `Authorization` header value: (status code, whole response).
+fn get_with_auth(addr: &str, path: &str, auth: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    // Code 0: not listening (yet).
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let header = auth
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{header}Connection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("response");
+    let code = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, raw)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_status_demand_the_bearer_token_and_ferry_status_sends_it() {
+    let db = TestDb::new("token").await;
+    let mut my = db.my().await;
+    my.query_drop(TABLE).await.expect("table");
+    let start = db.start_position().await;
+    let addr = free_listen_addr();
+    std::fs::write(db.dir.join("token"), "t0ken-for-the-test\n").expect("token file");
+    let config = db.config_metrics("main", &start, &addr, "token_file = \"token\"\n");
+    let mut ferry = Ferry::start(&config, &[]);
+    let bearer = Some("Bearer t0ken-for-the-test");
+    eventually(
+        "/metrics with the token",
+        Duration::from_secs(30),
+        &mut ferry,
+        || (get_with_auth(&addr, "/metrics", bearer).0 == 200).then_some(()),
+    )
+    .await;
+    for path in ["/metrics", "/status"] {
+        let (code, raw) = get_with_auth(&addr, path, None);
+        assert_eq!(code, 401, "{path} without a token: {raw}");
+        assert!(raw.contains("WWW-Authenticate: Bearer"), "{raw}");
+        assert!(!raw.contains("t0ken"), "the token leaked: {raw}");
+        let (code, _) = get_with_auth(&addr, path, Some("Bearer t0ken-for-the-tesT"));
+        assert_eq!(code, 401, "{path} with a wrong token");
+        let (code, raw) = get_with_auth(&addr, path, bearer);
+        assert_eq!(code, 200, "{path} with the token: {raw}");
+    }
+    // Health probes carry no data and stay open.
+    assert_eq!(get_with_auth(&addr, "/healthz", None).0, 200);
+    // `ferry status` reads the token file and sends it; pause/resume keep working (signals).
+    let (code, out) = ferry_cmd(&["status", "--config", config_arg(&config)]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = ferry_cmd(&["pause", "--config", config_arg(&config)]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = ferry_cmd(&["resume", "--config", config_arg(&config)]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!ferry.log().contains("t0ken"), "the token is in the log");
+    // Without the file `ferry status` says what it needs.
+    std::fs::remove_file(db.dir.join("token")).expect("remove token");
+    let (code, out) = ferry_cmd(&["status", "--config", config_arg(&config)]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("metrics.token_file"), "{out}");
+    ferry.signal("TERM");
+    ferry.wait_exit(Duration::from_secs(30)).await;
+    db.cleanup_dir();
+}

@@ -611,7 +611,9 @@ async fn the_daemon_verifies_continuously_and_exports_drift() {
     let status = wait_for(3).await;
     assert_eq!(status["verification"]["matched"], false);
     assert_eq!(status["verification"]["tables"], 2);
-    let (code, metrics) = ferry::http::get(addr, "/metrics").await.expect("metrics");
+    let (code, metrics) = ferry::http::get(addr, "/metrics", None)
+        .await
+        .expect("metrics");
     assert_eq!(code, 200);
     let drift = |table: &str| {
         metrics

@@ -197,9 +197,14 @@ pub async fn run(
         .zip(notifier.clone())
         .map(|(every, n)| tokio::spawn(watchdog(n, every, board.clone(), progress.clone())));
     if let Some(addr) = config.metrics_listen {
-        http::serve(addr, metrics_handle, board.clone())
-            .await
-            .map_err(|source| AppError::Listen { addr, source })?;
+        http::serve(
+            addr,
+            metrics_handle,
+            board.clone(),
+            config.metrics_token.clone(),
+        )
+        .await
+        .map_err(|source| AppError::Listen { addr, source })?;
     }
     let operator =
         operator::Operator::new(&config, &options, shared.clone(), apply_tx, abort.clone());

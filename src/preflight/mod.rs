@@ -6,7 +6,11 @@
 //! Guarantees: `ferry run` never starts replicating against a source whose binlog would make it
 //! decode wrongly (non-ROW format, partial row images, MINIMAL metadata, MariaDB binlog
 //! compression), nor with tables it cannot identify rows in, nor against a target it cannot write.
-//! Preflight itself writes nothing (target checks run in a rolled-back transaction).
+//! Preflight itself writes nothing (target checks run in a rolled-back transaction). Each side's
+//! first check says what its session negotiated (TLS version and cipher or plaintext, and how
+//! far the certificate was verified); a session weaker than `source.tls` / `target.tls` demands
+//! (no TLS under REQUIRED/require, an unverifiable certificate, a host name the certificate does
+//! not list) fails it with a definite class.
 
 use std::fmt;
 
@@ -108,6 +112,26 @@ impl Report {
     }
 }
 
+/// The fix of a refused TLS session (the detail says which part failed).
+pub(crate) const TLS_FIX: &str = "make the tls section match the server: ca_file = the CA that signed its certificate, host = a name the certificate lists, the server's TLS enabled; or choose a weaker mode knowingly";
+
+/// The check of what a session negotiated: passes unless it is weaker than the mode demands (a
+/// verifying driver fails the handshake itself, so only plaintext under a TLS mode is left).
+pub(crate) fn tls_check(
+    name: &'static str,
+    negotiated: &crate::tls::Negotiated,
+    tls: &crate::config::TlsConfig,
+) -> Check {
+    if negotiated.tls.is_none() && tls.mode >= crate::config::TlsMode::Require {
+        return Check::fail(
+            name,
+            format!("plaintext, but mode {} demands TLS", tls.mode_name()),
+            TLS_FIX,
+        );
+    }
+    Check::pass(name, format!("{negotiated} (mode {})", tls.mode_name()))
+}
+
 /// Runs every check; never stops at the first failure so the operator sees them all.
 pub async fn run(config: &Config) -> Report {
     // The target first: where spatial columns go depends on it, and tables are planned with it.
@@ -118,6 +142,9 @@ pub async fn run(config: &Config) -> Report {
     let mut server = None;
     let mut tables = Vec::new();
     match connect::connect(&config.source).await {
+        Err(e @ (connect::ConnectError::NoTls { .. } | connect::ConnectError::Tls { .. })) => {
+            checks.push(Check::fail("source TLS", e.to_string(), TLS_FIX).class(e.class()));
+        }
         Err(e) => checks.push(
             Check::fail(
                 "source reachable",
@@ -127,6 +154,10 @@ pub async fn run(config: &Config) -> Report {
             .class(e.class()),
         ),
         Ok(mut conn) => {
+            checks.push(match connect::negotiated(&mut conn, &config.source.tls).await {
+                Ok(n) => tls_check("source TLS", &n, &config.source.tls),
+                Err(e) => Check::fail("source TLS", e.to_string(), "grant the ferry user a session (SHOW SESSION STATUS)"),
+            });
             match mysql::check_source(&mut conn, config, &types, &mut checks).await {
                 Ok((info, t)) => {
                     server = Some(info);

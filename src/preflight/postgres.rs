@@ -13,6 +13,11 @@ use crate::transform::TypeOptions;
 pub(super) async fn check_target(config: &Config, checks: &mut Vec<Check>) -> TypeOptions {
     let client = match pg::connect(&config.target).await {
         Ok(c) => c,
+        Err(e) if pg::is_tls_refusal(&e) => {
+            let detail = pg::tls_refusal(&e, &config.target).unwrap_or_else(|| pg::describe(&e));
+            checks.push(Check::fail("target TLS", detail, super::TLS_FIX));
+            return config.types.clone();
+        }
         Err(e) => {
             checks.push(
                 Check::fail(
@@ -25,6 +30,14 @@ pub(super) async fn check_target(config: &Config, checks: &mut Vec<Check>) -> Ty
             return config.types.clone();
         }
     };
+    checks.push(match pg::negotiated(&client, &config.target.tls).await {
+        Ok(n) => super::tls_check("target TLS", &n, &config.target.tls),
+        Err(e) => Check::fail(
+            "target TLS",
+            pg::describe(&e),
+            "grant the ferry user SELECT on pg_stat_ssl",
+        ),
+    });
     let version = client
         .query_one("SELECT current_setting('server_version')", &[])
         .await

@@ -14,3 +14,4 @@ pub mod rows;
 pub mod schema_change;
 pub mod snapshot;
 pub mod tablemap;
+pub mod verify_ca;

@@ -4,8 +4,10 @@
 #![allow(dead_code)]
 
 pub mod binlog_file;
+pub mod certs;
 pub mod migration;
 pub mod own_mariadb;
+pub mod own_postgres;
 pub mod workload;
 
 use std::path::{Path, PathBuf};

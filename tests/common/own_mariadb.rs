@@ -54,6 +54,16 @@ fn client(sock: &std::path::Path, sql: &str) -> Result<(), String> {
 impl OwnMariaDb {
     /// Creates and starts a fresh server on a free port.
     pub fn start(name: &str) -> OwnMariaDb {
+        OwnMariaDb::start_with(name, "", |_| {})
+    }
+
+    /// Like [`start`](Self::start) with `extra_cnf` appended to `[mariadbd]` (later lines win),
+    /// after `prepare(dir)` has put files (certificates) into the server's directory.
+    pub fn start_with(
+        name: &str,
+        extra_cnf: &str,
+        prepare: impl FnOnce(&std::path::Path),
+    ) -> OwnMariaDb {
         let port: u16 = free_listen_addr()
             .rsplit(':')
             .next()
@@ -77,12 +87,13 @@ impl OwnMariaDb {
                  log-bin={d}/binlog/mariadb-bin\nbinlog_format=ROW\nbinlog_row_image=FULL\nbinlog_row_metadata=FULL\n\
                  binlog_checksum=CRC32\nmax_allowed_packet=1G\nmax_connections=200\ninnodb_buffer_pool_size=64M\n\
                  innodb_log_file_size=48M\ninnodb_flush_log_at_trx_commit=2\nsync_binlog=0\n\
-                 character-set-server=utf8mb4\ncollation-server=utf8mb4_general_ci\ndefault-time-zone=+00:00\n",
+                 character-set-server=utf8mb4\ncollation-server=utf8mb4_general_ci\ndefault-time-zone=+00:00\n{extra_cnf}\n",
                 d = dir.display(),
                 s = sock.display(),
             ),
         )
         .expect("my.cnf");
+        prepare(&dir);
         if is_root() {
             let _ = Command::new("chown")
                 .args(["-R", "mysql"])
@@ -133,6 +144,13 @@ impl OwnMariaDb {
             panic!("creating the test's accounts: {e}");
         }
         server
+    }
+
+    /// Runs `sql` as root over the server's socket.
+    pub fn sql(&self, sql: &str) {
+        if let Err(e) = client(&self.dir.join("mysqld.sock"), sql) {
+            panic!("{sql}: {e}");
+        }
     }
 }
 
