@@ -217,6 +217,34 @@ impl Table {
     }
 
     /// Deterministic, schema-unique PostgreSQL name for one of this table's indexes.
+    /// The row identity as an index: `PRIMARY`, or the unique key ferry keys by.
+    pub fn key_index(&self) -> Index {
+        Index {
+            name: match &self.key_source {
+                KeySource::PrimaryKey => "PRIMARY".into(),
+                KeySource::UniqueKey(n) => n.clone(),
+            },
+            unique: true,
+            columns: self.key.iter().map(|c| (*c, None)).collect(),
+        }
+    }
+
+    /// Every index as the catalog describes it (the key first), for planning the table again.
+    pub fn all_indexes(&self) -> Vec<Index> {
+        let mut out = vec![self.key_index()];
+        out.extend(self.indexes.iter().cloned());
+        out
+    }
+
+    /// Takes the table-level details [`Table::plan`] does not set (comment, CHECKs, foreign
+    /// keys) from `other`.
+    pub fn with_details_of(mut self, other: &Table) -> Table {
+        self.comment = other.comment.clone();
+        self.checks = other.checks.clone();
+        self.foreign_keys = other.foreign_keys.clone();
+        self
+    }
+
     pub fn target_index_name(&self, index: &Index) -> String {
         fit_identifier(&format!("{}_{}", self.target_name, fold_name(&index.name)))
     }

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
-use crate::schema::{Check, ForeignKey, Index, KeySource, SourceName, Table, TableError};
+use crate::schema::{Check, ForeignKey, Index, SourceName, Table, TableError};
 use crate::select::quote_ident;
 use crate::transform::{SourceColumn, TypeOptions};
 
@@ -33,19 +33,9 @@ struct Model {
 
 /// The stored form of a table's definition.
 pub fn model_of(t: &Table) -> serde_json::Value {
-    let key = Index {
-        name: match &t.key_source {
-            KeySource::PrimaryKey => "PRIMARY".into(),
-            KeySource::UniqueKey(n) => n.clone(),
-        },
-        unique: true,
-        columns: t.key.iter().map(|c| (*c, None)).collect(),
-    };
-    let mut indexes = vec![key];
-    indexes.extend(t.indexes.iter().cloned());
     serde_json::to_value(Model {
         columns: t.source_columns.clone(),
-        indexes,
+        indexes: t.all_indexes(),
         comment: t.comment.clone(),
         checks: t.checks.clone(),
         foreign_keys: t.foreign_keys.clone(),

@@ -343,12 +343,7 @@ impl BinlogReader {
                 let carried =
                     schema_change::carry(&mut catalog, &mut self.decoder, change, tap.table())
                         .await?;
-                // Before the statement's commit, so they apply in its transaction.
-                let at = messages
-                    .iter()
-                    .rposition(|m| matches!(m, Message::Commit(_)))
-                    .unwrap_or(messages.len());
-                messages.splice(at..at, carried);
+                insert_before_commit(&mut messages, carried);
             }
             if let Some(Need::Tables(names)) = out.need {
                 let conn = match &mut catalog_conn {
@@ -381,13 +376,8 @@ impl BinlogReader {
                     if let Some(old) = before.filter(|o| o.source_columns != new.source_columns) {
                         // A change the operator mirrored (`--skip-ddl`): decode with the new
                         // definition from here on, after restarts too.
-                        let at = messages
-                            .iter()
-                            .rposition(|m| matches!(m, Message::Commit(_)))
-                            .unwrap_or(messages.len());
-                        messages.insert(
-                            at,
-                            Message::SchemaChange(Box::new(crate::change::SchemaChange {
+                        created.push(Message::SchemaChange(Box::new(
+                            crate::change::SchemaChange {
                                 table: old,
                                 new: Some(new),
                                 statements: Vec::new(),
@@ -395,8 +385,8 @@ impl BinlogReader {
                                 source_sql: "(mirrored by the operator; skipped with --skip-ddl)"
                                     .into(),
                                 bookkeeping: true,
-                            })),
-                        );
+                            },
+                        )));
                     }
                 }
                 if header.event_type_raw() == EventType::TABLE_MAP_EVENT as u8 {
@@ -404,11 +394,7 @@ impl BinlogReader {
                     let tme = |id: u64| stream.get_tme(id);
                     messages = self.decoder.handle(&event, &tme, &begin)?.messages;
                 }
-                let at = messages
-                    .iter()
-                    .rposition(|m| matches!(m, Message::Commit(_)))
-                    .unwrap_or(messages.len());
-                messages.splice(at..at, created);
+                insert_before_commit(&mut messages, created);
             }
             if tap.is_active() {
                 tap.tap(&mut messages, &self.decoder.position());
@@ -425,6 +411,16 @@ impl BinlogReader {
             }
         }
     }
+}
+
+/// Puts `extra` before the statement's commit in `messages` (at the end when there is none), so
+/// it applies in that transaction.
+fn insert_before_commit(messages: &mut Vec<Message>, extra: Vec<Message>) {
+    let at = messages
+        .iter()
+        .rposition(|m| matches!(m, Message::Commit(_)))
+        .unwrap_or(messages.len());
+    messages.splice(at..at, extra);
 }
 
 /// Whether the source's binlog dump thread serving connection `id` is still working on the

@@ -37,7 +37,7 @@ use super::rows::{images, TablePlan};
 use crate::change::{Commit, DeadLetter, Message, RowOp, SchemaChange};
 use crate::error::ErrorClass;
 use crate::position::{uuid_text, BinlogPosition, GtidSet};
-use crate::schema::{Index, KeySource, SourceName, Table};
+use crate::schema::{SourceName, Table};
 use crate::select::TableSelector;
 use crate::transform::{
     self, convert, json::apply_diffs, resolve, Cell, ProblemKind, Resolution, SourceValue,
@@ -349,29 +349,16 @@ impl Decoder {
         if !changed {
             return None;
         }
-        let key = Index {
-            name: match &table.key_source {
-                KeySource::PrimaryKey => "PRIMARY".into(),
-                KeySource::UniqueKey(n) => n.clone(),
-            },
-            unique: true,
-            columns: table.key.iter().map(|c| (*c, None)).collect(),
-        };
-        let mut indexes = vec![key];
-        indexes.extend(table.indexes.iter().cloned());
-        let mut fixed = Table::plan(
+        Table::plan(
             table.source.clone(),
             table.target_schema.clone(),
             columns,
-            indexes,
+            table.all_indexes(),
             table.estimated_rows,
             &self.options,
         )
-        .ok()?;
-        fixed.comment = table.comment.clone();
-        fixed.checks = table.checks.clone();
-        fixed.foreign_keys = table.foreign_keys.clone();
-        Some(fixed)
+        .ok()
+        .map(|fixed| fixed.with_details_of(table))
     }
 
     /// True between the first event of a transaction and its commit.

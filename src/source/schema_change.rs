@@ -19,7 +19,7 @@ use super::decode::{
     statement_excerpt, ChangeKind, DecodeError, Decoder, PendingChange, RefusedChange,
 };
 use crate::change::{Message, SchemaChange};
-use crate::schema::{Index, KeySource, SourceName, Table};
+use crate::schema::{Index, SourceName, Table};
 use crate::select::{fit_identifier, quote_ident, TableSelector};
 use crate::target_schema::evolve::{self, Refusal};
 use crate::transform::TypeOptions;
@@ -153,14 +153,7 @@ fn derive(
             columns,
         })
     };
-    let key = Index {
-        name: match &old.key_source {
-            KeySource::PrimaryKey => "PRIMARY".into(),
-            KeySource::UniqueKey(n) => n.clone(),
-        },
-        unique: true,
-        columns: old.key.iter().map(|c| (*c, None)).collect(),
-    };
+    let key = old.key_index();
     let indexes_from = if alter.has(|c| matches!(c, Clause::Index)) {
         (live, false)
     } else {
@@ -174,7 +167,9 @@ fn derive(
             .iter()
             .filter_map(|ix| remap(indexes_from.0, ix, indexes_from.1)),
     );
-    let mut t = Table::plan(
+    let table_level = |c: &Clause| matches!(c, Clause::TableComment | Clause::Constraint);
+    let details = if alter.has(table_level) { live } else { old };
+    Table::plan(
         old.source.clone(),
         old.target_schema.clone(),
         cols,
@@ -182,13 +177,8 @@ fn derive(
         old.estimated_rows,
         options,
     )
-    .map_err(|e| Refusal::NotExact(e.to_string()))?;
-    let table_level = |c: &Clause| matches!(c, Clause::TableComment | Clause::Constraint);
-    let from = if alter.has(table_level) { live } else { old };
-    t.comment = from.comment.clone();
-    t.checks = from.checks.clone();
-    t.foreign_keys = from.foreign_keys.clone();
-    Ok(t)
+    .map(|t| t.with_details_of(details))
+    .map_err(|e| Refusal::NotExact(e.to_string()))
 }
 
 /// `old`'s definition under the name `to`.
@@ -198,29 +188,16 @@ fn renamed(
     selector: &TableSelector,
     options: &TypeOptions,
 ) -> Result<Table, Refusal> {
-    let key = Index {
-        name: match &old.key_source {
-            KeySource::PrimaryKey => "PRIMARY".into(),
-            KeySource::UniqueKey(n) => n.clone(),
-        },
-        unique: true,
-        columns: old.key.iter().map(|c| (*c, None)).collect(),
-    };
-    let mut indexes = vec![key];
-    indexes.extend(old.indexes.iter().cloned());
-    let mut t = Table::plan(
+    Table::plan(
         to.clone(),
         selector.target_schema(&to.db),
         old.source_columns.clone(),
-        indexes,
+        old.all_indexes(),
         old.estimated_rows,
         options,
     )
-    .map_err(|e| Refusal::NotExact(e.to_string()))?;
-    t.comment = old.comment.clone();
-    t.checks = old.checks.clone();
-    t.foreign_keys = old.foreign_keys.clone();
-    Ok(t)
+    .map(|t| t.with_details_of(old))
+    .map_err(|e| Refusal::NotExact(e.to_string()))
 }
 
 fn refused(table: &SourceName, change: &PendingChange, refusal: &Refusal) -> SourceError {
