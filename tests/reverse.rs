@@ -101,6 +101,11 @@ async fn cutover_arms_the_reverse_stream_at_the_switch_point() {
     assert_eq!(code, 0, "{out}\n{}", ferry.log());
     assert_eq!(report["outcome"], "switched", "{out}");
     let names = ferry::reverse::names(&db.name, "main");
+    // The daemon's reverse stream would consume (and hold, while it peeks) the slot this test
+    // reads: stop it for the inspection, start it again at the end.
+    ferry.signal("TERM");
+    let status = ferry.wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(0), "{}", ferry.log());
 
     let pg = db.pg().await;
     let slot = pg
@@ -178,8 +183,25 @@ async fn cutover_arms_the_reverse_stream_at_the_switch_point() {
     assert_eq!(text(&new.0[1]), Some("5"));
     assert!(matches!(changes[2], Message::Delete { .. }));
 
-    // A second cutover after an abort re-arms: the slot is made anew (tested by the lifecycle
-    // test once rollback exists); here, the daemon keeps running.
+    // Started again in the switched phase, the daemon applies what the slot holds to MySQL.
+    ferry.start_again();
+    wait_reverse_caught_up(&db, &mut ferry).await;
+    let mut my = db.my().await;
+    let on_mysql: Option<(i32, String)> = my
+        .exec_first("SELECT n, note FROM items WHERE id = 1000001", ())
+        .await
+        .expect("items on MySQL");
+    assert_eq!(on_mysql, Some((7, "on postgres".to_string())));
+    let uses: Option<i32> = my
+        .exec_first("SELECT uses FROM tags WHERE tag = 'red'", ())
+        .await
+        .expect("tags on MySQL");
+    assert_eq!(uses, Some(5));
+    let gone: Option<i32> = my
+        .exec_first("SELECT id FROM items WHERE id = 3", ())
+        .await
+        .expect("items on MySQL");
+    assert_eq!(gone, None);
     assert!(ferry.try_exit().is_none(), "{}", ferry.log());
     drop(pg);
     db.cleanup_dir();
