@@ -36,6 +36,8 @@
 //! - [`reverse`]: the PostgreSQL → MySQL reverse stream armed at cutover (rollback without loss).
 //! - [`target_schema`]: the schema the application runs on after the switch — identities and
 //!   `sync_sequences`, foreign keys and their validation, the reviewable DDL of `ferry schema`.
+//! - [`plan`]: `ferry plan` — both databases measured (state, workload, readiness, a data
+//!   scan, a sample copy) and the migration plan written from the measurements.
 //! - [`verify`]: drift verification — in-database chunk checksums, bisection to the differing
 //!   rows, sampling, repair, and the continuous verifier.
 
@@ -54,6 +56,7 @@ pub mod metrics;
 pub mod migration;
 pub mod notify;
 pub mod pidfile;
+pub mod plan;
 pub mod position;
 pub mod preflight;
 pub mod progress;

@@ -185,6 +185,33 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Measure both databases and write the migration plan (Markdown, or JSON): current state,
+    /// workload, readiness per table, a data scan, objects not carried, estimates from a sample
+    /// copy, the phases and their commands. Read-only. Exit 0: nothing blocks; 1: blockers
+    /// (each with its fix); 2: error.
+    Plan {
+        #[arg(long, short, default_value = "config.toml", env = "FERRY_CONFIG")]
+        config: PathBuf,
+        /// Length of the workload sample (SHOW GLOBAL STATUS deltas); the data scan runs meanwhile.
+        #[arg(long, value_name = "SECONDS", default_value_t = 15.0)]
+        sample_seconds: f64,
+        /// Rate limit of the data scan on the source (0: unlimited).
+        #[arg(long, value_name = "N", default_value_t = 250_000)]
+        scan_rows_per_second: u64,
+        /// Scan at most this many rows per table (default: all; 0: no scan).
+        #[arg(long, value_name = "N")]
+        scan_max_rows: Option<u64>,
+        /// Tables whose first chunks are copied into a rolled-back scratch schema on the
+        /// target to measure the backfill (largest first).
+        #[arg(long, value_name = "N", default_value_t = 2)]
+        sample_tables: usize,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Write the plan to FILE instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Prove the target matches the source: row counts, checksums of key chunks computed inside
     /// both databases, bisection down to the differing rows. Exit 0: match; 1: differences;
     /// 2: error.
@@ -315,6 +342,59 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 }
             })
+        }
+        Cmd::Plan {
+            config,
+            sample_seconds,
+            scan_rows_per_second,
+            scan_max_rows,
+            sample_tables,
+            json,
+            output,
+        } => {
+            let config_path = config.display().to_string();
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("ferry plan: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            logging::init(&config.log_level, config.log_format);
+            let options = ferry::plan::PlanOptions {
+                sample_seconds,
+                scan_rows_per_second,
+                scan_max_rows,
+                sample: ferry::plan::sample_copy::SampleBounds::default(),
+                sample_tables,
+                config_path,
+                progress: true,
+            };
+            let plan = match runtime.block_on(ferry::plan::run(&config, &options)) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("ferry plan: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let text = if json {
+                serde_json::to_string_pretty(&plan)? + "\n"
+            } else {
+                ferry::plan::render::markdown(&plan)
+            };
+            match output {
+                Some(path) => {
+                    std::fs::write(&path, text)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!(
+                        "ferry plan: written to {} ({} blockers)",
+                        path.display(),
+                        plan.blockers().count()
+                    );
+                }
+                None => print!("{text}"),
+            }
+            Ok(ExitCode::from(plan.exit_code()))
         }
         Cmd::Verify {
             config,

@@ -173,7 +173,7 @@ fn oversize_err(table: &Table, row: &Row, over: &size::Oversize) -> BackfillErro
 
 /// Converts a chunk's rows to `COPY` text frames; problems follow the configured policies.
 /// Each source row is dropped once converted, so the chunk is not held twice.
-fn encode(
+pub(crate) fn encode(
     config: &Config,
     table: &Table,
     rows: Vec<Row>,
