@@ -15,6 +15,11 @@
 //! lines, e.g. "[backfill]\nparallel_tables = 1"), BENCH_FERRY_BIN (the binary to run, e.g. an
 //! older build to compare against; default target/release/ferry).
 //!
+//! BENCH_PLAN=1 first runs `ferry plan --json` (default sampling) against the same source and a
+//! fresh target BENCH_RUNS times, and reports its median wall time and backfill estimate next to
+//! the measured backfill (the estimate covers keys, indexes and unique constraints, so it is
+//! compared with the time including the unique constraints).
+//!
 //! BENCH_DOCS=N replaces the data set by a table of documents: `docs` with N rows of a 512 KiB
 //! LONGBLOB each (distinct bytes per row); the result is then reported in MB/s of values.
 
@@ -58,7 +63,19 @@ async fn main() {
         }
     }
     let compare = std::env::var("BENCH_SCHEMA").is_ok_and(|v| v == "compare");
-    let plain = measure(&dir, runs, 0, users + orders, docs).await;
+    let planned = if env_u64("BENCH_PLAN", 0) == 1 {
+        Some(plan_estimates(&dir, runs).await)
+    } else {
+        None
+    };
+    let (plain, plain_all) = measure(&dir, runs, 0, users + orders, docs).await;
+    if let Some((estimate, wall)) = planned {
+        println!(
+            "ferry plan: median wall time {wall:.1} s; backfill estimate {estimate:.2} s vs measured {plain_all:.2} s with unique constraints ({:+.0}%), {plain:.2} s to streaming ({:+.0}%)",
+            (estimate / plain_all - 1.0) * 100.0,
+            (estimate / plain - 1.0) * 100.0
+        );
+    }
     if !compare {
         return;
     }
@@ -67,7 +84,7 @@ async fn main() {
         .query_drop(APPLICATION_SCHEMA)
         .await
         .expect("application schema");
-    let rich = measure(&dir, runs, runs, users + orders, docs).await;
+    let (rich, _) = measure(&dir, runs, runs, users + orders, docs).await;
     println!(
         "backfill with identities, defaults, ON UPDATE triggers, comments, checks: {:.2} s vs {plain:.2} s plain ({:+.1}%)",
         rich,
@@ -89,8 +106,54 @@ async fn main() {
     );
 }
 
-/// `runs` backfills into fresh targets; the median copy time.
-async fn measure(dir: &std::path::Path, runs: u64, first: u64, total_rows: u64, docs: u64) -> f64 {
+/// `runs` runs of `ferry plan --json` against a fresh target: the median backfill estimate and
+/// the median wall time of the command.
+async fn plan_estimates(dir: &std::path::Path, runs: u64) -> (f64, f64) {
+    let mut estimates = Vec::new();
+    let mut walls = Vec::new();
+    for run in 0..runs {
+        let db = "bench_plan";
+        fresh_target(db).await;
+        let config = write_config(dir, &format!("plan{run}"), db, "current", 19_170, false);
+        let started = Instant::now();
+        let out = std::process::Command::new(ferry_bin())
+            .args(["plan", "--json", "--config"])
+            .arg(&config)
+            .output()
+            .expect("ferry plan");
+        let wall = started.elapsed().as_secs_f64();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let plan: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+            panic!(
+                "ferry plan printed no JSON ({e}): {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        let estimate = plan["estimates"]["backfill_seconds"]
+            .as_f64()
+            .expect("a backfill estimate");
+        eprintln!(
+            "plan run {run}: exit {:?} in {wall:.1} s, backfill estimate {estimate:.2} s ({} sampled rows)",
+            out.status.code(),
+            plan["samples"]
+                .as_array()
+                .map_or(0, |s| s.iter().map(|x| x["rows"].as_u64().unwrap_or(0)).sum::<u64>())
+        );
+        estimates.push(estimate);
+        walls.push(wall);
+    }
+    (median(&mut estimates), median(&mut walls))
+}
+
+/// `runs` backfills into fresh targets; the median copy time and the median time including
+/// the unique constraints.
+async fn measure(
+    dir: &std::path::Path,
+    runs: u64,
+    first: u64,
+    total_rows: u64,
+    docs: u64,
+) -> (f64, f64) {
     let mut copy_times = Vec::new();
     let mut all_times = Vec::new();
     let mut rss = Vec::new();
@@ -180,15 +243,15 @@ async fn measure(dir: &std::path::Path, runs: u64, first: u64, total_rows: u64, 
             megabytes / copy,
             median(&mut rss)
         );
-        return copy;
+        return (copy, median(&mut all_times));
     }
+    let all = median(&mut all_times);
     println!(
-        "backfill: median {copy:.2} s for {total_rows} rows ({:.0} rows/s) with primary keys and indexes; median {:.2} s including unique constraints; median peak RSS {:.1} MB over {runs} runs",
+        "backfill: median {copy:.2} s for {total_rows} rows ({:.0} rows/s) with primary keys and indexes; median {all:.2} s including unique constraints; median peak RSS {:.1} MB over {runs} runs",
         total_rows as f64 / copy,
-        median(&mut all_times),
         median(&mut rss)
     );
-    copy
+    (copy, all)
 }
 
 /// The documents data set: `bench.docs` with `n` rows of a 512 KiB LONGBLOB.
