@@ -319,3 +319,84 @@ async fn a_plan_killed_in_its_sample_copy_leaves_nothing_on_the_target() {
     assert_eq!(scratch, 0);
     db.cleanup_dir();
 }
+
+#[tokio::test]
+async fn an_interrupted_scan_resumes_where_it_stopped_and_counts_each_row_once() {
+    let db = TestDb::new("plan_resume").await;
+    let mut my = db.my().await;
+    my.query_drop("CREATE TABLE items (id INT PRIMARY KEY, day DATE NULL)")
+        .await
+        .expect("items");
+    my.query_drop("INSERT INTO items SELECT seq, '2024-01-01' FROM seq_1_to_30000")
+        .await
+        .expect("rows");
+    // Zero dates early, in the middle and at the end of the key range.
+    my.query_drop(
+        "SET SESSION sql_mode = ''; UPDATE items SET day = '0000-00-00' WHERE id IN (5, 15000, 29999)",
+    )
+    .await
+    .expect("zero dates");
+    let config = db.config_backfill("plan", "", "[types]\nzero_date = \"null\"\n");
+    let state = db.dir.join("state-plan/plan-scan.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["plan", "--config", config.to_str().expect("utf-8")])
+        .args(["--sample-seconds", "1", "--scan-rows-per-second", "3000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ferry plan");
+    let started = Instant::now();
+    let scanned_before = loop {
+        let saved: Option<serde_json::Value> = std::fs::read(&state)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let rows = saved
+            .as_ref()
+            .and_then(|s| s["tables"].as_object()?.values().next()?["rows_scanned"].as_u64())
+            .unwrap_or(0);
+        if rows >= 6000 {
+            break rows;
+        }
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the rate-limited scan ended early"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no scan progress stored"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    assert!(scanned_before < 30000, "killed mid-scan");
+    // A zero date behind the stored position is not seen again (the scan resumes instead of
+    // starting over); one ahead of it is.
+    my.query_drop(
+        "SET SESSION sql_mode = ''; UPDATE items SET day = '0000-00-00' WHERE id IN (10, 29998)",
+    )
+    .await
+    .expect("more zero dates");
+
+    let (code, out) = run_plan(&config, &["--json", "--scan-rows-per-second", "0"]);
+    assert_eq!(code, 0, "{out}");
+    let json_start = out.find('{').expect("JSON");
+    let plan: serde_json::Value =
+        serde_json::from_str(&out[json_start..out.rfind('}').expect("end") + 1]).expect("JSON");
+    let scan = &plan["scan"][0];
+    assert_eq!(scan["rows_scanned"], 30000, "{scan}");
+    assert_eq!(scan["complete"], true);
+    let zero = &scan["findings"][0];
+    assert_eq!(zero["kind"], "zero_date");
+    assert_eq!(
+        zero["count"], 4,
+        "the three zero dates once each, plus the one written ahead of the resume point: {zero}"
+    );
+    assert!(
+        !zero["examples"].to_string().contains("id=10\""),
+        "the row behind the resume point was not read again: {zero}"
+    );
+    assert_eq!(zero["outcome"], "substituted");
+    assert!(!state.exists(), "a finished scan leaves nothing to resume");
+    db.cleanup_dir();
+}
