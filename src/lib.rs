@@ -38,6 +38,7 @@
 //!   `sync_sequences`, foreign keys and their validation, the reviewable DDL of `ferry schema`.
 //! - [`plan`]: `ferry plan` — both databases measured (state, workload, readiness, a data
 //!   scan, a sample copy) and the migration plan written from the measurements.
+//! - [`report`]: `ferry report` — the stakeholder update from ferry's own records.
 //! - [`verify`]: drift verification — in-database chunk checksums, bisection to the differing
 //!   rows, sampling, repair, and the continuous verifier.
 
@@ -61,6 +62,7 @@ pub mod position;
 pub mod preflight;
 pub mod progress;
 pub mod reload;
+pub mod report;
 pub mod reverse;
 pub mod schema;
 pub mod select;

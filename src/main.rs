@@ -212,6 +212,16 @@ enum Cmd {
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// The stakeholder update: the migration so far as Markdown (phase timeline, rows copied,
+    /// verification history, incidents, schema changes, the cutover window), from ferry's
+    /// records on the target. Read-only.
+    Report {
+        #[arg(long, short, default_value = "config.toml", env = "FERRY_CONFIG")]
+        config: PathBuf,
+        /// Write the report to FILE instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Prove the target matches the source: row counts, checksums of key chunks computed inside
     /// both databases, bisection down to the differing rows. Exit 0: match; 1: differences;
     /// 2: error.
@@ -285,6 +295,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             };
             let log = logging::init(&config.log_level, config.log_format);
+            let (target, stream) = (config.target.clone(), config.stream.clone());
             runtime.block_on(async move {
                 let commands = ferry::control::listen().context("installing signal handlers")?;
                 let options = RunOptions {
@@ -303,6 +314,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                         let code = e.exit_code();
                         if e.class().is_definite() {
                             tracing::error!(error = %e, exit_status = code, "stopped on a definite error: fix it, then start ferry again");
+                            app::record_stop(&target, &stream, &e.to_string(), code).await;
                         } else {
                             tracing::error!(error = %e, exit_status = code, "stopped on an error that may pass; a supervisor may restart ferry");
                         }
@@ -395,6 +407,21 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => print!("{text}"),
             }
             Ok(ExitCode::from(plan.exit_code()))
+        }
+        Cmd::Report { config, output } => {
+            let config = Config::load(&config)?;
+            let text = runtime
+                .block_on(ferry::report::build(&config))
+                .map_err(|e| anyhow::anyhow!(e))?;
+            match output {
+                Some(path) => {
+                    std::fs::write(&path, text)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!("ferry report: written to {}", path.display());
+                }
+                None => print!("{text}"),
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Verify {
             config,

@@ -93,6 +93,19 @@ pub async fn prepare(config: &Config, ctx: Context<'_>) -> Result<Option<Prepare
         .await
         .map_err(target_err("connecting"))?;
     crate::ferry_tables::ensure(&client, &config.target.ferry_schema).await?;
+    // For `ferry report`'s incidents: each start of the pipeline (the same pid again is an
+    // in-process restart after a transient error).
+    if let Err(e) = crate::migration::state::log_event(
+        &client,
+        &config.target.ferry_schema,
+        &config.stream,
+        "started",
+        &serde_json::json!({"pid": std::process::id(), "version": env!("CARGO_PKG_VERSION")}),
+    )
+    .await
+    {
+        tracing::warn!(error = %pg::describe(&e), "cannot record the start in migration_log");
+    }
     let target_cp = checkpoint::read_target(&client, &config.target.ferry_schema, &config.stream)
         .await
         .map_err(target_err("reading the checkpoint"))?;

@@ -304,3 +304,26 @@ async fn watchdog(
         }
     }
 }
+
+/// Records in `migration_log` that the daemon stopped on a definite error (best effort, at most
+/// a few seconds: the target may be what failed), for `ferry report`'s incidents.
+pub async fn record_stop(
+    target: &crate::config::TargetConfig,
+    stream: &str,
+    error: &str,
+    exit: u8,
+) {
+    let attempt = async {
+        let client = crate::sink::connect::connect(target).await.ok()?;
+        crate::migration::state::log_event(
+            &client,
+            &target.ferry_schema,
+            stream,
+            "stopped",
+            &serde_json::json!({"error": error, "exit_status": exit, "pid": std::process::id()}),
+        )
+        .await
+        .ok()
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), attempt).await;
+}

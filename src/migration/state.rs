@@ -312,3 +312,30 @@ pub async fn save_report(
         .await
         .map(|_| ())
 }
+
+/// Appends an event that changes no phase (a daemon start, a stop on a definite error) to
+/// `migration_log`, under the stream's current phase (`replicating` before any cutover), so
+/// `ferry report` can list restarts and stops beside the phase changes.
+///
+/// # Errors
+/// PostgreSQL errors.
+pub async fn log_event(
+    client: &Client,
+    schema: &str,
+    stream: &str,
+    event: &str,
+    detail: &serde_json::Value,
+) -> Result<(), tokio_postgres::Error> {
+    let sc = quote_ident(schema);
+    let detail = detail.to_string();
+    client
+        .execute(
+            &format!(
+                "INSERT INTO {sc}.migration_log (stream, phase, event, detail) \
+                 VALUES ($1, coalesce((SELECT phase FROM {sc}.migration WHERE stream = $1), 'replicating'), $2, $3::text::jsonb)"
+            ),
+            &[&stream, &event, &detail],
+        )
+        .await?;
+    Ok(())
+}
