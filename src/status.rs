@@ -71,6 +71,10 @@ pub struct Snapshot {
     #[serde(default)]
     pub pause_not_persisted: Option<String>,
     pub backfill: BTreeMap<String, TableProgress>,
+    /// Data sync: the share of the rows copied over every table of the backfill (100 when
+    /// there is none or it finished), for dashboards.
+    #[serde(default)]
+    pub sync_percent: f64,
     pub verification: Option<VerifySummary>,
     /// The reverse stream, once it ran in this process (phase `switched`).
     #[serde(default)]
@@ -268,6 +272,7 @@ impl StatusBoard {
     pub fn snapshot(&self) -> Snapshot {
         let (rows_per_second, transactions_per_second, errors_per_minute) = self.rates();
         let errors = self.errors.lock().expect("status lock").clone();
+        let backfill = self.backfill.lock().expect("status lock").clone();
         Snapshot {
             stream: self.stream.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -295,7 +300,8 @@ impl StatusBoard {
                 .lock()
                 .expect("status lock")
                 .clone(),
-            backfill: self.backfill.lock().expect("status lock").clone(),
+            sync_percent: sync_percent(&backfill),
+            backfill,
             verification: self.verification.lock().expect("status lock").clone(),
             reverse: Some(self.reverse.status())
                 .filter(|r| r.running || r.transactions_applied > 0),
@@ -320,6 +326,25 @@ fn replicating() -> String {
 }
 
 /// Renders a snapshot as the `ferry status` dashboard.
+/// Rows copied over rows to copy, in percent (a finished table counts whole).
+pub fn sync_percent(backfill: &BTreeMap<String, TableProgress>) -> f64 {
+    let (mut done, mut all) = (0u64, 0u64);
+    for p in backfill.values() {
+        let total = p.rows_estimated.max(p.rows_copied).max(1);
+        all += total;
+        done += if p.done {
+            total
+        } else {
+            p.rows_copied.min(total)
+        };
+    }
+    if all == 0 {
+        100.0
+    } else {
+        done as f64 * 100.0 / all as f64
+    }
+}
+
 pub fn render(s: &Snapshot) -> String {
     let mut out = String::new();
     let mut state = if s.paused {
@@ -402,12 +427,17 @@ pub fn render(s: &Snapshot) -> String {
         "  schema      {} changes applied, {} ignored, {} refused\n",
         s.schema_changes.applied, s.schema_changes.ignored, s.schema_changes.refused
     ));
+    out.push_str(&format!(
+        "  sync        {:.1}% of the rows copied\n",
+        s.sync_percent
+    ));
     match &s.verification {
         Some(v) => out.push_str(&format!(
-            "  verify      {} ({} tables, {} differing rows)\n",
+            "  verify      {} ({} tables, {} differing rows; {:.0} s ago)\n",
             if v.matched { "MATCH" } else { "DIFFERENCES" },
             v.tables,
-            v.differing_rows
+            v.differing_rows,
+            (unix_now() - v.finished_at).max(0.0)
         )),
         None => out.push_str("  verify      not run yet\n"),
     }
@@ -444,10 +474,28 @@ mod tests {
             last_error: Some("target unreachable".into()),
             pause_not_persisted: None,
             backfill: BTreeMap::new(),
+            sync_percent: 100.0,
             verification: None,
             reverse: None,
             schema_changes: SchemaChanges::default(),
         }
+    }
+
+    #[test]
+    fn sync_counts_finished_tables_whole_and_nothing_as_done() {
+        let mut b = BTreeMap::new();
+        assert_eq!(sync_percent(&b), 100.0);
+        let table = |copied, estimated, done| TableProgress {
+            rows_copied: copied,
+            rows_estimated: estimated,
+            percent: 0.0,
+            eta_seconds: None,
+            done,
+        };
+        // The estimate was low for the finished table; the other is a quarter through.
+        b.insert("a".into(), table(120, 100, true));
+        b.insert("b".into(), table(20, 80, false));
+        assert!((sync_percent(&b) - 140.0 * 100.0 / 200.0).abs() < 1e-9);
     }
 
     #[test]
