@@ -67,6 +67,10 @@ FROM seq_1_to_200000;
 INSERT INTO orders SELECT 1 + seq % 200000, seq, seq * 1.2345, seq % 500, '2024-01-01' + INTERVAL (seq % 365) DAY,
        CONCAT('order ', seq) FROM seq_1_to_600000;
 SQL
+say "ferry plan (read-only: measures both databases, writes the migration plan to .ferry-dev/demo-plan.md)"
+"$FERRY" plan --config config.toml --sample-seconds 3 --output .ferry-dev/demo-plan.md
+sed -n '/^## Summary/,/^## Current state/p' .ferry-dev/demo-plan.md | sed '$d'
+
 say "Starting ferry run (log: .ferry-dev/demo-ferry.log)"
 "$FERRY" run --config config.toml >.ferry-dev/demo-ferry.log 2>&1 &
 FERRY_PID=$!
