@@ -80,6 +80,39 @@ pub struct ColumnPlan {
     pub name: String,
     pub source_type: String,
     pub target_type: String,
+    /// The `types.*` policies that decide this column's problem values (empty: every value
+    /// converts exactly or is refused as out of range).
+    pub policy: String,
+}
+
+fn policy_text(p: &crate::transform::ValuePolicy) -> String {
+    use crate::transform::ValuePolicy;
+    match p {
+        ValuePolicy::Refuse => "refuse".into(),
+        ValuePolicy::Null => "null".into(),
+        ValuePolicy::Value(v) => format!("value:{v}"),
+        ValuePolicy::DeadLetter => "dead_letter".into(),
+    }
+}
+
+/// The policies that apply to a column of `kind`.
+fn column_policy(
+    kind: &crate::transform::ValueKind,
+    types: &crate::transform::TypeOptions,
+) -> String {
+    use crate::transform::ValueKind;
+    match kind {
+        ValueKind::Date | ValueKind::DateTime | ValueKind::Timestamp => {
+            format!("zero_date = {}", policy_text(&types.zero_date))
+        }
+        ValueKind::Text { .. } | ValueKind::Enum { .. } | ValueKind::Set { .. } => format!(
+            "nul_in_text = {}, invalid_text = {}",
+            policy_text(&types.nul_in_text),
+            policy_text(&types.invalid_text)
+        ),
+        ValueKind::Json => format!("nul_in_text = {}", policy_text(&types.nul_in_text)),
+        _ => String::new(),
+    }
 }
 
 /// The whole plan.
@@ -205,15 +238,30 @@ pub async fn run(config: &Config, options: &PlanOptions) -> Result<Plan, PlanErr
     } else {
         (Vec::new(), Vec::new())
     };
+    // The largest table alone: how much faster a table copies once the others are done.
+    let alone = if target_writable && config.backfill.parallel_tables > 1 && samples.len() > 1 {
+        let (mut one, _) = sample_copy::sample(config, &largest[..1], 1, options.sample).await;
+        one.pop()
+    } else {
+        None
+    };
 
     let scan_rate = {
         let rows: u64 = scanned.iter().map(|s| s.rows_scanned).sum();
         let secs: f64 = scanned.iter().map(|s| s.read_seconds).sum();
         (secs > 0.0).then(|| rows as f64 / secs)
     };
+    let exact = |name: &str| {
+        scanned
+            .iter()
+            .find(|s| s.table == name && s.complete)
+            .map(|s| s.rows_scanned)
+    };
     let estimates = estimate::estimate(
         &survey.tables,
+        &exact,
         &samples,
+        alone.as_ref(),
         &load,
         scan_rate,
         config.backfill.parallel_tables,
@@ -232,6 +280,7 @@ pub async fn run(config: &Config, options: &PlanOptions) -> Result<Plan, PlanErr
                         name: s.name.clone(),
                         source_type: s.column_type.clone(),
                         target_type: r.pg_type.sql(),
+                        policy: column_policy(&r.kind, &types),
                     })
                     .collect(),
             )

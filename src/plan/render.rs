@@ -393,16 +393,17 @@ pub fn markdown(plan: &Plan) -> String {
     for (table, cols) in &plan.columns {
         let _ = writeln!(
             o,
-            "<details><summary>{}</summary>\n\n| column | MySQL | PostgreSQL |\n|---|---|---|",
+            "<details><summary>{}</summary>\n\n| column | MySQL | PostgreSQL | policy |\n|---|---|---|---|",
             cell(table)
         );
         for col in cols {
             let _ = writeln!(
                 o,
-                "| {} | {} | {} |",
+                "| {} | {} | {} | {} |",
                 cell(&col.name),
                 cell(&col.source_type),
-                cell(&col.target_type)
+                cell(&col.target_type),
+                cell(&col.policy)
             );
         }
         let _ = writeln!(o, "\n</details>\n");
