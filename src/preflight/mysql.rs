@@ -83,15 +83,16 @@ pub(super) async fn check_source(
             "choose another source.server_id, unique among the source's replicas",
         ));
     }
-    checks.push(check_grants(conn, info.flavor).await?);
+    checks.push(check_grants(conn, info.flavor, config.backfill.enabled).await?);
 
     match catalog::load_tables(conn, info.flavor, &config.tables, types).await {
         Ok(tables) if tables.is_empty() => checks.push(Check::fail(
             "tables",
             "no existing table matches tables.include / tables.exclude",
-            "check the patterns (db.table, globs allowed) against SHOW TABLES on the source",
+            "check the patterns (db.table, globs allowed) against SHOW TABLES on the source; the ferry user sees only tables it holds a privilege on: GRANT SELECT ON `<db>`.* TO <ferry user>",
         )),
         Ok(tables) => {
+            checks.push(check_select(conn, &tables).await?);
             let note: Vec<String> = tables
                 .iter()
                 .filter(|t| t.key_source != crate::schema::KeySource::PrimaryKey)
@@ -114,7 +115,61 @@ pub(super) async fn check_source(
     Ok((info, Vec::new()))
 }
 
-async fn check_grants(conn: &mut Conn, flavor: Flavor) -> Result<Check, mysql_async::Error> {
+/// SELECT on every selected table, tried (`LIMIT 0` reads nothing), so privileges held
+/// through roles or database-level grants count exactly as the server counts them.
+async fn check_select(conn: &mut Conn, tables: &[Table]) -> Result<Check, mysql_async::Error> {
+    let mut denied = Vec::new();
+    for t in tables {
+        let sql = format!(
+            "SELECT * FROM {}.{} LIMIT 0",
+            crate::select::quote_mysql_ident(&t.source.db),
+            crate::select::quote_mysql_ident(&t.source.table)
+        );
+        match conn.query_drop(sql).await {
+            Ok(()) => {}
+            // ER_TABLEACCESS_DENIED_ERROR, ER_COLUMNACCESS_DENIED_ERROR
+            Err(mysql_async::Error::Server(e)) if e.code == 1142 || e.code == 1143 => {
+                denied.push(t.source.clone());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(if denied.is_empty() {
+        Check::pass(
+            "SELECT privilege",
+            format!("on all {} tables", tables.len()),
+        )
+    } else {
+        let mut dbs: Vec<&str> = denied.iter().map(|n| n.db.as_str()).collect();
+        dbs.dedup();
+        Check::fail(
+            "SELECT privilege",
+            format!(
+                "missing SELECT on {}",
+                denied
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            dbs.iter()
+                .map(|d| {
+                    format!(
+                        "GRANT SELECT ON {}.* TO <ferry user>",
+                        crate::select::quote_mysql_ident(d)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })
+}
+
+async fn check_grants(
+    conn: &mut Conn,
+    flavor: Flavor,
+    backfill: bool,
+) -> Result<Check, mysql_async::Error> {
     let grants: Vec<String> = conn.query("SHOW GRANTS FOR CURRENT_USER()").await?;
     let global: Vec<String> = grants
         .iter()
@@ -137,6 +192,11 @@ async fn check_grants(conn: &mut Conn, flavor: Flavor) -> Result<Check, mysql_as
             Flavor::MariaDb => "BINLOG MONITOR",
             Flavor::MySql => "REPLICATION CLIENT",
         });
+    }
+    // MySQL's backfill start position waits for in-flight commits with FLUSH TABLES WITH READ
+    // LOCK (released at once); MariaDB's consistent snapshot needs no lock.
+    if backfill && flavor == Flavor::MySql && !has("RELOAD") {
+        missing.push("RELOAD");
     }
     Ok(if missing.is_empty() {
         Check::pass("replication privileges", "granted")
