@@ -538,6 +538,9 @@ async fn gh_ost_statement_sequence_with_its_cut_over() {
     .expect("rows");
     let config = db.config("main", &start, "");
     let mut ferry = Ferry::start(&config, &[]);
+    // gh-ost starts against a running ferry: the stream reads its statements as they happen.
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
+        .await;
     let (stop, load) = start_load(&db, 200_000);
     for sql in [
         "CREATE TABLE `_items_gho` LIKE `items`",

@@ -643,7 +643,7 @@ async fn the_daemon_verifies_continuously_and_exports_drift() {
     let (text_code, dashboard) = ferry_cmd(&["status", "--config", &cfg]);
     assert_eq!(text_code, 0);
     assert!(
-        dashboard.contains("DIFFERENCES (2 tables, 3 differing rows)"),
+        dashboard.contains("DIFFERENCES (2 tables, 3 differing rows;"),
         "{dashboard}"
     );
 

@@ -131,6 +131,9 @@ async fn check_select(conn: &mut Conn, tables: &[Table]) -> Result<Check, mysql_
             Err(mysql_async::Error::Server(e)) if e.code == 1142 || e.code == 1143 => {
                 denied.push(t.source.clone());
             }
+            // ER_NO_SUCH_TABLE: dropped since it was listed (a schema change tool's table);
+            // the stream handles tables that come and go.
+            Err(mysql_async::Error::Server(e)) if e.code == 1146 => {}
             Err(e) => return Err(e),
         }
     }
