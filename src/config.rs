@@ -992,11 +992,7 @@ fn read_token(
     strict: bool,
 ) -> Result<Option<Secret>, ConfigError> {
     let Some(file) = file else { return Ok(None) };
-    let path = if file.is_absolute() {
-        file.to_path_buf()
-    } else {
-        base.join(file)
-    };
+    let path = secret_path(file, base);
     let token = match std::fs::read_to_string(&path) {
         Ok(t) => t.trim().to_string(),
         Err(_) if !strict => return Ok(None),
@@ -1051,6 +1047,19 @@ fn parse_policy(key: &'static str, s: Option<&str>) -> Result<ValuePolicy, Confi
     }
 }
 
+/// Where a secret file is: absolute as given; relative, in `$CREDENTIALS_DIRECTORY` when
+/// systemd set it (a unit with `LoadCredential=`: the file name is the credential's name),
+/// otherwise beside the config file.
+fn secret_path(path: &Path, base: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    match std::env::var_os("CREDENTIALS_DIRECTORY") {
+        Some(dir) if !dir.is_empty() => Path::new(&dir).join(path),
+        _ => base.join(path),
+    }
+}
+
 fn resolve_password(
     key: &'static str,
     raw: &RawPassword,
@@ -1086,11 +1095,7 @@ fn resolve_password(
             });
     }
     if let Some(path) = &raw.password_file {
-        let path = if path.is_absolute() {
-            path.clone()
-        } else {
-            base.join(path)
-        };
+        let path = secret_path(path, base);
         return std::fs::read_to_string(&path)
             .map(|s| Secret::new(s.trim_end_matches(['\n', '\r'])))
             .map_err(|source| ConfigError::SecretFile { key, path, source });
