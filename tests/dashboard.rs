@@ -1,7 +1,10 @@
 //! The dashboard page at `/`, rendered by a real headless Chromium against a daemon that
 //! backfilled two tables, streams and verified them: the DOM Chromium dumps holds what only the
 //! page's script can have written from `/status` (stream, phase, data sync 100%, each table,
-//! the matched verification), and the page comes with its content security policy.
+//! the matched verification), and the page comes with its content security policy. Against a
+//! stand-in serving chosen `/status` answers: every field (paused, switched, a partial backfill,
+//! differences, errors, the reverse stream) is shown, markup in the data comes out as text, and
+//! an error or a 401 from `/status` is said on the page.
 //!
 //! Needs `chromium` (installed by `scripts/dev-db.sh install`); without it the test says so and
 //! passes, except under `CI=true`, where it fails.
@@ -257,4 +260,162 @@ async fn the_dashboard_renders_the_status_in_a_real_browser() {
     let exit = ferry.wait_exit(Duration::from_secs(30)).await;
     assert!(exit.success(), "{exit}:\n{}", ferry.log());
     db.cleanup_dir();
+}
+
+/// Serves the dashboard page (with its policy) and answers `/status` with `status`: a stand-in
+/// for the daemon whose answers the test chooses. Returns the address.
+fn fake_ferry(status: (u16, &'static str, String)) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&head);
+            let path = head.split_whitespace().nth(1).unwrap_or("/");
+            let (code, ctype, body) = match path {
+                "/" => (
+                    200,
+                    "text/html; charset=utf-8",
+                    ferry::dashboard::PAGE.to_string(),
+                ),
+                "/status" => status.clone(),
+                _ => (404, "text/plain", "not found\n".to_string()),
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {code} X\r\nContent-Security-Policy: {}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                ferry::dashboard::content_security_policy(),
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+/// The opening tag of the element with `id`.
+fn tag_of<'a>(dom: &'a str, id: &str) -> &'a str {
+    let at = dom
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no element {id}"));
+    let start = dom[..at].rfind('<').expect("tag start");
+    let end = at + dom[at..].find('>').expect("tag end");
+    &dom[start..=end]
+}
+
+#[test]
+fn every_field_is_shown_as_text_and_a_failing_status_is_said_plainly() {
+    let Some(browser) = chromium() else { return };
+    let profile = project_root()
+        .join("target/test-runs")
+        .join(format!("dashboard-fake-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    // Markup in every string the page shows must come out as the characters themselves.
+    let snapshot = serde_json::json!({
+        "stream": "<i>shop</i>", "version": "0.1.0", "phase": "streaming",
+        "migration_phase": "switched", "paused": true, "paused_since": now - 65.0,
+        "ready": true, "uptime_seconds": 100.0, "lag_seconds": 4.2, "lag_bytes": 2850,
+        "caught_up": false, "checkpoint": null, "read_position": null, "source_end": null,
+        "transactions_applied": 10, "rows_applied": 40, "rows_per_second": 2.0,
+        "transactions_per_second": 1.0, "errors": 3, "errors_per_minute": 6.0,
+        "last_error": "<img src=x onerror=alert(1)> target unreachable",
+        "pause_not_persisted": null,
+        "backfill": {
+            "shop.<b>a</b>": {"rows_copied": 50, "rows_estimated": 100, "percent": 50.0,
+                              "eta_seconds": 12.0, "done": false},
+            "shop.b": {"rows_copied": 30, "rows_estimated": 20, "percent": 100.0,
+                       "eta_seconds": null, "done": true}
+        },
+        "verification": {"finished_at": now - 30.0, "tables": 2, "differing_rows": 3,
+                         "matched": false},
+        "reverse": {"running": true, "rows_applied": 7, "transactions_applied": 3,
+                    "lag_bytes": 0, "lag_seconds": 0.0, "slot_retained_bytes": 1048576,
+                    "applied_lsn": "0/16B3748", "last_error": null},
+        "schema_changes": {"applied": 2, "ignored": 1, "refused": 0}
+    });
+    // The page reads only what ferry's own Snapshot serializes.
+    let parsed: ferry::status::Snapshot =
+        serde_json::from_value(snapshot.clone()).expect("a Snapshot");
+    let addr = fake_ferry((
+        200,
+        "application/json",
+        serde_json::to_string(&parsed).expect("JSON"),
+    ));
+    let dom = render(browser, &format!("http://{addr}/"), &profile);
+    assert!(!dom.contains("<img") && !dom.contains("<i>shop") && !dom.contains("<b>a"));
+    assert_eq!(text_of(&dom, "connection"), "Live", "{dom}");
+    assert_eq!(text_of(&dom, "stream"), "<i>shop</i>", "{dom}");
+    assert_eq!(text_of(&dom, "phase"), "paused", "{dom}");
+    assert!(
+        text_of(&dom, "phase-note").starts_with("migration phase: switched; paused since "),
+        "{dom}"
+    );
+    // (50 + 30) of (100 + 30): a finished table counts what it copied.
+    assert_eq!(text_of(&dom, "sync"), "61.5%", "{dom}");
+    assert!(
+        text_of(&dom, "sync-note").starts_with("80 of ~130 rows copied in 2 tables"),
+        "{dom}"
+    );
+    assert_eq!(text_of(&dom, "lag"), "4.2 s", "{dom}");
+    assert!(
+        text_of(&dom, "lag-note").starts_with("catching up; 2.8 KiB of binlog behind; 40 rows"),
+        "{dom}"
+    );
+    assert_eq!(text_of(&dom, "verify"), "differences", "{dom}");
+    assert!(
+        text_of(&dom, "verify-note").starts_with("2 tables, 3 differing rows; finished "),
+        "{dom}"
+    );
+    assert_eq!(text_of(&dom, "errors"), "6.0 / min", "{dom}");
+    assert_eq!(
+        text_of(&dom, "errors-note"),
+        "3 since start; last: <img src=x onerror=alert(1)> target unreachable",
+        "{dom}"
+    );
+    assert_eq!(text_of(&dom, "schema"), "2 applied", "{dom}");
+    assert!(!tag_of(&dom, "reverse-card").contains("hidden"), "{dom}");
+    assert_eq!(text_of(&dom, "reverse"), "streaming", "{dom}");
+    assert!(
+        text_of(&dom, "reverse-note").ends_with("the slot keeps 1.0 MiB of WAL"),
+        "{dom}"
+    );
+    let seen = visible_text(&dom);
+    for want in [
+        "shop.<b>a</b>",
+        "50.0%",
+        "about 12.0 s left",
+        "shop.b",
+        "done",
+    ] {
+        assert!(seen.contains(want), "{want:?} not shown:\n{seen}");
+    }
+
+    // A daemon that answers with an error, or asks for the token: said, not hidden.
+    for (code, body, want) in [
+        (500, "boom", "Cannot reach ferry: HTTP 500"),
+        (
+            401,
+            "a bearer token is required (metrics.token_file)\n",
+            "Cannot reach ferry: it asks for a bearer token (metrics.token_file)",
+        ),
+    ] {
+        let addr = fake_ferry((code, "text/plain", body.to_string()));
+        let dom = render(browser, &format!("http://{addr}/"), &profile);
+        assert!(text_of(&dom, "connection").starts_with(want), "{dom}");
+        assert!(tag_of(&dom, "connection").contains("down"), "{dom}");
+        assert_eq!(text_of(&dom, "updated"), "Not updated yet.", "{dom}");
+    }
+    let _ = std::fs::remove_dir_all(&profile);
 }
