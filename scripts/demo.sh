@@ -110,7 +110,7 @@ END=$((SECONDS + DEMO_SECONDS))
 while [ $SECONDS -lt $END ]; do
   sleep 3
   clear 2>/dev/null || true
-  printf 'ferry demo — %ss left (Ctrl-C stops)\n\n' $((END > SECONDS ? END - SECONDS : 0))
+  printf 'ferry demo — %ss left (Ctrl-C stops); in a browser: http://127.0.0.1:9187/\n\n' $((END > SECONDS ? END - SECONDS : 0))
   "$FERRY" status --config config.toml || true
   # PostgreSQL is counted first, so it never shows rows the MariaDB count has not seen yet.
   dst=$(pg -At -F ' ' ferry_demo -c "SELECT (SELECT count(*) FROM shop.users), (SELECT count(*) FROM shop.orders)")

@@ -45,6 +45,8 @@ install_packages() {
   command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
   # tests/ddl.rs runs a real pt-online-schema-change against the private MariaDB.
   command -v pt-online-schema-change >/dev/null 2>&1 || need+=(percona-toolkit)
+  # tests/dashboard.rs renders the dashboard page in headless Chromium.
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
   local updated=0
   if [ ${#need[@]} -gt 0 ]; then
     log "installing Debian packages: ${need[*]}"

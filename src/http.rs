@@ -1,10 +1,11 @@
-//! The daemon's small HTTP endpoint (loopback by default): `/metrics` (Prometheus text),
+//! The daemon's small HTTP endpoint (loopback by default): `/` (the migration dashboard, an
+//! HTML page rendering `/status`; see [`crate::dashboard`]), `/metrics` (Prometheus text),
 //! `/status` (JSON for scripts and `ferry status`), `/healthz` (liveness) and `/readyz`
 //! (readiness: preflight passed and the pipeline is running).
 //!
 //! Guarantees: read-only; one short request per connection (`Connection: close`), requests over
 //! 8 KiB or slower than 5 s are dropped, so a misbehaving client cannot hold the daemon. With
-//! `metrics.token_file` set, `/metrics` and `/status` answer 401 unless the request carries
+//! `metrics.token_file` set, `/`, `/metrics` and `/status` answer 401 unless the request carries
 //! `Authorization: Bearer <token>` (what Prometheus' `authorization` setting sends);
 //! `/healthz` and `/readyz` stay open for health probes and say nothing about the data.
 
@@ -31,7 +32,7 @@ pub async fn serve(
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let token = Arc::new(token);
     let listener = TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "serving /metrics, /status, /healthz, /readyz");
+    tracing::info!(%addr, "serving /, /metrics, /status, /healthz, /readyz");
     Ok(tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -71,7 +72,7 @@ async fn handle(
     let method = parts.next().unwrap_or("");
     let path = parts.next().unwrap_or("/");
     let path = path.split('?').next().unwrap_or(path);
-    let guarded = matches!(path, "/metrics" | "/status");
+    let guarded = matches!(path, "/" | "/metrics" | "/status");
     let (status, ctype, body) = if guarded && !authorized(&head, token.as_ref()) {
         (
             "401 Unauthorized",
@@ -86,6 +87,11 @@ async fn handle(
         )
     } else {
         match path {
+            "/" => (
+                "200 OK",
+                "text/html; charset=utf-8",
+                crate::dashboard::PAGE.to_string(),
+            ),
             "/metrics" => {
                 board.refresh_gauges();
                 ("200 OK", "text/plain; version=0.0.4", metrics.render())
@@ -107,13 +113,19 @@ async fn handle(
         }
     };
     // RFC 6750: a 401 names the scheme it wants.
-    let challenge = if status.starts_with("401") {
-        "WWW-Authenticate: Bearer\r\n"
+    let extra_headers = if status.starts_with("401") {
+        "WWW-Authenticate: Bearer\r\n".to_string()
+    } else if ctype.starts_with("text/html") {
+        // The page may run its own inline script and style, and talk to this origin only.
+        format!(
+            "Content-Security-Policy: {}\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\n",
+            crate::dashboard::content_security_policy()
+        )
     } else {
-        ""
+        String::new()
     };
     let response = format!(
-        "HTTP/1.1 {status}\r\n{challenge}Content-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\n{extra_headers}Content-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(response.as_bytes()).await?;

@@ -25,8 +25,8 @@
 //! - [`error`]: the one error class (transient or definite) every module error answers.
 //! - [`change`]: the messages between source and sink.
 //! - [`schema`], [`select`], [`position`]: the table model, table selection, positions.
-//! - [`progress`], [`status`], [`metrics`], [`http`]: lag and liveness accounting, the status
-//!   board, Prometheus metrics and the HTTP endpoint.
+//! - [`progress`], [`status`], [`metrics`], [`http`], [`dashboard`]: lag and liveness
+//!   accounting, the status board, Prometheus metrics, the HTTP endpoint and its dashboard page.
 //! - [`control`]: signals → commands; [`reload`]: what SIGHUP may change; [`pidfile`]: the
 //!   daemon's locked pid file; [`backoff`]: retry pacing.
 //! - [`notify`]: systemd's notify protocol (READY, WATCHDOG, STATUS); [`logging`]: the
@@ -49,6 +49,7 @@ pub mod change;
 pub mod checkpoint;
 pub mod config;
 pub mod control;
+pub mod dashboard;
 pub mod error;
 pub mod ferry_tables;
 pub mod http;

@@ -1202,7 +1202,8 @@ async fn metrics_and_status_demand_the_bearer_token_and_ferry_status_sends_it() 
         || (get_with_auth(&addr, "/metrics", bearer).0 == 200).then_some(()),
     )
     .await;
-    for path in ["/metrics", "/status"] {
+    // The dashboard page is guarded like the data it renders.
+    for path in ["/", "/metrics", "/status"] {
         let (code, raw) = get_with_auth(&addr, path, None);
         assert_eq!(code, 401, "{path} without a token: {raw}");
         assert!(raw.contains("WWW-Authenticate: Bearer"), "{raw}");
@@ -1211,6 +1212,7 @@ async fn metrics_and_status_demand_the_bearer_token_and_ferry_status_sends_it() 
         assert_eq!(code, 401, "{path} with a wrong token");
         let (code, raw) = get_with_auth(&addr, path, bearer);
         assert_eq!(code, 200, "{path} with the token: {raw}");
+        assert!(!raw.contains("t0ken"), "{path} shows the token: {raw}");
     }
     // Health probes carry no data and stay open.
     assert_eq!(get_with_auth(&addr, "/healthz", None).0, 200);
