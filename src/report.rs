@@ -13,6 +13,7 @@ use std::fmt::Write;
 use tokio_postgres::Client;
 
 use crate::config::Config;
+use crate::plan::render::cell;
 use crate::select::quote_ident;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,11 +30,6 @@ pub enum ReportError {
 
 fn q(e: tokio_postgres::Error) -> ReportError {
     ReportError::Query(crate::sink::connect::describe(&e))
-}
-
-/// A Markdown table cell.
-fn cell(s: &str) -> String {
-    s.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
 /// Builds the report.

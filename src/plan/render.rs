@@ -73,7 +73,7 @@ fn plural(n: usize, what: &str) -> String {
 }
 
 /// A Markdown table cell: pipes escaped, newlines flattened.
-fn cell(s: &str) -> String {
+pub(crate) fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 

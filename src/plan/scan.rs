@@ -203,20 +203,14 @@ async fn scan_table(
         config.backfill.chunk_bytes,
     )
     .await
-    .map_err(|e| match e {
-        crate::source::snapshot::SnapshotError::Mysql(e) => err(e),
-        other => err(mysql_async::Error::Other(other.to_string().into())),
-    })?;
+    .map_err(|e| err(driver_error(e)))?;
     let mut last_saved = Instant::now();
     loop {
         let began = Instant::now();
         let chunk = reader
             .read(ts.last_key.as_deref())
             .await
-            .map_err(|e| match e {
-                crate::source::snapshot::SnapshotError::Mysql(e) => err(e),
-                other => err(mysql_async::Error::Other(other.to_string().into())),
-            })?;
+            .map_err(|e| err(driver_error(e)))?;
         ts.read_seconds += began.elapsed().as_secs_f64();
         statements.fetch_add(1, Ordering::Relaxed);
         let Some(key) = chunk.last_key else {
@@ -251,6 +245,14 @@ async fn scan_table(
     let _ = save_state(&options.state_file, state);
     let _ = reader.into_conn().disconnect().await;
     Ok(())
+}
+
+/// A snapshot read's failure as the driver error the scan reports.
+fn driver_error(e: crate::source::snapshot::SnapshotError) -> mysql_async::Error {
+    match e {
+        crate::source::snapshot::SnapshotError::Mysql(e) => e,
+        other => mysql_async::Error::Other(other.to_string().into()),
+    }
 }
 
 /// Runs one row's values through the conversion and the decision checks.

@@ -92,6 +92,37 @@ pub struct Survey {
     pub objects: Vec<Uncarried>,
 }
 
+impl TableFacts {
+    /// A table known by name only; the catalog queries fill the rest.
+    fn named(name: String) -> Self {
+        Self {
+            name,
+            engine: String::new(),
+            rows: 0,
+            data_bytes: 0,
+            index_bytes: 0,
+            partitioned: false,
+            collation: String::new(),
+            key: None,
+            foreign_keys: Vec::new(),
+            triggers: Vec::new(),
+            generated_columns: Vec::new(),
+            charsets: Vec::new(),
+            case_insensitive_unique_keys: Vec::new(),
+            planning_error: None,
+            planned: None,
+        }
+    }
+}
+
+/// `'a','b'` for an `IN (...)` over database names.
+fn db_list(dbs: &[String]) -> String {
+    dbs.iter()
+        .map(|d| sql_string(d))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn text(row: &Row, i: usize) -> String {
     match row.as_ref(i) {
         Some(mysql_async::Value::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
@@ -126,11 +157,7 @@ pub async fn survey(
     dbs.dedup();
     let mut tables = Vec::new();
     if !dbs.is_empty() {
-        let db_list = dbs
-            .iter()
-            .map(|d| sql_string(d))
-            .collect::<Vec<_>>()
-            .join(",");
+        let db_list = db_list(&dbs);
         let selected: Vec<String> = names.iter().map(|(n, _)| n.to_string()).collect();
         let facts = table_rows(conn, &db_list, &names).await?;
         let keys = key_facts(conn, &db_list).await?;
@@ -139,23 +166,10 @@ pub async fn survey(
         let columns = column_facts(conn, &db_list).await?;
         for (name, _) in &names {
             let id = name.to_string();
-            let mut f = facts.get(&id).cloned().unwrap_or_else(|| TableFacts {
-                name: id.clone(),
-                engine: String::new(),
-                rows: 0,
-                data_bytes: 0,
-                index_bytes: 0,
-                partitioned: false,
-                collation: String::new(),
-                key: None,
-                foreign_keys: Vec::new(),
-                triggers: Vec::new(),
-                generated_columns: Vec::new(),
-                charsets: Vec::new(),
-                case_insensitive_unique_keys: Vec::new(),
-                planning_error: None,
-                planned: None,
-            });
+            let mut f = facts
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| TableFacts::named(id.clone()));
             let table_keys = keys.get(&id);
             f.key = table_keys.and_then(|k| k.identity.clone());
             f.case_insensitive_unique_keys = table_keys
@@ -280,26 +294,16 @@ async fn table_rows(
         if !wanted.contains(&name) {
             continue;
         }
-        out.insert(
-            name.clone(),
-            TableFacts {
-                name,
-                engine: text(&r, 2),
-                rows: number(&r, 3),
-                data_bytes: number(&r, 4),
-                index_bytes: number(&r, 5),
-                partitioned: text(&r, 6).to_ascii_lowercase().contains("partitioned"),
-                collation: text(&r, 7),
-                key: None,
-                foreign_keys: Vec::new(),
-                triggers: Vec::new(),
-                generated_columns: Vec::new(),
-                charsets: Vec::new(),
-                case_insensitive_unique_keys: Vec::new(),
-                planning_error: None,
-                planned: None,
-            },
-        );
+        let facts = TableFacts {
+            engine: text(&r, 2),
+            rows: number(&r, 3),
+            data_bytes: number(&r, 4),
+            index_bytes: number(&r, 5),
+            partitioned: text(&r, 6).to_ascii_lowercase().contains("partitioned"),
+            collation: text(&r, 7),
+            ..TableFacts::named(name.clone())
+        };
+        out.insert(name, facts);
     }
     Ok(out)
 }
@@ -465,11 +469,7 @@ async fn uncarried(
 ) -> Result<Vec<Uncarried>, mysql_async::Error> {
     let mut out = Vec::new();
     if !dbs.is_empty() {
-        let db_list = dbs
-            .iter()
-            .map(|d| sql_string(d))
-            .collect::<Vec<_>>()
-            .join(",");
+        let db_list = db_list(dbs);
         let views: Vec<(String, String)> = conn
             .query(format!(
                 "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.VIEWS \
