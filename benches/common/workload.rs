@@ -75,3 +75,10 @@ impl Workload {
         sql
     }
 }
+
+/// The mix's SQL in PostgreSQL's spelling (the reverse benchmark writes it on PostgreSQL).
+pub fn for_postgres(sql: &str) -> String {
+    sql.replace("NOW(3)", "now()")
+        .replace("NOW(6)", "now()")
+        .replace("CURDATE()", "CURRENT_DATE")
+}

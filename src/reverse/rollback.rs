@@ -28,6 +28,7 @@ use mysql_async::prelude::Queryable;
 use serde::Serialize;
 use tokio_postgres::Client;
 
+use super::lsn::Lsn;
 use super::{arm, names, ReverseError};
 use crate::checkpoint::{self, Checkpoint};
 use crate::config::Config;
@@ -219,28 +220,29 @@ pub async fn rollback(config: &Config, opts: &RollbackOptions) -> Result<Report,
     );
 
     let t = Instant::now();
-    let drained_to: String = client
+    let drained_to: Lsn = client
         .query_one("SELECT pg_current_wal_lsn()::text", &[])
         .await
         .map_err(ReverseError::target("reading the WAL position"))?
-        .get(0);
+        .get::<_, String>(0)
+        .parse()
+        .unwrap_or_default();
+    // Drained when the slot's confirmed position reached the WAL end after the freeze: the
+    // stream confirms a transaction only after its MySQL commit, and confirms up to the WAL
+    // end only when a peek found nothing before it. Read from pg_replication_slots, so the
+    // wait never holds the slot the stream reads.
     loop {
-        let pending = client
-            .query_one(
-                "SELECT count(*) FROM pg_logical_slot_peek_binary_changes($1, $2::text::pg_lsn, NULL, \
-                 'proto_version', '1', 'publication_names', $3)",
-                &[&n.slot, &drained_to, &n.publication],
-            )
+        let confirmed = super::transport::slot_state(&client, &n.slot)
             .await
-            .map(|r| r.get::<_, i64>(0));
-        // While the daemon peeks, the slot is busy: try again.
-        if matches!(pending, Ok(0)) {
+            .map_err(ReverseError::target("reading the slot"))?
+            .map(|s| s.confirmed);
+        if confirmed.is_some_and(|c| c >= drained_to) {
             break;
         }
         if frozen_at.elapsed() > opts.timeout {
             return Ok(failed(config, steps, frozen_at, opts, &format!("the reverse stream did not drain to {drained_to} within --timeout (is ferry running? ferry status)")));
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     step(
         &mut steps,
@@ -454,7 +456,7 @@ pub async fn rollback(config: &Config, opts: &RollbackOptions) -> Result<Report,
         },
     );
     r.write_unavailable_seconds = Some(window);
-    r.drained_to = Some(drained_to);
+    r.drained_to = Some(drained_to.to_string());
     r.resume_position = Some(position.to_string());
     Ok(r)
 }

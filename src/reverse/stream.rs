@@ -62,13 +62,13 @@ pub async fn run(
     let client = pg::connect(&config.target)
         .await
         .map_err(ReverseError::target("connecting"))?;
-    if slot_state(&client, &n.slot)
+    let Some(slot) = slot_state(&client, &n.slot)
         .await
         .map_err(ReverseError::target("reading the slot"))?
-        .is_none()
-    {
+    else {
         return Ok(Ended::NotArmed);
-    }
+    };
+    let mut confirmed = slot.confirmed;
     let phase_client = pg::connect(&config.target)
         .await
         .map_err(ReverseError::target("connecting"))?;
@@ -83,6 +83,8 @@ pub async fn run(
     let mut checkpoint = applier.checkpoint().await?.unwrap_or(Lsn(0));
     tracing::info!(slot = %n.slot, checkpoint = %checkpoint, "reverse stream: applying PostgreSQL's changes to MySQL");
     let mut phase_checked: Option<Instant> = None;
+    // The last peek found nothing: the next one is preceded by reading the flushed WAL end.
+    let mut idle = false;
     loop {
         if control.borrow().stop {
             return Ok(Ended::Stopped);
@@ -103,6 +105,15 @@ pub async fn run(
                 progress.observe_slot(&s);
             }
         }
+        let flushed_before = if idle {
+            Some(
+                feed.flushed()
+                    .await
+                    .map_err(ReverseError::target("reading the WAL end"))?,
+            )
+        } else {
+            None
+        };
         let raw = match feed.peek(PEEK_MESSAGES).await {
             Ok(raw) => raw,
             // The slot was dropped: by `ferry rollback` / `ferry complete` between two phase
@@ -127,9 +138,19 @@ pub async fn run(
         };
         if raw.is_empty() {
             progress.caught_up();
+            // Nothing committed before `flushed` is waiting: confirm up to it, so the slot's
+            // position tells `ferry rollback` (and anyone) that everything is applied.
+            if let Some(to) = flushed_before.filter(|w| *w > confirmed) {
+                if !advance(&mut feed, to).await? {
+                    return Ok(Ended::NotArmed);
+                }
+                confirmed = to;
+            }
+            idle = true;
             tokio::time::sleep(POLL).await;
             continue;
         }
+        idle = false;
         let mut pending: Vec<Transaction> = Vec::new();
         let mut last_end = None;
         for m in &raw {
@@ -151,27 +172,33 @@ pub async fn run(
             progress.applied(rows, group.len() as u64, last.commit_time, last.end_lsn);
         }
         if let Some(end) = last_end {
-            // The slot may be held for a moment by another session (see the peek); what was
-            // applied is already in MySQL's checkpoint, so retrying the advance is safe.
-            let mut advanced = feed.advance(end).await;
-            for _ in 0..50 {
-                match &advanced {
-                    Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE) => {
-                        tokio::time::sleep(POLL / 5).await;
-                        advanced = feed.advance(end).await;
-                    }
-                    _ => break,
-                }
+            if !advance(&mut feed, end).await? {
+                return Ok(Ended::NotArmed);
             }
-            match advanced {
-                Ok(()) => {}
-                // Dropped meanwhile (see the peek): what was applied is in MySQL's checkpoint.
-                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_OBJECT) => {
-                    return Ok(Ended::NotArmed)
-                }
-                Err(e) => return Err(ReverseError::target("advancing the slot")(e)),
-            }
+            confirmed = confirmed.max(end);
         }
+    }
+}
+
+/// Confirms everything before `to` to the slot; `false` when the slot is gone (dropped by
+/// `ferry rollback` / `ferry complete` meanwhile: what was applied is in MySQL's checkpoint).
+/// Another session may hold the slot for a moment; what was applied is already in MySQL's
+/// checkpoint, so retrying is safe.
+async fn advance(feed: &mut impl ChangeFeed, to: Lsn) -> Result<bool, ReverseError> {
+    let mut advanced = feed.advance(to).await;
+    for _ in 0..50 {
+        match &advanced {
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE) => {
+                tokio::time::sleep(POLL / 5).await;
+                advanced = feed.advance(to).await;
+            }
+            _ => break,
+        }
+    }
+    match advanced {
+        Ok(()) => Ok(true),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_OBJECT) => Ok(false),
+        Err(e) => Err(ReverseError::target("advancing the slot")(e)),
     }
 }
 

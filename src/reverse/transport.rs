@@ -10,7 +10,10 @@
 //!
 //! Guarantees: a peek returns whole transactions only (PostgreSQL checks its row limit after
 //! each decoded commit), in commit order, starting after the slot's confirmed position; the
-//! slot moves only through [`ChangeFeed::advance`]; the polling session prints values in fixed
+//! slot moves only through [`ChangeFeed::advance`] — to the end of a transaction committed in
+//! MySQL, or, when a peek found nothing, to the flushed WAL end read before it (so the slot's
+//! confirmed position reaches the WAL end whenever everything is applied, and it does not hold
+//! WAL that other databases write while the stream is idle); the polling session prints values in fixed
 //! forms (UTC, ISO dates, `postgres` intervals, hex bytea, shortest exact floats), whatever the
 //! server's defaults, so the inverse type mapping reads one spelling.
 
@@ -54,6 +57,11 @@ pub trait ChangeFeed: Send {
         &mut self,
         to: Lsn,
     ) -> impl Future<Output = Result<(), tokio_postgres::Error>> + Send;
+
+    /// The server's flushed WAL end (`pg_current_wal_flush_lsn()`): read *before* a peek, a
+    /// peek that then finds nothing proves no committed change before it is waiting, so the
+    /// slot may be confirmed up to it (what a walsender's keepalive feedback does).
+    fn flushed(&mut self) -> impl Future<Output = Result<Lsn, tokio_postgres::Error>> + Send;
 
     /// The slot's position and the WAL end; `None` when the slot does not exist.
     fn state(
@@ -124,6 +132,14 @@ impl ChangeFeed for SqlPolling {
             )
             .await
             .map(|_| ())
+    }
+
+    async fn flushed(&mut self) -> Result<Lsn, tokio_postgres::Error> {
+        let row = self
+            .client
+            .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
+            .await?;
+        Ok(row.get::<_, String>(0).parse().unwrap_or_default())
     }
 
     async fn state(&mut self) -> Result<Option<SlotState>, tokio_postgres::Error> {
