@@ -112,6 +112,13 @@ async fn build(users: u64, orders: u64, dir: &Path) -> (PathBuf, Child) {
         started.elapsed()
     );
     let admin = pg("postgres").await;
+    // A slot of an earlier run would keep the database from being dropped.
+    admin
+        .batch_execute(&format!(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '{DB}'"
+        ))
+        .await
+        .expect("drop old slots");
     admin
         .batch_execute(&format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)"))
         .await
@@ -155,11 +162,14 @@ async fn build(users: u64, orders: u64, dir: &Path) -> (PathBuf, Child) {
     client
         .batch_execute(&format!(
             "GRANT USAGE ON SCHEMA {DB} TO {ROLE}; \
-             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {DB} TO {ROLE}; \
-             VACUUM (ANALYZE)"
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {DB} TO {ROLE}"
         ))
         .await
-        .expect("grants and vacuum");
+        .expect("grants");
+    client
+        .batch_execute("VACUUM (ANALYZE)")
+        .await
+        .expect("vacuum");
     (config, child)
 }
 
@@ -330,7 +340,7 @@ async fn slot_reached(client: &tokio_postgres::Client, target: &str) -> bool {
         .query_one(
             "SELECT COALESCE((SELECT confirmed_flush_lsn >= $1::text::pg_lsn FROM pg_replication_slots \
              WHERE slot_name = $2), false)",
-            &[&target, &format!("ferry_reverse_{STREAM}")],
+            &[&target, &ferry::reverse::names(DB, STREAM).slot],
         )
         .await
         .map(|r| r.get::<_, bool>(0))
