@@ -30,6 +30,8 @@ pub const CHECKPOINT_DATABASE: &str = "ferry";
 const ROWS_PER_STATEMENT: usize = 500;
 /// A statement is sent once its text reaches this size.
 const STATEMENT_BYTES: usize = 4 << 20;
+/// Statements are joined into one multi-statement query up to this size (one round trip).
+const ROUND_TRIP_BYTES: usize = 256 << 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -162,9 +164,29 @@ impl MySqlApplier {
     /// Applies `group` (whole transactions, in commit order) and its checkpoint in one MySQL
     /// transaction; returns the number of row operations.
     ///
+    /// The statements go several to a round trip (a multi-statement query of up to
+    /// [`ROUND_TRIP_BYTES`]); when MySQL refuses one, the transaction is rolled back and the
+    /// group applied again one statement per round trip, so the refusal names its table.
+    ///
     /// # Errors
     /// MySQL errors; a refusal that would recur is [`ApplyError::Refused`].
     pub async fn apply(&mut self, group: &[Transaction]) -> Result<u64, ApplyError> {
+        match self.apply_batched(group, ROUND_TRIP_BYTES).await {
+            Err(ApplyError::Mysql {
+                source: mysql_async::Error::Server(_),
+                ..
+            }) => self.apply_batched(group, 0).await,
+            other => other,
+        }
+    }
+
+    /// [`Self::apply`] sending statements joined up to `round_trip_bytes` (0: one per round
+    /// trip, each failure attributed to its table).
+    async fn apply_batched(
+        &mut self,
+        group: &[Transaction],
+        round_trip_bytes: usize,
+    ) -> Result<u64, ApplyError> {
         let Some(last) = group.last() else {
             return Ok(0);
         };
@@ -176,10 +198,30 @@ impl MySqlApplier {
         let mut rows = 0u64;
         let ops: Vec<&Op> = group.iter().flat_map(|t| t.ops.iter()).collect();
         let mut i = 0;
+        let mut batch = String::new();
+        let mut batch_first = 0;
         while i < ops.len() {
             let (sql, n) = statement(&ops[i..]);
-            if let Err(e) = tx.query_drop(&sql).await {
-                let table = ops[i].table().source.to_string();
+            if batch.is_empty() {
+                batch_first = i;
+            } else {
+                batch.push(';');
+            }
+            batch.push_str(&sql);
+            rows += n as u64;
+            i += n;
+            if i < ops.len() && batch.len() < round_trip_bytes {
+                continue;
+            }
+            if let Err(e) = tx.query_drop(&batch).await {
+                if round_trip_bytes > 0 {
+                    let _ = tx.rollback().await;
+                    return Err(ApplyError::Mysql {
+                        context: "applying rows",
+                        source: e,
+                    });
+                }
+                let table = ops[batch_first].table().source.to_string();
                 return Err(match refusal_fix(&e) {
                     Some(fix) => ApplyError::Refused {
                         table,
@@ -193,8 +235,7 @@ impl MySqlApplier {
                     },
                 });
             }
-            rows += n as u64;
-            i += n;
+            batch.clear();
         }
         tx.query_drop(format!(
             "INSERT INTO `{CHECKPOINT_DATABASE}`.`reverse_checkpoint` (stream, lsn, lsn_text, commit_time) \
