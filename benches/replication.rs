@@ -181,6 +181,12 @@ async fn main() {
     let txn_rate = steady_rate as f64 / 10.0;
     let writers = 2u64;
     let base = id_base().await;
+    // Markers of an earlier invocation (BENCH_REUSE_SOURCE=1) would collide with this one's.
+    my(Some("bench"))
+        .await
+        .query_drop("DELETE FROM marks")
+        .await
+        .expect("old markers");
     let mut tasks = Vec::new();
     for w in 0..writers {
         let commits = commits.clone();

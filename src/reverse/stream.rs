@@ -128,8 +128,9 @@ pub async fn run(
                     Ended::PhaseChanged
                 });
             }
-            // 55006: another session holds the slot for a moment (`ferry rollback` checking
-            // the drain): not a failure, so no backoff — peek again at the next poll.
+            // 55006: another session holds the slot for a moment (someone peeking it by hand,
+            // a previous session of ours not yet gone): not a failure, so no backoff — peek
+            // again at the next poll.
             Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE) => {
                 tokio::time::sleep(POLL).await;
                 continue;
