@@ -32,7 +32,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -140,24 +140,7 @@ async fn build(users: u64, orders: u64, dir: &Path) -> (PathBuf, Child) {
     let mut child = spawn_ferry(&config, &dir.join("reverse-ferry.log"));
     let client = pg(DB).await;
     let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            panic!("ferry exited during the backfill: {status}");
-        }
-        let done = client
-            .query_opt(
-                "SELECT copied AND unique_built FROM ferry.backfill_run WHERE stream = $1",
-                &[&STREAM],
-            )
-            .await
-            .ok()
-            .flatten()
-            .is_some_and(|r| r.get::<_, bool>(0));
-        if done {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_backfilled(&client, STREAM, &mut child).await;
     eprintln!("backfill done in {:.1?}", started.elapsed());
     client
         .batch_execute(&format!(
@@ -171,35 +154,6 @@ async fn build(users: u64, orders: u64, dir: &Path) -> (PathBuf, Child) {
         .await
         .expect("vacuum");
     (config, child)
-}
-
-/// Waits until the daemon reports streaming with the phase `replicating` and no lag.
-async fn wait_streaming(client: &tokio_postgres::Client, child: &mut Child) {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            panic!("ferry exited: {status}");
-        }
-        let ok = client
-            .query_opt(
-                "SELECT 1 FROM ferry.migration WHERE stream = $1 AND phase = 'replicating' \
-                 AND daemon_phase = 'streaming' AND daemon_lag_seconds < 1 \
-                 AND daemon_seen_at > clock_timestamp() - interval '2 seconds'",
-                &[&STREAM],
-            )
-            .await
-            .ok()
-            .flatten()
-            .is_some();
-        if ok {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "ferry never caught up"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// A session of the application role on PostgreSQL.
@@ -371,27 +325,6 @@ async fn http_get(addr: &str, path: &str) -> String {
     out
 }
 
-fn ferry(args: &[&str]) -> (i32, String) {
-    let out = Command::new(ferry_bin())
-        .args(args)
-        .output()
-        .expect("run ferry");
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    (out.status.code().unwrap_or(-1), text)
-}
-
-fn json_of(out: &str) -> serde_json::Value {
-    out.find('{')
-        .and_then(|i| {
-            serde_json::Deserializer::from_str(&out[i..])
-                .into_iter::<serde_json::Value>()
-                .next()?
-                .ok()
-        })
-        .unwrap_or(serde_json::Value::Null)
-}
-
 async fn wal_end(client: &tokio_postgres::Client) -> String {
     client
         .query_one("SELECT pg_current_wal_lsn()::text", &[])
@@ -417,10 +350,10 @@ async fn main() {
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut steps: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for run in 0..runs {
-        wait_streaming(&client, &mut child).await;
-        let (code, out) = ferry(&["verify", "--config", &cfg]);
+        wait_streaming(&client, STREAM, &mut child).await;
+        let (code, out) = ferry_command(&["verify", "--config", &cfg]);
         assert_eq!(code, 0, "the copy must verify clean: {out}");
-        let (code, out) = ferry(&[
+        let (code, out) = ferry_command(&[
             "cutover",
             "--config",
             &cfg,
@@ -461,7 +394,7 @@ async fn main() {
         let load = Load::start(rate, users, orders, run, (run as i64 + 1) * 100_000_000).await;
         tokio::time::sleep(Duration::from_secs(steady)).await;
         // 3. Rollback under the same load.
-        let (code, out) = ferry(&[
+        let (code, out) = ferry_command(&[
             "rollback",
             "--config",
             &cfg,
@@ -553,6 +486,6 @@ async fn main() {
             .join(", "),
         step_medians.join(", ")
     );
-    wait_streaming(&client, &mut child).await;
+    wait_streaming(&client, STREAM, &mut child).await;
     stop(child);
 }

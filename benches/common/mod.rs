@@ -373,3 +373,78 @@ pub async fn insert_rows(c: &mut mysql_async::Conn, users: u64, orders: u64) {
         from = to;
     }
 }
+
+/// Runs a ferry command (the benchmark's binary) to its end: exit code and stdout + stderr.
+pub fn ferry_command(args: &[&str]) -> (i32, String) {
+    let out = Command::new(ferry_bin())
+        .args(args)
+        .output()
+        .expect("run ferry");
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// The first JSON object in a command's output (Null when there is none).
+pub fn json_of(out: &str) -> serde_json::Value {
+    out.find('{')
+        .and_then(|i| {
+            serde_json::Deserializer::from_str(&out[i..])
+                .into_iter::<serde_json::Value>()
+                .next()?
+                .ok()
+        })
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// Waits until `stream`'s backfill copied every table and built its unique constraints.
+pub async fn wait_backfilled(client: &tokio_postgres::Client, stream: &str, child: &mut Child) {
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            panic!("ferry exited during the backfill: {status}");
+        }
+        let done = client
+            .query_opt(
+                "SELECT copied AND unique_built FROM ferry.backfill_run WHERE stream = $1",
+                &[&stream],
+            )
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|r| r.get::<_, bool>(0));
+        if done {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until the daemon of `stream` reports streaming with the phase `replicating` and
+/// less than a second of lag.
+pub async fn wait_streaming(client: &tokio_postgres::Client, stream: &str, child: &mut Child) {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            panic!("ferry exited: {status}");
+        }
+        let ok = client
+            .query_opt(
+                "SELECT 1 FROM ferry.migration WHERE stream = $1 AND phase = 'replicating' \
+                 AND daemon_phase = 'streaming' AND daemon_lag_seconds < 1 \
+                 AND daemon_seen_at > clock_timestamp() - interval '2 seconds'",
+                &[&stream],
+            )
+            .await
+            .ok()
+            .flatten()
+            .is_some();
+        if ok {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "ferry never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
