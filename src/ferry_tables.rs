@@ -183,6 +183,14 @@ const MIGRATIONS: &[Migration] = &[Migration {
             updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
             PRIMARY KEY (stream, source_db, source_table)
         );",
+}, Migration {
+    version: 4,
+    what: "the application roles a rollback froze on PostgreSQL, with their prior state",
+    sql: "
+        -- [{role, could_login, read_only_setting}], written before the roles are frozen, so
+        -- an abort (the command's, or the daemon's when its lease runs out) restores exactly
+        -- what was there.
+        ALTER TABLE {s}.migration ADD COLUMN rollback_roles jsonb;",
 }];
 
 /// The version this binary brings the schema to.

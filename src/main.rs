@@ -85,6 +85,10 @@ enum Cmd {
         /// Check and print the plan; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Undo a rollback under way (its command stopped, or it must not go on): the roles get
+        /// their recorded state back, MySQL is read-only again, PostgreSQL stays primary.
+        #[arg(long, conflicts_with = "dry_run")]
+        abort: bool,
         /// Longest the freeze and the drain may take.
         #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
         timeout: std::time::Duration,
@@ -585,6 +589,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Rollback {
             config,
             dry_run,
+            abort,
             timeout,
             switch_command,
             app_roles,
@@ -600,6 +605,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             logging::init("warn", config.log_format);
             let options = rollback::RollbackOptions {
                 dry_run,
+                abort,
                 timeout,
                 switch_command,
                 app_roles,

@@ -42,7 +42,8 @@ pub struct Snapshot {
     pub stream: String,
     pub version: String,
     pub phase: String,
-    /// The migration phase: replicating, frozen, drained, verified, switching, switched.
+    /// The migration phase: replicating, frozen, drained, verified, switching, switched,
+    /// rollback_frozen, rollback_drained.
     #[serde(default = "replicating")]
     pub migration_phase: String,
     pub paused: bool,

@@ -15,22 +15,6 @@ use common::own_mariadb::OwnMariaDb;
 use common::*;
 use mysql_async::prelude::Queryable;
 
-/// Waits until the stream's phase is `want` (the command or the daemon moved it).
-async fn wait_phase(db: &TestDb, want: &str, timeout: Duration, what: &str) {
-    let started = Instant::now();
-    loop {
-        let now = phase(db).await;
-        if now == want {
-            return;
-        }
-        assert!(
-            started.elapsed() < timeout,
-            "{what}: phase is {now}, waited {timeout:?} for {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Waits until the daemon has reported into the migration row after `since`.
 async fn wait_daemon_report(db: &TestDb, ferry: &mut Ferry) {
     let started = Instant::now();

@@ -676,3 +676,283 @@ async fn rollback_brings_every_postgresql_write_back_and_the_forward_stream_resu
     drop(app);
     db.cleanup_dir();
 }
+
+/// A `ferry rollback --json` running in the background.
+struct RollbackCmd {
+    child: std::process::Child,
+    out: PathBuf,
+}
+
+impl RollbackCmd {
+    fn start(config: &Path, args: &[&str], env: &[(&str, &str)]) -> RollbackCmd {
+        let out = config.with_extension(format!("rollback.{}.out", rand::random::<u32>()));
+        let file = std::fs::File::create(&out).expect("output file");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["rollback", "--config"])
+            .arg(config)
+            .arg("--json")
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(file.try_clone().expect("output"))
+            .stderr(file)
+            .spawn()
+            .expect("spawn ferry rollback");
+        RollbackCmd { child, out }
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RollbackCmd {
+    fn drop(&mut self) {
+        self.kill9();
+        let _ = std::fs::remove_file(&self.out);
+    }
+}
+
+/// Whether `role` may log in, and its own `default_transaction_read_only` setting.
+async fn role_state(admin: &tokio_postgres::Client, role: &str) -> (bool, Option<String>) {
+    let r = admin
+        .query_one(
+            "SELECT r.rolcanlogin, (SELECT c FROM pg_db_role_setting s, unnest(s.setconfig) c \
+               WHERE s.setrole = r.oid AND s.setdatabase = 0 AND c LIKE 'default_transaction_read_only=%') \
+             FROM pg_roles r WHERE r.rolname = $1",
+            &[&role],
+        )
+        .await
+        .expect("role");
+    (r.get(0), r.get(1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_interrupted_rollback_is_undone_or_finished_and_loses_no_write() {
+    let Setup {
+        _server,
+        db,
+        config,
+        mut ferry,
+    } = setup("revkill", &[]).await;
+    let role = format!("app_{}", db.name);
+    let admin = db.pg().await;
+    // The role's own setting must come back exactly, not merely be reset.
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE \"{role}\" LOGIN; ALTER ROLE \"{role}\" SET default_transaction_read_only = off; \
+             GRANT USAGE ON SCHEMA \"{d}\" TO \"{role}\"; \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA \"{d}\" TO \"{role}\"",
+            d = db.name
+        ))
+        .await
+        .expect("application role");
+    let before = role_state(&admin, &role).await;
+    assert_eq!(
+        before,
+        (true, Some("default_transaction_read_only=off".to_string()))
+    );
+    let (code, report, out) = cutover(&config, &[]).await;
+    assert_eq!(code, 0, "{out}\n{}", ferry.log());
+    assert_eq!(report["outcome"], "switched", "{out}");
+    let app_write = |db: &TestDb, role: &str, batch: i32| {
+        let (db_name, role) = (db.name.clone(), role.to_string());
+        async move {
+            let (client, conn) = tokio_postgres::Config::new()
+                .host("127.0.0.1")
+                .port(pg_port())
+                .user(&role)
+                .dbname(&db_name)
+                .options(format!("-c search_path={db_name}"))
+                .connect(tokio_postgres::NoTls)
+                .await
+                .expect("the application connects: PostgreSQL is primary and writable");
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            let base = 2_000_000 + batch * 1000;
+            client
+                .batch_execute(&format!(
+                    "INSERT INTO items SELECT g, {batch}, 'pg batch {batch}' FROM generate_series({base}, {base} + 49) g; \
+                     UPDATE items SET n = n + 1 WHERE id = {}",
+                    batch + 1
+                ))
+                .await
+                .expect("the application writes on PostgreSQL");
+        }
+    };
+    let role_args = ["--app-role", role.as_str(), "--timeout", "60s"];
+
+    // 1. The command SIGKILLed in `rollback_frozen` (the roles frozen): the daemon undoes the
+    //    freeze once its lease runs out — the role gets its exact prior state back and
+    //    PostgreSQL stays primary.
+    app_write(&db, &role, 1).await;
+    let mut cmd = RollbackCmd::start(
+        &config,
+        &role_args,
+        &[("FERRY_FAULT_PAUSE", "rollback_frozen:60")],
+    );
+    wait_phase(
+        &db,
+        "rollback_frozen",
+        Duration::from_secs(60),
+        "rollback 1",
+    )
+    .await;
+    let started = Instant::now();
+    while role_state(&admin, &role).await.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the role was never frozen"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(pg_as(&db, &role).await.is_err(), "the role is frozen");
+    cmd.kill9();
+    wait_phase(
+        &db,
+        "switched",
+        Duration::from_secs(30),
+        "the daemon undoes rollback 1",
+    )
+    .await;
+    assert_eq!(
+        role_state(&admin, &role).await,
+        before,
+        "the role's prior state is back"
+    );
+    assert!(
+        read_only(&db).await,
+        "MySQL stays read-only while PostgreSQL is primary"
+    );
+    app_write(&db, &role, 2).await;
+
+    // 2. SIGKILLed in `rollback_drained` (MySQL about to be writable): nothing is undone by
+    //    itself; `ferry rollback --abort` makes MySQL read-only again and unfreezes the role.
+    let mut cmd = RollbackCmd::start(
+        &config,
+        &role_args,
+        &[("FERRY_FAULT_PAUSE", "rollback_drained:60")],
+    );
+    wait_phase(
+        &db,
+        "rollback_drained",
+        Duration::from_secs(60),
+        "rollback 2",
+    )
+    .await;
+    cmd.kill9();
+    // Past the lease (10 s) and a few daemon ticks: still drained, not undone.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(phase(&db).await, "rollback_drained");
+    let cfg = config.to_str().expect("utf-8").to_string();
+    let (code, r, out) = run_ferry(vec![
+        "rollback".into(),
+        "--config".into(),
+        cfg.clone(),
+        "--json".into(),
+        "--abort".into(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(r["outcome"], "aborted", "{out}");
+    assert_eq!(phase(&db).await, "switched");
+    assert!(read_only(&db).await, "the abort left MySQL read-only");
+    assert_eq!(role_state(&admin, &role).await, before);
+    app_write(&db, &role, 3).await;
+
+    // 3. SIGKILLed in `rollback_drained` again; `ferry rollback` run again (once the lease is
+    //    gone) finishes: MySQL writable, phase replicating.
+    let mut cmd = RollbackCmd::start(
+        &config,
+        &role_args,
+        &[("FERRY_FAULT_PAUSE", "rollback_drained:60")],
+    );
+    wait_phase(
+        &db,
+        "rollback_drained",
+        Duration::from_secs(60),
+        "rollback 3",
+    )
+    .await;
+    cmd.kill9();
+    let mut args: Vec<String> = vec![
+        "rollback".into(),
+        "--config".into(),
+        cfg.clone(),
+        "--json".into(),
+    ];
+    args.extend(role_args.iter().map(|s| s.to_string()));
+    let (code, r, out) = run_ferry(args.clone()).await;
+    assert_eq!(
+        code, 1,
+        "refused while the killed command's lease runs: {out}"
+    );
+    assert_eq!(r["outcome"], "refused", "{out}");
+    let started = Instant::now();
+    let out = loop {
+        let (code, r, out) = run_ferry(args.clone()).await;
+        if r["outcome"] == "rolled_back" {
+            assert_eq!(code, 0, "{out}");
+            break out;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{out}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(out.contains("interrupted rollback finished"), "{out}");
+    assert_eq!(phase(&db).await, "replicating");
+    assert!(
+        !read_only(&db).await,
+        "MySQL writable after the finished rollback"
+    );
+
+    // Every write the application made on PostgreSQL, in all three attempts, is in MySQL;
+    // the forward stream resumes and both sides are equal.
+    let mut my = db.my().await;
+    let on_mysql = mysql_rows(
+        &mut my,
+        "SELECT CAST(id AS CHAR), CAST(n AS CHAR), note FROM items ORDER BY id",
+    )
+    .await;
+    let on_pg = pg_rows(
+        &admin,
+        "SELECT id::text, n::text, note FROM items ORDER BY id",
+    )
+    .await;
+    assert_eq!(on_mysql.len(), 100 + 3 * 50);
+    assert!(
+        on_mysql == on_pg,
+        "first difference: {:?}",
+        common::workload::first_diff(&on_mysql, &on_pg)
+    );
+    my.query_drop("INSERT INTO items VALUES (6000, 6, 'mysql again')")
+        .await
+        .expect("MySQL takes writes");
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
+        .await;
+    let (code, out) = verify(&config).await;
+    assert_eq!(code, 0, "equal after the rollback:\n{out}\n{}", ferry.log());
+    let events: Vec<String> = admin
+        .query(
+            "SELECT event FROM ferry.migration_log WHERE stream = 'main' ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("log")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        events.iter().any(|e| e.starts_with("undone by the daemon")),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("aborted by `ferry rollback --abort`")),
+        "{events:?}"
+    );
+    assert!(ferry.try_exit().is_none(), "{}", ferry.log());
+    db.cleanup_dir();
+}

@@ -181,7 +181,7 @@ impl Supervisor {
                         return Ok(());
                     }
                     drop(client);
-                    if phase == migration::MigrationPhase::Switched {
+                    if phase.runs_reverse_stream() {
                         if let Some(e) = self
                             .reverse(&config, &mut backoff, &mut told_not_armed)
                             .await

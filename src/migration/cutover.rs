@@ -30,8 +30,6 @@
 //! gives each step's duration and the write-unavailable window (freeze → switched).
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
@@ -41,6 +39,7 @@ use tokio_postgres::Client;
 
 use super::final_check::{self, FinalCheck};
 use super::freeze::{self, ReadOnly};
+use super::lease::{fault_pause, Lease, LEASE_SECONDS};
 use super::state::{self, Change, Migration};
 use super::MigrationPhase;
 use crate::config::Config;
@@ -51,8 +50,6 @@ use crate::sink::connect as pg;
 use crate::source::connect::{self as my, Flavor};
 use crate::verify::passes;
 
-/// The cutover command's lease: renewed every second, this long each time.
-const LEASE_SECONDS: f64 = 10.0;
 /// The daemon must have reported within this long to count as running.
 const DAEMON_FRESH_SECONDS: f64 = 5.0;
 
@@ -235,6 +232,13 @@ pub async fn run(config: &Config, opts: &CutoverOptions) -> Result<Report, Cutov
                 "the stream is already switched: PostgreSQL is primary (ferry rollback returns to MySQL)",
             ))
         }
+        p if p.is_rolling_back() => {
+            return Ok(run.report(
+                Outcome::Refused,
+                Vec::new(),
+                &format!("a rollback is under way (phase {p}): finish it with `ferry rollback` or undo it with `ferry rollback --abort`"),
+            ))
+        }
         MigrationPhase::Switching if m.lease_expired => {
             return run.resume_switch(&mut client, &mut conn, &m).await;
         }
@@ -281,22 +285,6 @@ pub async fn run(config: &Config, opts: &CutoverOptions) -> Result<Report, Cutov
     run.execute(&mut client, &mut conn, checks, changed).await
 }
 
-/// Fault injection for the crash tests: `FERRY_FAULT_PAUSE=<phase>:<seconds>` makes the
-/// command wait that long once it has reached `phase` (its lease is still renewed), so a test
-/// can kill the daemon in a phase that otherwise lasts milliseconds. Unset, it does nothing.
-async fn fault_pause(phase: MigrationPhase) {
-    let Ok(v) = std::env::var("FERRY_FAULT_PAUSE") else {
-        return;
-    };
-    let Some((p, seconds)) = v.split_once(':') else {
-        return;
-    };
-    if let (true, Ok(s)) = (p == phase.label(), seconds.parse::<f64>()) {
-        tracing::warn!(%phase, seconds = s, "FERRY_FAULT_PAUSE: holding the cutover");
-        tokio::time::sleep(Duration::from_secs_f64(s)).await;
-    }
-}
-
 /// Asks on the terminal; without one, `--yes` is required.
 fn confirm(config: &Config) -> bool {
     if !std::io::stdin().is_terminal() {
@@ -319,50 +307,6 @@ struct Run<'a> {
     steps: Vec<Step>,
     frozen_at: Option<Instant>,
     attempt: i64,
-}
-
-/// Renews the lease in the background; `lost` is set when the attempt is no longer current.
-struct Lease {
-    task: tokio::task::JoinHandle<()>,
-    lost: Arc<AtomicBool>,
-}
-
-impl Lease {
-    async fn start(config: &Config, attempt: i64) -> Result<Lease, CutoverError> {
-        let client = pg::connect(&config.target)
-            .await
-            .map_err(target("connecting for the lease"))?;
-        let lost = Arc::new(AtomicBool::new(false));
-        let flag = lost.clone();
-        let schema = config.target.ferry_schema.clone();
-        let stream = config.stream.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                match state::renew_lease(&client, &schema, &stream, attempt, LEASE_SECONDS).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        flag.store(true, Ordering::Relaxed);
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %pg::describe(&e), "cannot renew the cutover lease")
-                    }
-                }
-            }
-        });
-        Ok(Lease { task, lost })
-    }
-
-    fn lost(&self) -> bool {
-        self.lost.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 impl Run<'_> {
@@ -676,7 +620,9 @@ impl Run<'_> {
             ));
         };
         self.attempt = m.attempt;
-        let lease = Lease::start(config, m.attempt).await?;
+        let lease = Lease::start(config, m.attempt)
+            .await
+            .map_err(target("connecting for the lease"))?;
         self.frozen_at = Some(Instant::now());
         if let Err(e) = freeze::freeze(conn, self.flavor).await {
             return self
@@ -1161,7 +1107,9 @@ impl Run<'_> {
                 "the interrupted cutover holds no lease to take over",
             ));
         }
-        let lease = Lease::start(self.config, m.attempt).await?;
+        let lease = Lease::start(self.config, m.attempt)
+            .await
+            .map_err(target("connecting for the lease"))?;
         let t = Instant::now();
         if let Err(why) = self
             .switch_command(&position, m.final_gtid.as_deref())
@@ -1214,6 +1162,7 @@ impl Run<'_> {
         match m.phase {
             MigrationPhase::Replicating => Ok(self.report(Outcome::Aborted, Vec::new(), "no cutover in progress; the stream is replicating")),
             MigrationPhase::Switched => Ok(self.report(Outcome::Refused, Vec::new(), "the stream is switched: PostgreSQL is primary; `ferry rollback` returns to MySQL without losing writes")),
+            p if p.is_rolling_back() => Ok(self.report(Outcome::Refused, Vec::new(), &format!("a rollback is under way (phase {p}), not a cutover: `ferry rollback --abort` undoes it"))),
             _ => {
                 self.attempt = m.attempt;
                 self.abort(client, conn, m, "aborted by `ferry cutover --abort`").await?;

@@ -3,7 +3,9 @@
 //! Guarantees: the phase names are stable (they are stored in PostgreSQL and exported as the
 //! `phase` label of `ferry_migration_phase`); [`MigrationPhase::is_frozen`] is true exactly in
 //! the phases where the source has been made read-only by a cutover that has not yet passed
-//! its point of no return, i.e. where an abort must make it writable again.
+//! its point of no return, i.e. where an abort must make it writable again;
+//! [`MigrationPhase::is_rolling_back`] is true exactly while `ferry rollback` holds PostgreSQL's
+//! application roles frozen.
 
 use std::fmt;
 use std::str::FromStr;
@@ -23,16 +25,26 @@ pub enum MigrationPhase {
     Switching,
     /// PostgreSQL is primary; the forward stream reads nothing more.
     Switched,
+    /// `ferry rollback` froze the application's PostgreSQL roles (their prior state recorded)
+    /// and is draining the reverse stream; an abort unfreezes them and returns to `switched`.
+    RollbackFrozen,
+    /// The reverse stream is drained, the row counts matched, the sequences and the forward
+    /// stream's resume point are set: MySQL is being made writable. Running `ferry rollback`
+    /// again finishes; `ferry rollback --abort` makes MySQL read-only again and returns to
+    /// `switched`.
+    RollbackDrained,
 }
 
 impl MigrationPhase {
-    pub const ALL: [MigrationPhase; 6] = [
+    pub const ALL: [MigrationPhase; 8] = [
         MigrationPhase::Replicating,
         MigrationPhase::Frozen,
         MigrationPhase::Drained,
         MigrationPhase::Verified,
         MigrationPhase::Switching,
         MigrationPhase::Switched,
+        MigrationPhase::RollbackFrozen,
+        MigrationPhase::RollbackDrained,
     ];
 
     pub fn label(self) -> &'static str {
@@ -43,6 +55,8 @@ impl MigrationPhase {
             MigrationPhase::Verified => "verified",
             MigrationPhase::Switching => "switching",
             MigrationPhase::Switched => "switched",
+            MigrationPhase::RollbackFrozen => "rollback_frozen",
+            MigrationPhase::RollbackDrained => "rollback_drained",
         }
     }
 
@@ -56,7 +70,31 @@ impl MigrationPhase {
 
     /// The forward stream must read nothing (PostgreSQL may be taking writes).
     pub fn holds_forward_stream(self) -> bool {
-        matches!(self, MigrationPhase::Switching | MigrationPhase::Switched)
+        matches!(
+            self,
+            MigrationPhase::Switching
+                | MigrationPhase::Switched
+                | MigrationPhase::RollbackFrozen
+                | MigrationPhase::RollbackDrained
+        )
+    }
+
+    /// The reverse stream runs: PostgreSQL is primary, or a rollback is draining it.
+    pub fn runs_reverse_stream(self) -> bool {
+        matches!(
+            self,
+            MigrationPhase::Switched
+                | MigrationPhase::RollbackFrozen
+                | MigrationPhase::RollbackDrained
+        )
+    }
+
+    /// A `ferry rollback` is under way (its lease, its recorded roles).
+    pub fn is_rolling_back(self) -> bool {
+        matches!(
+            self,
+            MigrationPhase::RollbackFrozen | MigrationPhase::RollbackDrained
+        )
     }
 }
 
@@ -101,5 +139,12 @@ mod tests {
         );
         assert!(MigrationPhase::Switching.holds_forward_stream());
         assert!(!MigrationPhase::Verified.holds_forward_stream());
+        for p in MigrationPhase::ALL {
+            // The reverse stream and the forward stream never both run.
+            assert!(!p.runs_reverse_stream() || p.holds_forward_stream(), "{p}");
+            assert!(!(p.is_rolling_back() && p.is_frozen()), "{p}");
+        }
+        assert!(MigrationPhase::RollbackDrained.runs_reverse_stream());
+        assert!(!MigrationPhase::Switching.runs_reverse_stream());
     }
 }

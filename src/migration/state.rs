@@ -32,6 +32,8 @@ pub struct Migration {
     pub daemon_phase: Option<String>,
     pub daemon_lag_seconds: Option<f64>,
     pub daemon_pid: Option<i32>,
+    /// The roles `ferry rollback` froze, as they were before (see [`crate::reverse::roles`]).
+    pub rollback_roles: Option<serde_json::Value>,
 }
 
 /// The daemon's health as it reports it.
@@ -71,7 +73,7 @@ const COLUMNS: &str = "phase, attempt, (lease_until IS NULL OR lease_until < clo
      COALESCE(extract(epoch FROM lease_until - clock_timestamp()), 0)::float8, \
      prior_read_only, prior_super_read_only, final_file, final_offset, final_gtid, report::text, \
      extract(epoch FROM clock_timestamp() - daemon_seen_at)::float8, daemon_phase, \
-     daemon_lag_seconds, daemon_pid";
+     daemon_lag_seconds, daemon_pid, rollback_roles::text";
 
 fn from_row(r: &tokio_postgres::Row) -> Migration {
     let phase: String = r.get(0);
@@ -97,6 +99,9 @@ fn from_row(r: &tokio_postgres::Row) -> Migration {
         daemon_phase: r.get(11),
         daemon_lag_seconds: r.get(12),
         daemon_pid: r.get(13),
+        rollback_roles: r
+            .get::<_, Option<String>>(14)
+            .and_then(|t| serde_json::from_str(&t).ok()),
     }
 }
 
@@ -183,6 +188,8 @@ pub struct Change {
     pub prior_read_only: Option<(bool, Option<bool>)>,
     pub final_position: Option<(BinlogPosition, Option<String>)>,
     pub report: Option<serde_json::Value>,
+    /// The roles a rollback is about to freeze, with their prior state.
+    pub rollback_roles: Option<serde_json::Value>,
 }
 
 /// Moves the stream from `from` to `to` if it is in `from` (and, when given, in cutover
@@ -209,6 +216,7 @@ pub async fn transition(
         None => (None, None),
     };
     let report = change.report.as_ref().map(|r| r.to_string());
+    let roles = change.rollback_roles.as_ref().map(|r| r.to_string());
     let (final_file, final_offset, final_gtid) = match &change.final_position {
         Some((p, g)) => (Some(p.file.clone()), Some(p.offset as i64), g.clone()),
         None => (None, None, None),
@@ -228,6 +236,7 @@ pub async fn transition(
                    final_offset = CASE WHEN $10::text IS NOT NULL THEN $11 WHEN $5 THEN NULL ELSE final_offset END, \
                    final_gtid = CASE WHEN $10::text IS NOT NULL THEN $12 WHEN $5 THEN NULL ELSE final_gtid END, \
                    report = COALESCE($13::text::jsonb, CASE WHEN $5 THEN NULL ELSE report END), \
+                   rollback_roles = COALESCE($14::text::jsonb, rollback_roles), \
                    updated_at = clock_timestamp() \
                  WHERE stream = $1 AND phase = $3 AND ($4::bigint IS NULL OR attempt = $4) \
                  RETURNING {COLUMNS}"
@@ -246,6 +255,7 @@ pub async fn transition(
                 &final_offset,
                 &final_gtid,
                 &report,
+                &roles,
             ],
         )
         .await?;

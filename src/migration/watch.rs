@@ -14,7 +14,11 @@
 //!   is committed in PostgreSQL;
 //! - undoes a cutover whose command stopped renewing its lease before the point of no return
 //!   (killed, or its host lost): the source's prior `read_only` settings are restored and the
-//!   phase returns to `replicating`, so MySQL is never left read-only by a vanished command.
+//!   phase returns to `replicating`, so MySQL is never left read-only by a vanished command;
+//! - likewise undoes a rollback whose command vanished in `rollback_frozen`: the application's
+//!   PostgreSQL roles get their recorded state back and the phase returns to `switched`, so
+//!   PostgreSQL is never left frozen by a vanished command (in `rollback_drained` it waits:
+//!   `ferry rollback` finishes, `ferry rollback --abort` returns).
 //!
 //! Guarantees: it only changes the phase through conditional transitions naming the attempt
 //! ([`super::state::transition`]), so it never races the command; a failure to reach either
@@ -91,7 +95,9 @@ pub(crate) async fn run(config: Config, shared: Shared) {
         if report_due {
             last_report = Some(std::time::Instant::now());
         }
-        busy = m.phase.is_frozen() || m.phase == MigrationPhase::Switching;
+        busy = m.phase.is_frozen()
+            || m.phase == MigrationPhase::Switching
+            || m.phase.is_rolling_back();
         shared.board.set_migration_phase(m.phase);
         let hold = m.phase.holds_forward_stream();
         shared.control.send_if_modified(|ctl| {
@@ -115,6 +121,17 @@ async fn step(
     let schema = &config.target.ferry_schema;
     if m.phase.is_frozen() && m.lease_expired {
         abandon(config, client, m).await?;
+        return Ok(());
+    }
+    if m.phase == MigrationPhase::RollbackFrozen && m.lease_expired {
+        crate::reverse::rollback::undo(
+            config,
+            client,
+            m,
+            "undone by the daemon: the rollback command stopped renewing its lease; the application roles have their prior state back",
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         return Ok(());
     }
     if m.phase == MigrationPhase::Frozen {

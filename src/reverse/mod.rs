@@ -14,7 +14,8 @@
 //! - [`inverse`]: the inverse type mapping, PostgreSQL text → MySQL value (pure).
 //! - [`apply`]: the MySQL transaction with the LSN checkpoint.
 //! - [`progress`]: rows applied, lag, the slot's retained WAL.
-//! - [`rollback`]: `ferry rollback` (back to MySQL, nothing lost) and `ferry complete`.
+//! - [`rollback`]: `ferry rollback` (back to MySQL, nothing lost, resumable) and `ferry complete`.
+//! - [`roles`]: the application's PostgreSQL roles frozen by a rollback, and put back by its abort.
 //! - [`lsn`]: WAL positions.
 //!
 //! Guarantees: the slot starts at the switch point (see [`arm`]); names are deterministic per
@@ -27,6 +28,7 @@ pub mod inverse;
 pub mod lsn;
 pub mod pgoutput;
 pub mod progress;
+pub mod roles;
 pub mod rollback;
 pub mod stream;
 pub mod transport;

@@ -1,8 +1,11 @@
 //! `ferry rollback` and `ferry complete`: the end of the rollback window, either way.
 //!
-//! Rollback (phase `switched` → `replicating`), in order:
-//! 1. **Freeze PostgreSQL** for the application roles (`--app-role`, repeatable): each gets
-//!    `NOLOGIN` and `default_transaction_read_only = on`, and its sessions are ended.
+//! Rollback (phase `switched` → `rollback_frozen` → `rollback_drained` → `replicating`), in
+//! order:
+//! 1. **Freeze PostgreSQL** for the application roles (`--app-role`, repeatable): their prior
+//!    state is recorded in the migration row with the phase `rollback_frozen` and a lease the
+//!    command renews every second; then each role gets `NOLOGIN` and
+//!    `default_transaction_read_only = on`, and its sessions are ended.
 //! 2. **Drain**: the WAL position after the freeze is read; the daemon's reverse stream applies
 //!    everything before it (nothing is left to decode from the slot up to it).
 //! 3. **Verify**: the row counts of every migrated table match on both sides (`ferry verify`
@@ -11,16 +14,22 @@
 //!    column (a sequence may have moved past the last row).
 //! 5. **Resume point**: MySQL's binlog position now — after every reverse write — becomes the
 //!    forward stream's checkpoint in PostgreSQL, so the forward stream never re-reads what the
-//!    reverse stream wrote (no loop) and the migration can be cut over again later.
+//!    reverse stream wrote (no loop) and the migration can be cut over again later. The phase
+//!    becomes `rollback_drained`.
 //! 6. **MySQL writable**: the `read_only` settings recorded before the cutover are restored;
 //!    the phase returns to `replicating` (the daemon stops the reverse stream and resumes the
 //!    forward one from step 5's position); then `--switch-command` runs.
 //! 7. The slot and publication are dropped (a new cutover arms new ones).
 //!
-//! Guarantees: nothing is changed before the preconditions pass (`--dry-run` stops there); a
-//! failure before step 6 leaves PostgreSQL primary (the roles stay frozen: the report says how
-//! to unfreeze them) and MySQL read-only. Complete (`ferry complete`, phase `switched`): drops
-//! the slot and the publication and records the end in `migration_log`.
+//! Guarantees: nothing is changed before the preconditions pass (`--dry-run` stops there). A
+//! failure in `rollback_frozen` undoes the freeze (the roles get back exactly their recorded
+//! state, the phase returns to `switched`: PostgreSQL stays primary and writable); a command
+//! that dies there stops renewing its lease and the daemon undoes it the same way within
+//! [`LEASE_SECONDS`]; running `ferry rollback` again after that starts over. In
+//! `rollback_drained` nothing is undone by itself: running `ferry rollback` again finishes
+//! (steps 6–7), `ferry rollback --abort` makes MySQL read-only again and unfreezes the roles.
+//! Complete (`ferry complete`, phase `switched`): drops the slot and the publication and
+//! records the end in `migration_log`.
 
 use std::time::{Duration, Instant};
 
@@ -29,10 +38,12 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use super::lsn::Lsn;
+use super::roles;
 use super::{arm, names, ReverseError};
 use crate::checkpoint::{self, Checkpoint};
 use crate::config::Config;
-use crate::migration::state::{self, Change};
+use crate::migration::lease::{fault_pause, Lease, LEASE_SECONDS};
+use crate::migration::state::{self, Change, Migration};
 use crate::migration::{freeze, MigrationPhase};
 use crate::select::quote_ident;
 use crate::sink::connect as pg;
@@ -43,6 +54,8 @@ use crate::source::connect::{self as my};
 #[derive(Debug, Clone)]
 pub struct RollbackOptions {
     pub dry_run: bool,
+    /// Undo a rollback under way instead (`--abort`).
+    pub abort: bool,
     /// From the freeze to drained.
     pub timeout: Duration,
     pub switch_command: Option<String>,
@@ -62,10 +75,11 @@ pub struct Step {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub stream: String,
-    /// `planned`, `refused`, `failed`, `rolled_back`, `completed`.
+    /// `planned`, `refused`, `failed`, `aborted`, `rolled_back`, `completed`.
     pub outcome: &'static str,
     pub steps: Vec<Step>,
-    /// PostgreSQL frozen → MySQL writable: how long the application could not write.
+    /// PostgreSQL frozen → MySQL writable (or → unfrozen again after a failure): how long the
+    /// application could not write. `None` when the freeze was not this command's.
     pub write_unavailable_seconds: Option<f64>,
     pub drained_to: Option<String>,
     pub resume_position: Option<String>,
@@ -75,7 +89,7 @@ pub struct Report {
 impl Report {
     pub fn exit_code(&self) -> u8 {
         match self.outcome {
-            "rolled_back" | "completed" | "planned" => 0,
+            "rolled_back" | "completed" | "planned" | "aborted" => 0,
             _ => 1,
         }
     }
@@ -104,25 +118,66 @@ fn step(steps: &mut Vec<Step>, name: &'static str, t: Instant, detail: impl Into
 /// Runs `ferry rollback` (see the module doc).
 ///
 /// # Errors
-/// Errors reaching the databases.
+/// Errors reaching the databases outside a step that undoes itself (in `rollback_frozen` the
+/// daemon undoes the freeze once the command's lease runs out).
 pub async fn rollback(config: &Config, opts: &RollbackOptions) -> Result<Report, ReverseError> {
     let schema = &config.target.ferry_schema;
     let mut client = pg::connect(&config.target)
         .await
         .map_err(ReverseError::target("connecting"))?;
-    let m = state::load(&client, schema, &config.stream)
+    let mut m = state::load(&client, schema, &config.stream)
         .await
         .map_err(ReverseError::target("reading the migration phase"))?;
-    if m.phase != MigrationPhase::Switched {
-        return Ok(report(
-            config,
-            "refused",
-            Vec::new(),
-            format!(
-                "the stream is {}: a rollback returns a switched stream to MySQL",
-                m.phase
-            ),
-        ));
+    if opts.abort {
+        return abort_command(config, &mut client, &m).await;
+    }
+    match m.phase {
+        MigrationPhase::Switched => {}
+        p if p.is_rolling_back() && !m.lease_expired => {
+            return Ok(report(
+                config,
+                "refused",
+                Vec::new(),
+                format!(
+                    "a rollback is running (phase {p}; its command holds the lease for {:.0} s more): wait for it, or undo it with `ferry rollback --abort`",
+                    m.lease_seconds_left
+                ),
+            ));
+        }
+        MigrationPhase::RollbackDrained => {
+            return finish_interrupted(config, opts, &mut client, &m).await;
+        }
+        MigrationPhase::RollbackFrozen => {
+            undo(
+                config,
+                &mut client,
+                &m,
+                "an earlier rollback's command stopped; its freeze undone before starting again",
+            )
+            .await?;
+            m = state::load(&client, schema, &config.stream)
+                .await
+                .map_err(ReverseError::target("reading the migration phase"))?;
+            if m.phase != MigrationPhase::Switched {
+                return Ok(report(
+                    config,
+                    "refused",
+                    Vec::new(),
+                    format!(
+                        "the stream is {} after undoing the earlier rollback: nothing was changed",
+                        m.phase
+                    ),
+                ));
+            }
+        }
+        p => {
+            return Ok(report(
+                config,
+                "refused",
+                Vec::new(),
+                format!("the stream is {p}: a rollback returns a switched stream to MySQL"),
+            ));
+        }
     }
     let n = names(&config.target.database, &config.stream);
     let mut problems = Vec::new();
@@ -166,49 +221,79 @@ pub async fn rollback(config: &Config, opts: &RollbackOptions) -> Result<Report,
             "planned",
             Vec::new(),
             format!(
-                "dry run, nothing changed. Plan: freeze roles {} on PostgreSQL (NOLOGIN, read-only, sessions ended); drain the reverse stream; compare row counts; set AUTO_INCREMENT past PostgreSQL's sequences; record MySQL's position as the forward checkpoint; restore MySQL's read_only settings; phase replicating; run the switch command; drop slot {} and publication {}",
+                "dry run, nothing changed. Plan: record the state of roles {} and freeze them on PostgreSQL (NOLOGIN, read-only, sessions ended); drain the reverse stream; compare row counts; set AUTO_INCREMENT past PostgreSQL's sequences; record MySQL's position as the forward checkpoint; restore MySQL's read_only settings; phase replicating; run the switch command; drop slot {} and publication {}",
                 opts.app_roles.join(", "),
                 n.slot,
                 n.publication
             ),
         ));
     }
+
     let mut steps = Vec::new();
-    let frozen_at = Instant::now();
     let t = Instant::now();
-    for role in &opts.app_roles {
-        let r = quote_ident(role);
-        client
-            .batch_execute(&format!(
-                "ALTER ROLE {r} NOLOGIN; ALTER ROLE {r} SET default_transaction_read_only = on"
-            ))
-            .await
-            .map_err(ReverseError::target("freezing an application role"))?;
+    // Recorded before the freeze: whoever undoes it restores exactly this.
+    let prior = roles::record(&client, &opts.app_roles)
+        .await
+        .map_err(ReverseError::target("reading the application roles"))?;
+    let recorded = serde_json::to_value(&prior).unwrap_or_default();
+    let moved = state::transition(
+        &mut client,
+        schema,
+        &config.stream,
+        MigrationPhase::Switched,
+        Some(m.attempt),
+        MigrationPhase::RollbackFrozen,
+        &Change {
+            lease_seconds: Some(LEASE_SECONDS),
+            rollback_roles: Some(recorded.clone()),
+            report: None,
+            ..Change::default()
+        },
+        "rollback: freezing the application roles on PostgreSQL (their prior state recorded)",
+    )
+    .await
+    .map_err(ReverseError::target("recording the rollback's start"))?;
+    let Some(m) = moved else {
+        return Ok(report(
+            config,
+            "refused",
+            Vec::new(),
+            "the phase changed meanwhile (another command?): nothing was changed".to_string(),
+        ));
+    };
+    let lease = Lease::start(config, m.attempt)
+        .await
+        .map_err(ReverseError::target("connecting for the lease"))?;
+    let frozen_at = Instant::now();
+    let deadline = frozen_at + opts.timeout;
+    let mut run = Undoable {
+        config,
+        m: &m,
+        frozen_at,
+    };
+    if let Err(e) = roles::freeze(&client, &opts.app_roles).await {
+        let why = format!("freezing the roles failed: {}", pg::describe(&e));
+        return run.fail(&mut client, steps, &why).await;
     }
-    let mut ended = 0u64;
-    loop {
-        let rows = client
-            .query(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ANY($1) AND pid <> pg_backend_pid()",
-                &[&opts.app_roles],
-            )
-            .await
-            .map_err(ReverseError::target("ending the application's sessions"))?;
-        if rows.is_empty() {
-            break;
+    let ended = match roles::end_sessions(&client, &opts.app_roles, deadline).await {
+        Ok(Some(n)) => n,
+        Ok(None) => {
+            return run
+                .fail(
+                    &mut client,
+                    steps,
+                    "the application's sessions did not end within --timeout",
+                )
+                .await
         }
-        ended += rows.len() as u64;
-        if frozen_at.elapsed() > opts.timeout {
-            return Ok(failed(
-                config,
-                steps,
-                frozen_at,
-                opts,
-                "the application's sessions did not end within --timeout",
-            ));
+        Err(e) => {
+            let why = format!(
+                "ending the application's sessions failed: {}",
+                pg::describe(&e)
+            );
+            return run.fail(&mut client, steps, &why).await;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    };
     step(
         &mut steps,
         "freeze",
@@ -218,6 +303,7 @@ pub async fn rollback(config: &Config, opts: &RollbackOptions) -> Result<Report,
             opts.app_roles.join(", ")
         ),
     );
+    fault_pause(MigrationPhase::RollbackFrozen).await;
 
     let t = Instant::now();
     let drained_to: Lsn = client
@@ -239,8 +325,12 @@ pub async fn rollback(config: &Config, opts: &RollbackOptions) -> Result<Report,
         if confirmed.is_some_and(|c| c >= drained_to) {
             break;
         }
-        if frozen_at.elapsed() > opts.timeout {
-            return Ok(failed(config, steps, frozen_at, opts, &format!("the reverse stream did not drain to {drained_to} within --timeout (is ferry running? ferry status)")));
+        if lease.lost() {
+            return Ok(run.lost(steps));
+        }
+        if Instant::now() > deadline {
+            let why = format!("the reverse stream did not drain to {drained_to} within --timeout (is ferry running? ferry status)");
+            return run.fail(&mut client, steps, &why).await;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -285,13 +375,8 @@ pub async fn rollback(config: &Config, opts: &RollbackOptions) -> Result<Report,
         }
     }
     if !differ.is_empty() {
-        return Ok(failed(
-            config,
-            steps,
-            frozen_at,
-            opts,
-            &format!("row counts differ after the drain: {}", differ.join("; ")),
-        ));
+        let why = format!("row counts differ after the drain: {}", differ.join("; "));
+        return run.fail(&mut client, steps, &why).await;
     }
     step(
         &mut steps,
@@ -352,6 +437,10 @@ pub async fn rollback(config: &Config, opts: &RollbackOptions) -> Result<Report,
     let (position, gtid) = freeze::final_position(&mut conn, flavor)
         .await
         .map_err(ReverseError::source("reading MySQL's binlog position"))?;
+    let _ = conn.disconnect().await;
+    if lease.lost() {
+        return Ok(run.lost(steps));
+    }
     checkpoint::write_target(
         &client,
         schema,
@@ -366,55 +455,169 @@ pub async fn rollback(config: &Config, opts: &RollbackOptions) -> Result<Report,
     .map_err(ReverseError::target(
         "recording the forward stream's resume point",
     ))?;
+    let moved = state::transition(
+        &mut client,
+        schema,
+        &config.stream,
+        MigrationPhase::RollbackFrozen,
+        Some(m.attempt),
+        MigrationPhase::RollbackDrained,
+        &Change::default(),
+        "rollback: drained, row counts matched, sequences and the forward resume point set",
+    )
+    .await
+    .map_err(ReverseError::target("recording the drain"))?;
+    let Some(m) = moved else {
+        return Ok(run.lost(steps));
+    };
     step(
         &mut steps,
         "resume point",
         t,
         format!("the forward stream resumes at {position} (after every reverse write)"),
     );
+    fault_pause(MigrationPhase::RollbackDrained).await;
+    let mut r = finish(
+        config,
+        opts,
+        &mut client,
+        &m,
+        &lease,
+        steps,
+        Some(frozen_at),
+    )
+    .await?;
+    if r.outcome == "rolled_back" {
+        r.drained_to = Some(drained_to.to_string());
+    }
+    Ok(r)
+}
 
+/// The failure paths of the `rollback_frozen` steps: undo the freeze and say so.
+struct Undoable<'a> {
+    config: &'a Config,
+    m: &'a Migration,
+    frozen_at: Instant,
+}
+
+impl Undoable<'_> {
+    /// Undoes the freeze (roles back as recorded, phase `switched`) and reports why.
+    async fn fail(
+        &mut self,
+        client: &mut Client,
+        steps: Vec<Step>,
+        why: &str,
+    ) -> Result<Report, ReverseError> {
+        let undone = undo(
+            self.config,
+            client,
+            self.m,
+            &format!("rollback failed and was undone: {why}"),
+        )
+        .await;
+        let names = roles::names(&roles::from_row(self.m.rollback_roles.as_ref()));
+        let mut r = report(
+            self.config,
+            "failed",
+            steps,
+            match undone {
+                Ok(_) => format!("rollback stopped: {why}. Undone: the roles {names} have their prior state back and PostgreSQL stays primary (MySQL read-only); fix the cause and run ferry rollback again"),
+                Err(e) => format!("rollback stopped: {why}; undoing it failed too ({e}): the daemon undoes it when the command's lease runs out (within {LEASE_SECONDS:.0} s), or run `ferry rollback --abort`"),
+            },
+        );
+        r.write_unavailable_seconds = Some(self.frozen_at.elapsed().as_secs_f64());
+        Ok(r)
+    }
+
+    /// Someone else (`ferry rollback --abort`, the daemon) ended this attempt.
+    fn lost(&self, steps: Vec<Step>) -> Report {
+        let mut r = report(
+            self.config,
+            "failed",
+            steps,
+            "the rollback was undone meanwhile (ferry rollback --abort, or the daemon after a lost lease): PostgreSQL stays primary".to_string(),
+        );
+        r.write_unavailable_seconds = Some(self.frozen_at.elapsed().as_secs_f64());
+        r
+    }
+}
+
+/// Steps 6 and 7 (phase `rollback_drained`): MySQL writable, phase `replicating`, the switch
+/// command, the slot dropped.
+async fn finish(
+    config: &Config,
+    opts: &RollbackOptions,
+    client: &mut Client,
+    m: &Migration,
+    lease: &Lease,
+    mut steps: Vec<Step>,
+    frozen_at: Option<Instant>,
+) -> Result<Report, ReverseError> {
+    let schema = &config.target.ferry_schema;
+    let frozen_roles = roles::names(&roles::from_row(m.rollback_roles.as_ref()));
+    let n = names(&config.target.database, &config.stream);
     let t = Instant::now();
-    if let Some(prior) = m.prior_read_only {
-        freeze::restore(&mut conn, (prior, m.prior_super_read_only))
-            .await
-            .map_err(ReverseError::source("making MySQL writable"))?;
-    } else {
-        conn.query_drop("SET GLOBAL read_only = OFF")
-            .await
-            .map_err(ReverseError::source("making MySQL writable"))?;
+    let mut conn = my::connect(&config.source).await?;
+    if lease.lost() {
+        let _ = conn.disconnect().await;
+        return Ok(report(
+            config,
+            "failed",
+            steps,
+            "the rollback was aborted meanwhile (ferry rollback --abort): PostgreSQL stays primary"
+                .to_string(),
+        ));
+    }
+    let writable = match m.prior_read_only {
+        Some(prior) => freeze::restore(&mut conn, (prior, m.prior_super_read_only)).await,
+        None => conn.query_drop("SET GLOBAL read_only = OFF").await,
+    };
+    if let Err(e) = writable {
+        return Ok(report(config, "failed", steps, format!("making MySQL writable failed ({e}): the stream stays rollback_drained (PostgreSQL frozen, everything drained); fix it and run ferry rollback again to finish, or ferry rollback --abort to return to PostgreSQL")));
     }
     let moved = state::transition(
-        &mut client,
+        client,
         schema,
         &config.stream,
-        MigrationPhase::Switched,
-        None,
+        MigrationPhase::RollbackDrained,
+        Some(m.attempt),
         MigrationPhase::Replicating,
-        &Change::default(),
+        &Change {
+            release: true,
+            ..Change::default()
+        },
         "rolled back: MySQL is primary again; the forward stream resumes after the reverse stream's writes",
     )
     .await
     .map_err(ReverseError::target("recording the rollback"))?;
     if moved.is_none() {
-        return Ok(failed(
-            config,
-            steps,
-            frozen_at,
-            opts,
-            "the phase changed meanwhile",
-        ));
+        // An abort won the race: it expects MySQL read-only.
+        let flavor = my::server_info(&mut conn)
+            .await
+            .map_err(ReverseError::source("reading the server version"))?
+            .flavor;
+        freeze::freeze(&mut conn, flavor)
+            .await
+            .map_err(ReverseError::source("making MySQL read-only again"))?;
+        return Ok(report(config, "failed", steps, "the rollback was aborted meanwhile (ferry rollback --abort): MySQL is read-only again, PostgreSQL stays primary".to_string()));
     }
-    let window = frozen_at.elapsed().as_secs_f64();
+    let window = frozen_at.map(|f| f.elapsed().as_secs_f64());
+    let _ = conn.disconnect().await;
     step(
         &mut steps,
         "mysql writable",
         t,
         "read_only restored; phase replicating",
     );
+    let position = checkpoint::read_target(client, schema, &config.stream)
+        .await
+        .map_err(ReverseError::target("reading the forward resume point"))?
+        .map(|c| c.position.to_string())
+        .unwrap_or_default();
     let t = Instant::now();
     let switched = match &opts.switch_command {
         None => Ok(()),
-        Some(cmd) => run_switch(config, cmd, &position.to_string()).await,
+        Some(cmd) => run_switch(config, cmd, &position).await,
     };
     step(
         &mut steps,
@@ -430,7 +633,7 @@ pub async fn rollback(config: &Config, opts: &RollbackOptions) -> Result<Report,
     // The daemon leaves the slot within half a second of the phase change.
     let mut dropped = false;
     for _ in 0..50 {
-        if arm::disarm(&client, &n.slot, &n.publication).await.is_ok() {
+        if arm::disarm(client, &n.slot, &n.publication).await.is_ok() {
             dropped = true;
             break;
         }
@@ -451,34 +654,129 @@ pub async fn rollback(config: &Config, opts: &RollbackOptions) -> Result<Report,
         "rolled_back",
         steps,
         match switched {
-            Ok(()) => format!("MySQL is primary again; every write PostgreSQL took before {drained_to} is in MySQL. The roles {} stay frozen on PostgreSQL (ALTER ROLE … LOGIN; ALTER ROLE … RESET default_transaction_read_only to undo).", opts.app_roles.join(", ")),
+            Ok(()) => format!("MySQL is primary again; every write PostgreSQL took before the freeze is in MySQL. The roles {frozen_roles} stay frozen on PostgreSQL (ALTER ROLE … LOGIN; ALTER ROLE … RESET default_transaction_read_only to undo)."),
             Err(e) => format!("MySQL is primary and writable, but {e}: switch the application to MySQL by hand"),
         },
     );
-    r.write_unavailable_seconds = Some(window);
-    r.drained_to = Some(drained_to.to_string());
-    r.resume_position = Some(position.to_string());
+    r.write_unavailable_seconds = window;
+    r.resume_position = Some(position);
     Ok(r)
 }
 
-fn failed(
+/// `ferry rollback` again after its command died in `rollback_drained`: take over its lease
+/// and finish.
+async fn finish_interrupted(
     config: &Config,
-    steps: Vec<Step>,
-    frozen_at: Instant,
     opts: &RollbackOptions,
-    why: &str,
-) -> Report {
-    let mut r = report(
+    client: &mut Client,
+    m: &Migration,
+) -> Result<Report, ReverseError> {
+    let schema = &config.target.ferry_schema;
+    let taken = state::renew_lease(client, schema, &config.stream, m.attempt, LEASE_SECONDS)
+        .await
+        .map_err(ReverseError::target("taking over the lease"))?;
+    if !taken {
+        return Ok(report(
+            config,
+            "refused",
+            Vec::new(),
+            "the interrupted rollback holds no lease to take over (aborted meanwhile?)".to_string(),
+        ));
+    }
+    let lease = Lease::start(config, m.attempt)
+        .await
+        .map_err(ReverseError::target("connecting for the lease"))?;
+    let mut r = finish(
         config,
-        "failed",
-        steps,
-        format!(
-            "rollback stopped: {why}. PostgreSQL stays primary and MySQL read-only; the roles {} are frozen on PostgreSQL — run ferry rollback again, or unfreeze them (ALTER ROLE … LOGIN; ALTER ROLE … RESET default_transaction_read_only)",
-            opts.app_roles.join(", ")
-        ),
-    );
-    r.write_unavailable_seconds = Some(frozen_at.elapsed().as_secs_f64());
-    r
+        opts,
+        client,
+        m,
+        &lease,
+        Vec::new(),
+        // The freeze was the earlier command's: its window is not known here.
+        None,
+    )
+    .await?;
+    if r.outcome == "rolled_back" {
+        r.message = format!("interrupted rollback finished. {}", r.message);
+    }
+    Ok(r)
+}
+
+/// Undoes a rollback under way: in `rollback_drained` MySQL is made read-only again first;
+/// the roles get their recorded state back; the phase returns to `switched`. Returns whether
+/// this call moved the phase (false: someone else did meanwhile).
+///
+/// # Errors
+/// Errors reaching the databases (the phase is left as it was).
+pub async fn undo(
+    config: &Config,
+    client: &mut Client,
+    m: &Migration,
+    event: &str,
+) -> Result<bool, ReverseError> {
+    if m.phase == MigrationPhase::RollbackDrained {
+        let mut conn = my::connect(&config.source).await?;
+        let flavor = my::server_info(&mut conn)
+            .await
+            .map_err(ReverseError::source("reading the server version"))?
+            .flavor;
+        freeze::freeze(&mut conn, flavor)
+            .await
+            .map_err(ReverseError::source("making MySQL read-only again"))?;
+        let _ = conn.disconnect().await;
+    }
+    let prior = roles::from_row(m.rollback_roles.as_ref());
+    roles::restore(client, &prior)
+        .await
+        .map_err(ReverseError::target("restoring the application roles"))?;
+    let moved = state::transition(
+        client,
+        &config.target.ferry_schema,
+        &config.stream,
+        m.phase,
+        Some(m.attempt),
+        MigrationPhase::Switched,
+        &Change {
+            release: true,
+            ..Change::default()
+        },
+        event,
+    )
+    .await
+    .map_err(ReverseError::target("recording the undo"))?;
+    if moved.is_some() {
+        tracing::warn!(phase = %m.phase, roles = %roles::names(&prior), event, "rollback undone: the application roles have their prior state back; PostgreSQL stays primary");
+    }
+    Ok(moved.is_some())
+}
+
+/// `ferry rollback --abort`.
+async fn abort_command(
+    config: &Config,
+    client: &mut Client,
+    m: &Migration,
+) -> Result<Report, ReverseError> {
+    if !m.phase.is_rolling_back() {
+        return Ok(report(
+            config,
+            "refused",
+            Vec::new(),
+            format!("no rollback is under way (the stream is {})", m.phase),
+        ));
+    }
+    let moved = undo(config, client, m, "aborted by `ferry rollback --abort`").await?;
+    let names = roles::names(&roles::from_row(m.rollback_roles.as_ref()));
+    Ok(report(
+        config,
+        if moved { "aborted" } else { "refused" },
+        Vec::new(),
+        if moved {
+            format!("rollback aborted: the roles {names} have their prior state back, MySQL is read-only; PostgreSQL stays primary (phase switched)")
+        } else {
+            "the phase changed meanwhile: nothing more was undone".to_string()
+        },
+    ))
 }
 
 async fn run_switch(config: &Config, cmd: &str, position: &str) -> Result<(), String> {

@@ -24,7 +24,7 @@ use super::progress::ReverseProgress;
 use super::transport::{slot_state, ChangeFeed, SqlPolling};
 use super::{names, pgoutput, ReverseError};
 use crate::config::Config;
-use crate::migration::{state, MigrationPhase};
+use crate::migration::state;
 use crate::sink::connect as pg;
 use crate::source::binlog::ReaderControl;
 use crate::source::catalog;
@@ -93,7 +93,7 @@ pub async fn run(
             let m = state::load(&phase_client, &config.target.ferry_schema, &config.stream)
                 .await
                 .map_err(ReverseError::target("reading the migration phase"))?;
-            if m.phase != MigrationPhase::Switched {
+            if !m.phase.runs_reverse_stream() {
                 return Ok(Ended::PhaseChanged);
             }
             phase_checked = Some(Instant::now());
@@ -122,7 +122,7 @@ pub async fn run(
                 let m = state::load(&phase_client, &config.target.ferry_schema, &config.stream)
                     .await
                     .map_err(ReverseError::target("reading the migration phase"))?;
-                return Ok(if m.phase == MigrationPhase::Switched {
+                return Ok(if m.phase.runs_reverse_stream() {
                     Ended::NotArmed
                 } else {
                     Ended::PhaseChanged

@@ -21,6 +21,22 @@ pub async fn phase(db: &TestDb) -> String {
         .get(0)
 }
 
+/// Waits until the stream's phase is `want` (the command or the daemon moved it).
+pub async fn wait_phase(db: &TestDb, want: &str, timeout: Duration, what: &str) {
+    let started = Instant::now();
+    loop {
+        let now = phase(db).await;
+        if now == want {
+            return;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "{what}: phase is {now}, waited {timeout:?} for {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// `@@global.read_only` on the test's source.
 pub async fn read_only(db: &TestDb) -> bool {
     let v: Option<i64> = db
