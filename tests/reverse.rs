@@ -956,3 +956,84 @@ async fn an_interrupted_rollback_is_undone_or_finished_and_loses_no_write() {
     assert!(ferry.try_exit().is_none(), "{}", ferry.log());
     db.cleanup_dir();
 }
+
+/// Peak resident memory of a process (`VmHWM`), in MiB.
+fn peak_rss_mib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("/proc/<pid>/status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmHWM")
+        / 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_postgresql_transaction_larger_than_the_memory_bounds_arrives_whole() {
+    let Setup {
+        _server,
+        db,
+        config,
+        mut ferry,
+    } = setup(
+        "revlarge",
+        &["CREATE TABLE docs (id INT PRIMARY KEY, body LONGBLOB NOT NULL)"],
+    )
+    .await;
+    let (code, report, out) = cutover(&config, &[]).await;
+    assert_eq!(code, 0, "{out}\n{}", ferry.log());
+    assert_eq!(report["outcome"], "switched", "{out}");
+    let before = peak_rss_mib(ferry.pid());
+    // One PostgreSQL transaction of 200 rows of 1 MiB (400 MiB as pgoutput sends bytea, in
+    // hex), with a small change before and after it in the same transaction.
+    let pg = db.pg().await;
+    pg.batch_execute(
+        "BEGIN; UPDATE items SET n = 41 WHERE id = 1; \
+         INSERT INTO docs SELECT g, convert_to(repeat(md5(g::text), 32768), 'UTF8') FROM generate_series(1, 200) g; \
+         UPDATE items SET n = 42 WHERE id = 2; COMMIT; \
+         INSERT INTO items VALUES (7000, 7, 'after the large one')",
+    )
+    .await
+    .expect("the large transaction on PostgreSQL");
+    wait_reverse_caught_up(&db, &mut ferry).await;
+    let peak = peak_rss_mib(ferry.pid());
+    let mut my = db.my().await;
+    let on_mysql = mysql_rows(
+        &mut my,
+        "SELECT CAST(id AS CHAR), MD5(body), CAST(LENGTH(body) AS CHAR) FROM docs ORDER BY id",
+    )
+    .await;
+    let on_pg = pg_rows(
+        &pg,
+        "SELECT id::text, md5(body), length(body)::text FROM docs ORDER BY id",
+    )
+    .await;
+    assert_eq!(on_mysql.len(), 200);
+    assert!(
+        on_mysql == on_pg,
+        "first difference: {:?}",
+        common::workload::first_diff(&on_mysql, &on_pg)
+    );
+    assert_eq!(
+        mysql_rows(
+            &mut my,
+            "SELECT CAST(n AS CHAR) FROM items WHERE id IN (1, 2, 7000) ORDER BY id"
+        )
+        .await,
+        vec![
+            vec![Some("41".to_string())],
+            vec![Some("42".to_string())],
+            vec![Some("7".to_string())]
+        ]
+    );
+    assert!(
+        ferry.log().contains("applied in parts"),
+        "the transaction went in parts:\n{}",
+        ferry.log()
+    );
+    // Reported, not asserted: across runs it was mostly 350-360 MiB, but some runs peaked
+    // far higher during one slow FETCH for reasons not yet understood (README, known limits).
+    eprintln!("ferry peak RSS: {before} MiB before the transaction, {peak} MiB after");
+    assert!(ferry.try_exit().is_none(), "{}", ferry.log());
+    db.cleanup_dir();
+}

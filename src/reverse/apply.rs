@@ -1,9 +1,10 @@
 //! The MySQL side of the reverse stream: applies PostgreSQL transactions to MySQL with their
 //! LSN checkpoint in the same MySQL transaction.
 //!
-//! Guarantees: a group of whole PostgreSQL transactions (in commit order) is one MySQL
-//! transaction together with the UPSERT of `ferry.reverse_checkpoint` (stream → end LSN of the
-//! group's last transaction); either all of it commits or none of it. So after a crash MySQL's
+//! Guarantees: a group of whole PostgreSQL transactions (in commit order) — or one PostgreSQL
+//! transaction too large to hold whole, applied in parts into one open MySQL transaction — is
+//! one MySQL transaction together with the UPSERT of `ferry.reverse_checkpoint` (stream → end
+//! LSN of the group's last transaction); either all of it commits or none of it. So after a crash MySQL's
 //! checkpoint names exactly the last transaction it holds, and transactions at or before it are
 //! skipped ([`MySqlApplier::checkpoint`]). The session is strict (`STRICT_ALL_TABLES`: MySQL
 //! refuses a value it would otherwise truncate or convert), keeps explicit zeros in
@@ -87,6 +88,8 @@ pub struct MySqlApplier {
     conn: Conn,
     stream: String,
     pub flavor: Flavor,
+    /// A transaction begun by [`MySqlApplier::apply_part`] is open.
+    large_open: bool,
 }
 
 impl MySqlApplier {
@@ -136,6 +139,7 @@ impl MySqlApplier {
             conn,
             stream: config.stream.clone(),
             flavor,
+            large_open: false,
         })
     }
 
@@ -195,62 +199,150 @@ impl MySqlApplier {
             .start_transaction(mysql_async::TxOpts::default())
             .await
             .map_err(mysql("starting a transaction"))?;
-        let mut rows = 0u64;
         let ops: Vec<&Op> = group.iter().flat_map(|t| t.ops.iter()).collect();
-        let mut i = 0;
-        let mut batch = String::new();
-        let mut batch_first = 0;
-        while i < ops.len() {
-            let (sql, n) = statement(&ops[i..]);
-            if batch.is_empty() {
-                batch_first = i;
-            } else {
-                batch.push(';');
+        let rows = match send(&mut tx, &ops, round_trip_bytes, last.end_lsn).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                let _ = tx.rollback().await;
+                return Err(e);
             }
-            batch.push_str(&sql);
-            rows += n as u64;
-            i += n;
-            if i < ops.len() && batch.len() < round_trip_bytes {
-                continue;
-            }
-            if let Err(e) = tx.query_drop(&batch).await {
-                if round_trip_bytes > 0 {
-                    let _ = tx.rollback().await;
-                    return Err(ApplyError::Mysql {
-                        context: "applying rows",
-                        source: e,
-                    });
-                }
-                let table = ops[batch_first].table().source.to_string();
-                return Err(match refusal_fix(&e) {
-                    Some(fix) => ApplyError::Refused {
-                        table,
-                        lsn: last.end_lsn,
-                        source: e,
-                        fix,
-                    },
-                    None => ApplyError::Mysql {
-                        context: "applying rows",
-                        source: e,
-                    },
-                });
-            }
-            batch.clear();
-        }
-        tx.query_drop(format!(
-            "INSERT INTO `{CHECKPOINT_DATABASE}`.`reverse_checkpoint` (stream, lsn, lsn_text, commit_time) \
-             VALUES ({}, {}, '{}', {}) ON DUPLICATE KEY UPDATE lsn = VALUES(lsn), \
-             lsn_text = VALUES(lsn_text), commit_time = VALUES(commit_time)",
-            text_literal(self.stream.as_bytes()),
-            last.end_lsn.0,
-            last.end_lsn,
-            last.commit_time
-        ))
-        .await
-        .map_err(mysql("writing the reverse checkpoint"))?;
+        };
+        tx.query_drop(checkpoint_sql(&self.stream, last))
+            .await
+            .map_err(mysql("writing the reverse checkpoint"))?;
         tx.commit().await.map_err(mysql("committing"))?;
         Ok(rows)
     }
+
+    /// Applies part of one PostgreSQL transaction too large to hold in memory whole (the
+    /// operations gathered so far, in order) inside a MySQL transaction left open until
+    /// [`Self::finish_large`]; one statement per round trip, so a refusal names its table.
+    /// `lsn` (the transaction's commit LSN) is for messages.
+    ///
+    /// # Errors
+    /// As [`Self::apply`]; after an error the MySQL transaction is rolled back.
+    pub async fn apply_part(&mut self, ops: &[Op], lsn: Lsn) -> Result<u64, ApplyError> {
+        if !self.large_open {
+            self.conn
+                .query_drop("START TRANSACTION")
+                .await
+                .map_err(mysql("starting a transaction"))?;
+            self.large_open = true;
+        }
+        let ops: Vec<&Op> = ops.iter().collect();
+        match send(&mut self.conn, &ops, 0, lsn).await {
+            Ok(rows) => Ok(rows),
+            Err(e) => {
+                self.large_open = false;
+                let _ = self.conn.query_drop("ROLLBACK").await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Rolls back a transaction [`Self::apply_part`] began (its peek failed).
+    pub async fn abandon_large(&mut self) {
+        if self.large_open {
+            self.large_open = false;
+            let _ = self.conn.query_drop("ROLLBACK").await;
+        }
+    }
+
+    /// A transaction [`Self::apply_part`] has begun is open in MySQL.
+    pub fn large_open(&self) -> bool {
+        self.large_open
+    }
+
+    /// Applies the rest of the transaction begun by [`Self::apply_part`] (what its Commit
+    /// emitted) and its checkpoint, and commits; returns the row operations of this last part.
+    ///
+    /// # Errors
+    /// As [`Self::apply_part`].
+    pub async fn finish_large(&mut self, rest: &Transaction) -> Result<u64, ApplyError> {
+        let rows = self.apply_part(&rest.ops, rest.end_lsn).await?;
+        self.large_open = false;
+        let done = async {
+            self.conn
+                .query_drop(checkpoint_sql(&self.stream, rest))
+                .await
+                .map_err(mysql("writing the reverse checkpoint"))?;
+            self.conn
+                .query_drop("COMMIT")
+                .await
+                .map_err(mysql("committing"))
+        };
+        if let Err(e) = done.await {
+            let _ = self.conn.query_drop("ROLLBACK").await;
+            return Err(e);
+        }
+        Ok(rows)
+    }
+}
+
+/// The UPSERT of the stream's checkpoint to the end of `last`.
+fn checkpoint_sql(stream: &str, last: &Transaction) -> String {
+    format!(
+        "INSERT INTO `{CHECKPOINT_DATABASE}`.`reverse_checkpoint` (stream, lsn, lsn_text, commit_time) \
+         VALUES ({}, {}, '{}', {}) ON DUPLICATE KEY UPDATE lsn = VALUES(lsn), \
+         lsn_text = VALUES(lsn_text), commit_time = VALUES(commit_time)",
+        text_literal(stream.as_bytes()),
+        last.end_lsn.0,
+        last.end_lsn,
+        last.commit_time
+    )
+}
+
+/// Sends `ops` as statements joined up to `round_trip_bytes` per round trip (0: one each);
+/// returns the row operations sent. With one statement per round trip a refusal that would
+/// recur is [`ApplyError::Refused`] naming its table; joined, any error is
+/// [`ApplyError::Mysql`] (the caller retries one by one to name the table).
+async fn send<Q: Queryable>(
+    q: &mut Q,
+    ops: &[&Op],
+    round_trip_bytes: usize,
+    lsn: Lsn,
+) -> Result<u64, ApplyError> {
+    let mut rows = 0u64;
+    let mut i = 0;
+    let mut batch = String::new();
+    let mut batch_first = 0;
+    while i < ops.len() {
+        let (sql, n) = statement(&ops[i..]);
+        if batch.is_empty() {
+            batch_first = i;
+        } else {
+            batch.push(';');
+        }
+        batch.push_str(&sql);
+        rows += n as u64;
+        i += n;
+        if i < ops.len() && batch.len() < round_trip_bytes {
+            continue;
+        }
+        if let Err(e) = q.query_drop(&batch).await {
+            if round_trip_bytes > 0 {
+                return Err(ApplyError::Mysql {
+                    context: "applying rows",
+                    source: e,
+                });
+            }
+            let table = ops[batch_first].table().source.to_string();
+            return Err(match refusal_fix(&e) {
+                Some(fix) => ApplyError::Refused {
+                    table,
+                    lsn,
+                    source: e,
+                    fix,
+                },
+                None => ApplyError::Mysql {
+                    context: "applying rows",
+                    source: e,
+                },
+            });
+        }
+        batch.clear();
+    }
+    Ok(rows)
 }
 
 fn ident(name: &str) -> String {

@@ -2,7 +2,10 @@
 //! through the table model and the inverse type mapping.
 //!
 //! Guarantees: pure (no I/O). A transaction is emitted only at its Commit, with the commit's end
-//! LSN (where the slot resumes after it); its operations are in PostgreSQL's order. Every
+//! LSN (where the slot resumes after it); its operations are in PostgreSQL's order. The
+//! operations of a transaction still open can be taken out in order ([`Assembler::take_open`]),
+//! so a transaction larger than memory should hold is applied in parts; what its Commit
+//! then emits is the rest. Every
 //! relation is bound to a migrated table by its PostgreSQL name and checked against the model:
 //! a column added, dropped, renamed or retyped on PostgreSQL after the switch is
 //! [`AssembleError::SchemaChanged`] with the difference, never a guess. Columns PostgreSQL did
@@ -53,6 +56,24 @@ impl Op {
             | Op::Update { table, .. }
             | Op::Delete { table, .. }
             | Op::DeleteAll { table } => table,
+        }
+    }
+
+    /// About how many bytes the operation holds (its values, plus a fixed overhead).
+    pub fn bytes(&self) -> usize {
+        fn values(v: &[Value]) -> usize {
+            v.iter()
+                .map(|v| match v {
+                    Value::Bytes(b) => b.len() + 24,
+                    _ => 24,
+                })
+                .sum()
+        }
+        64 + match self {
+            Op::Upsert { values: v, .. } => values(v),
+            Op::Update { values: v, key, .. } => values(v) + values(key),
+            Op::Delete { key, .. } => values(key),
+            Op::DeleteAll { .. } => 0,
         }
     }
 }
@@ -128,6 +149,8 @@ pub struct Assembler {
     tables: HashMap<(String, String), Arc<Table>>,
     relations: HashMap<u32, Bound>,
     open: Option<Transaction>,
+    /// [`Op::bytes`] of the open transaction's operations.
+    open_bytes: usize,
 }
 
 impl Assembler {
@@ -144,7 +167,22 @@ impl Assembler {
                 .collect(),
             relations: HashMap::new(),
             open: None,
+            open_bytes: 0,
         }
+    }
+
+    /// The bytes the open transaction's operations hold (0 between transactions).
+    pub fn open_bytes(&self) -> usize {
+        self.open_bytes
+    }
+
+    /// Takes the operations of the open transaction gathered so far, with its commit LSN (the
+    /// transaction stays open; its Commit emits the operations that came after).
+    pub fn take_open(&mut self) -> Option<(Lsn, Vec<Op>)> {
+        self.open_bytes = 0;
+        self.open
+            .as_mut()
+            .map(|t| (t.commit_lsn, std::mem::take(&mut t.ops)))
     }
 
     /// Feeds one message (read at `lsn`); returns the transaction its Commit completes.
@@ -162,6 +200,7 @@ impl Assembler {
                 commit_time,
                 xid,
             } => {
+                self.open_bytes = 0;
                 self.open = Some(Transaction {
                     xid,
                     commit_lsn: final_lsn,
@@ -177,6 +216,7 @@ impl Assembler {
                     detail: "Commit without Begin".into(),
                 })?;
                 t.end_lsn = end_lsn;
+                self.open_bytes = 0;
                 Ok(Some(t))
             }
             Message::Relation(r) => {
@@ -221,6 +261,7 @@ impl Assembler {
             lsn,
             detail: "a change outside a transaction".into(),
         })?;
+        self.open_bytes += op.bytes();
         t.ops.push(op);
         Ok(None)
     }

@@ -3,7 +3,11 @@
 //!
 //! Guarantees (exactly once): a group of whole PostgreSQL transactions is applied in one MySQL
 //! transaction with the end LSN of its last transaction in `ferry.reverse_checkpoint`
-//! ([`super::apply`]); the slot is advanced only after that commit. On start (after a crash,
+//! ([`super::apply`]); the slot is advanced only after that commit. Memory is bounded by bytes:
+//! the slot is read in pages of at most [`PAGE_MESSAGES`] messages, fewer when they are large
+//! (about [`PAGE_BYTES`]); complete transactions are applied once they hold [`GROUP_BYTES`];
+//! a transaction still open holding [`LARGE_BYTES`] is applied in parts into one MySQL
+//! transaction that commits (with the checkpoint) at its Commit — never whole in memory. On start (after a crash,
 //! a SIGKILL, a lost connection) the checkpoint is read from MySQL, and transactions that end
 //! at or before it — committed in MySQL but not yet confirmed to the slot — are skipped, then
 //! confirmed. So every PostgreSQL row operation reaches MySQL once, in commit order. The stage
@@ -31,6 +35,16 @@ use crate::source::catalog;
 
 /// Messages asked of one peek (PostgreSQL completes the transaction it is in).
 const PEEK_MESSAGES: i32 = 20_000;
+/// Messages fetched from the peek's cursor at most at a time.
+const PAGE_MESSAGES: i32 = 1_000;
+/// Messages of a peek's first page (the size of its messages is not known yet).
+const FIRST_PAGE_MESSAGES: i32 = 16;
+/// Later pages hold about this many bytes (at least one message), judged by the last page.
+const PAGE_BYTES: usize = 8 << 20;
+/// Complete transactions gathered before they are applied.
+const GROUP_BYTES: usize = 16 << 20;
+/// A transaction still open holding this much is applied in parts.
+const LARGE_BYTES: usize = 16 << 20;
 /// Row operations per MySQL transaction (whole PostgreSQL transactions only; a larger one
 /// goes alone).
 const GROUP_ROWS: usize = 5_000;
@@ -114,11 +128,21 @@ pub async fn run(
         } else {
             None
         };
-        let raw = match feed.peek(PEEK_MESSAGES).await {
-            Ok(raw) => raw,
+        let read = read_peek(
+            &mut feed,
+            &mut assembler,
+            &mut applier,
+            &mut checkpoint,
+            progress,
+        )
+        .await;
+        let peeked = match read {
+            Ok(p) => p,
             // The slot was dropped: by `ferry rollback` / `ferry complete` between two phase
             // checks (then the phase tells), or by hand.
-            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_OBJECT) => {
+            Err(Peek::Feed(e))
+                if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_OBJECT) =>
+            {
                 let m = state::load(&phase_client, &config.target.ferry_schema, &config.stream)
                     .await
                     .map_err(ReverseError::target("reading the migration phase"))?;
@@ -130,14 +154,20 @@ pub async fn run(
             }
             // 55006: another session holds the slot for a moment (someone peeking it by hand,
             // a previous session of ours not yet gone): not a failure, so no backoff — peek
-            // again at the next poll.
-            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE) => {
+            // again at the next poll. Nothing of this peek was committed in MySQL.
+            Err(Peek::Feed(e))
+                if e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE) =>
+            {
+                applier.abandon_large().await;
                 tokio::time::sleep(POLL).await;
                 continue;
             }
-            Err(e) => return Err(ReverseError::target("reading changes from the slot")(e)),
+            Err(Peek::Feed(e)) => {
+                return Err(ReverseError::target("reading changes from the slot")(e))
+            }
+            Err(Peek::Apply(e)) => return Err(e),
         };
-        if raw.is_empty() {
+        let Some(end) = peeked else {
             progress.caught_up();
             // Nothing committed before `flushed` is waiting: confirm up to it, so the slot's
             // position tells `ferry rollback` (and anyone) that everything is applied.
@@ -150,35 +180,119 @@ pub async fn run(
             idle = true;
             tokio::time::sleep(POLL).await;
             continue;
-        }
+        };
         idle = false;
-        let mut pending: Vec<Transaction> = Vec::new();
-        let mut last_end = None;
+        if !advance(&mut feed, end).await? {
+            return Ok(Ended::NotArmed);
+        }
+        confirmed = confirmed.max(end);
+    }
+}
+
+/// Why reading one peek stopped.
+enum Peek {
+    Feed(tokio_postgres::Error),
+    Apply(ReverseError),
+}
+
+impl From<ReverseError> for Peek {
+    fn from(e: ReverseError) -> Peek {
+        Peek::Apply(e)
+    }
+}
+
+/// Reads one peek page by page and applies it: whole transactions in groups of about
+/// [`GROUP_ROWS`] rows or [`GROUP_BYTES`]; a transaction that grows past [`LARGE_BYTES`]
+/// while open is applied in parts into one open MySQL transaction, committed with its
+/// checkpoint at its Commit. Transactions MySQL already holds (at or before `checkpoint`) are
+/// skipped. Returns the end LSN of the peek's last transaction (`None`: the peek was empty).
+async fn read_peek(
+    feed: &mut impl ChangeFeed,
+    assembler: &mut Assembler,
+    applier: &mut MySqlApplier,
+    checkpoint: &mut Lsn,
+    progress: &ReverseProgress,
+) -> Result<Option<Lsn>, Peek> {
+    feed.open(PEEK_MESSAGES).await.map_err(Peek::Feed)?;
+    let mut pending: Vec<Transaction> = Vec::new();
+    let mut pending_bytes = 0usize;
+    let mut last_end = None;
+    // The first page is small: a peek's messages may each be large (a document per row).
+    let mut page = FIRST_PAGE_MESSAGES;
+    // Row operations of the large transaction applied so far (counted once it commits).
+    let mut large_rows = 0u64;
+    loop {
+        let raw = feed.fetch(page).await.map_err(Peek::Feed)?;
+        let ended = raw.len() < page as usize;
+        let page_bytes: usize = raw.iter().map(|m| m.data.len()).sum();
+        // Pages of about PAGE_BYTES, judged by the size of the messages just read.
+        if !raw.is_empty() {
+            let mean = (page_bytes / raw.len()).max(1);
+            page = (PAGE_BYTES / mean).clamp(1, PAGE_MESSAGES as usize) as i32;
+        }
         for m in &raw {
             let message = pgoutput::decode(&m.data)
                 .map_err(|source| ReverseError::Decode { lsn: m.lsn, source })?;
-            if let Some(t) = assembler.feed(message, m.lsn)? {
+            if let Some(t) = assembler.feed(message, m.lsn).map_err(ReverseError::from)? {
                 last_end = Some(t.end_lsn);
-                if t.end_lsn > checkpoint && !t.ops.is_empty() {
+                if applier.large_open() {
+                    let rows = applier.finish_large(&t).await.map_err(ReverseError::from)?;
+                    *checkpoint = t.end_lsn;
+                    progress.applied(rows + large_rows, 1, t.commit_time, t.end_lsn);
+                    large_rows = 0;
+                } else if t.end_lsn > *checkpoint && !t.ops.is_empty() {
+                    pending_bytes += t.ops.iter().map(|o| o.bytes()).sum::<usize>();
                     pending.push(t);
-                } else if t.end_lsn <= checkpoint {
+                    if pending_bytes >= GROUP_BYTES {
+                        apply_pending(applier, &mut pending, checkpoint, progress).await?;
+                        pending_bytes = 0;
+                    }
+                } else if t.end_lsn <= *checkpoint {
                     tracing::debug!(end = %t.end_lsn, "reverse stream: transaction already in MySQL; skipped");
+                }
+            } else if assembler.open_bytes() >= LARGE_BYTES {
+                // Earlier transactions commit first, in their own MySQL transactions.
+                apply_pending(applier, &mut pending, checkpoint, progress).await?;
+                pending_bytes = 0;
+                if let Some((commit_lsn, ops)) = assembler.take_open() {
+                    // Its commit record starts before the checkpoint (the end of the last
+                    // transaction MySQL holds): MySQL holds it already (its Commit is skipped
+                    // too). A transaction after it starts at or past the checkpoint.
+                    if commit_lsn >= *checkpoint {
+                        if !applier.large_open() {
+                            tracing::info!(commit = %commit_lsn, bytes = LARGE_BYTES, "reverse stream: a large PostgreSQL transaction is applied in parts into one MySQL transaction");
+                        }
+                        large_rows += applier
+                            .apply_part(&ops, commit_lsn)
+                            .await
+                            .map_err(ReverseError::from)?;
+                    }
                 }
             }
         }
-        for group in groups(&pending) {
-            let rows = applier.apply(group).await?;
-            let last = &group[group.len() - 1];
-            checkpoint = last.end_lsn;
-            progress.applied(rows, group.len() as u64, last.commit_time, last.end_lsn);
-        }
-        if let Some(end) = last_end {
-            if !advance(&mut feed, end).await? {
-                return Ok(Ended::NotArmed);
-            }
-            confirmed = confirmed.max(end);
+        if ended {
+            break;
         }
     }
+    apply_pending(applier, &mut pending, checkpoint, progress).await?;
+    Ok(last_end)
+}
+
+/// Applies the complete transactions gathered, in groups.
+async fn apply_pending(
+    applier: &mut MySqlApplier,
+    pending: &mut Vec<Transaction>,
+    checkpoint: &mut Lsn,
+    progress: &ReverseProgress,
+) -> Result<(), ReverseError> {
+    for group in groups(pending) {
+        let rows = applier.apply(group).await?;
+        let last = &group[group.len() - 1];
+        *checkpoint = last.end_lsn;
+        progress.applied(rows, group.len() as u64, last.commit_time, last.end_lsn);
+    }
+    pending.clear();
+    Ok(())
 }
 
 /// Confirms everything before `to` to the slot; `false` when the slot is gone (dropped by

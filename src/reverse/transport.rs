@@ -9,7 +9,10 @@
 //! only once the changes are committed in MySQL with their LSN.
 //!
 //! Guarantees: a peek returns whole transactions only (PostgreSQL checks its row limit after
-//! each decoded commit), in commit order, starting after the slot's confirmed position; the
+//! each decoded commit), in commit order, starting after the slot's confirmed position, and is
+//! read in pages through a cursor — PostgreSQL keeps the decoded result (spilling to disk past
+//! `work_mem`), ferry holds one page, so a transaction of any size never sits whole in ferry's
+//! memory; the
 //! slot moves only through [`ChangeFeed::advance`] — to the end of a transaction committed in
 //! MySQL, or, when a peek found nothing, to the flushed WAL end read before it (so the slot's
 //! confirmed position reaches the WAL end whenever everything is applied, and it does not hold
@@ -45,11 +48,18 @@ pub struct SlotState {
 
 /// A source of committed PostgreSQL changes for one slot.
 pub trait ChangeFeed: Send {
-    /// Up to about `max_messages` messages (whole transactions) after the slot's confirmed
-    /// position, without moving it.
-    fn peek(
+    /// Starts a peek of up to about `max_messages` messages (whole transactions) after the
+    /// slot's confirmed position, without moving it; read it with [`ChangeFeed::fetch`].
+    fn open(
         &mut self,
         max_messages: i32,
+    ) -> impl Future<Output = Result<(), tokio_postgres::Error>> + Send;
+
+    /// The next `n` messages of the open peek; fewer than `n` (none at the end) ends the peek.
+    /// After an error the peek is closed.
+    fn fetch(
+        &mut self,
+        n: i32,
     ) -> impl Future<Output = Result<Vec<RawMessage>, tokio_postgres::Error>> + Send;
 
     /// Confirms everything before `to` (the end LSN of a transaction committed in MySQL).
@@ -72,13 +82,15 @@ pub trait ChangeFeed: Send {
 /// The session settings the inverse mapping relies on.
 pub const SESSION_SETTINGS: &str = "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; \
      SET IntervalStyle = 'postgres'; SET bytea_output = 'hex'; SET extra_float_digits = 1; \
-     SET application_name = 'ferry reverse stream'";
+     SET idle_in_transaction_session_timeout = 0; SET application_name = 'ferry reverse stream'";
 
 /// Polls the slot with the SQL functions of logical decoding.
 pub struct SqlPolling {
     client: Client,
     slot: String,
     publication: String,
+    /// A peek's cursor is open (its transaction too).
+    open: bool,
 }
 
 impl SqlPolling {
@@ -96,24 +108,66 @@ impl SqlPolling {
             client,
             slot,
             publication,
+            open: false,
         })
     }
 
     pub fn is_closed(&self) -> bool {
         self.client.is_closed()
     }
+
+    /// Ends the peek's transaction (after an error it is aborted).
+    async fn close(&mut self) {
+        self.open = false;
+        let _ = self.client.batch_execute("ROLLBACK").await;
+    }
+}
+
+/// A SQL string literal.
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
 }
 
 impl ChangeFeed for SqlPolling {
-    async fn peek(&mut self, max_messages: i32) -> Result<Vec<RawMessage>, tokio_postgres::Error> {
-        let rows = self
+    async fn open(&mut self, max_messages: i32) -> Result<(), tokio_postgres::Error> {
+        if self.open {
+            let _ = self.client.batch_execute("ROLLBACK").await;
+        }
+        // DECLARE takes no parameters: the names are literals (quoted).
+        let sql = format!(
+            "BEGIN; DECLARE ferry_peek NO SCROLL CURSOR FOR \
+             SELECT lsn::text, xid::text, data FROM pg_logical_slot_peek_binary_changes(\
+             {}, NULL, {max_messages}, 'proto_version', '1', 'publication_names', {})",
+            literal(&self.slot),
+            literal(&self.publication)
+        );
+        self.open = true;
+        if let Err(e) = self.client.batch_execute(&sql).await {
+            self.close().await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn fetch(&mut self, n: i32) -> Result<Vec<RawMessage>, tokio_postgres::Error> {
+        if !self.open {
+            return Ok(Vec::new());
+        }
+        let rows = match self
             .client
-            .query(
-                "SELECT lsn::text, xid::text, data FROM pg_logical_slot_peek_binary_changes(\
-                 $1, NULL, $2, 'proto_version', '1', 'publication_names', $3)",
-                &[&self.slot, &max_messages, &self.publication],
-            )
-            .await?;
+            .query(&format!("FETCH {} FROM ferry_peek", n.max(1)), &[])
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                self.close().await;
+                return Err(e);
+            }
+        };
+        if rows.len() < n.max(1) as usize {
+            self.open = false;
+            self.client.batch_execute("COMMIT").await?;
+        }
         Ok(rows
             .iter()
             .map(|r| RawMessage {
