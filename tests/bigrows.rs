@@ -10,18 +10,6 @@ use std::time::Duration;
 use common::*;
 use mysql_async::prelude::Queryable;
 
-/// Peak resident memory of a process (`VmHWM`), in MiB.
-fn peak_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .expect("VmHWM in /proc/<pid>/status");
-    kib / 1024
-}
-
 const DOCS: &str = "CREATE TABLE docs (id INT PRIMARY KEY, doc LONGBLOB, note LONGTEXT)";
 
 /// A small transaction after a large one: a transaction of hundreds of MiB rotates the binlog

@@ -957,17 +957,6 @@ async fn an_interrupted_rollback_is_undone_or_finished_and_loses_no_write() {
     db.cleanup_dir();
 }
 
-/// Peak resident memory of a process (`VmHWM`), in MiB.
-fn peak_rss_mib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .expect("/proc/<pid>/status")
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmHWM")
-        / 1024
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_postgresql_transaction_larger_than_the_memory_bounds_arrives_whole() {
     let Setup {

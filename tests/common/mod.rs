@@ -603,3 +603,15 @@ pub async fn pg_rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Opti
     out.sort();
     out
 }
+
+/// Peak resident memory of a process (`VmHWM`), in MiB.
+pub fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("VmHWM in /proc/<pid>/status");
+    kib / 1024
+}
