@@ -132,6 +132,8 @@ fn type_oid(t: &PgType) -> Option<u32> {
         PgType::Bytea => 17,
         PgType::Jsonb => 3802,
         PgType::RealArray => 1021,
+        PgType::Uuid => 2950,
+        PgType::Inet => 869,
         PgType::Geometry { .. } => return None,
     })
 }

@@ -120,6 +120,30 @@ pub fn to_mysql(
         }
         ValueKind::Time => time(t, column),
         ValueKind::Text { .. } | ValueKind::Json => Ok(Value::Bytes(t.as_bytes().to_vec())),
+        // PostgreSQL prints a uuid in MariaDB's own input form.
+        ValueKind::Uuid => Ok(Value::Bytes(t.as_bytes().to_vec())),
+        ValueKind::Inet { v6 } => {
+            let fits = if *v6 {
+                t.parse::<std::net::Ipv6Addr>().is_ok()
+            } else {
+                t.parse::<std::net::Ipv4Addr>().is_ok()
+            };
+            if fits {
+                Ok(Value::Bytes(t.as_bytes().to_vec()))
+            } else {
+                Err(refuse(
+                    format!(
+                        "{t} is not a single {} address, which is all {} holds",
+                        if *v6 { "IPv6" } else { "IPv4" },
+                        column.column_type
+                    ),
+                    format!(
+                        "correct the row on PostgreSQL (no netmask; an IPv4 address in an INET6 column as ::ffff:a.b.c.d), or change `{}` on MySQL",
+                        column.name
+                    ),
+                ))
+            }
+        }
         ValueKind::Bytes { pad_to } => {
             let b = bytea(t)?;
             let limit = pad_to.map(|n| n as u64).or(column.char_max_length);

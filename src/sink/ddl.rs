@@ -123,12 +123,18 @@ fn table_sql(t: &Table, with_key: bool) -> String {
                 format!(" DEFAULT nextval({})", sql_literal(&seq))
             }
         };
+        let domain = c
+            .kind
+            .domain_check(&c.quoted)
+            .map(|e| format!(" CHECK ({e})"))
+            .unwrap_or_default();
         cols.push(format!(
-            "{} {}{}{}",
+            "{} {}{}{}{}",
             c.quoted,
             c.pg_type.sql(),
             not_null,
-            generated
+            generated,
+            domain
         ));
     }
     for (name, expr) in carried_checks(t) {

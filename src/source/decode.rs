@@ -1385,6 +1385,7 @@ fn type_family_matches(kind: &ValueKind, ct: ColumnType) -> bool {
         ),
         ValueKind::Geometry => ct == MYSQL_TYPE_GEOMETRY,
         ValueKind::Vector => matches!(ct, MYSQL_TYPE_VECTOR | MYSQL_TYPE_BLOB),
+        ValueKind::Uuid | ValueKind::Inet { .. } => ct == MYSQL_TYPE_STRING,
     }
 }
 

@@ -141,6 +141,9 @@ fn implicit_default(t: &Table, i: usize) -> Option<String> {
         ValueKind::Bytes { pad_to: None } => "'\\x'::bytea".into(),
         ValueKind::Bytes { pad_to: Some(n) } => format!("'\\x{}'::bytea", "00".repeat(*n)),
         ValueKind::Time => "'00:00:00'".into(),
+        ValueKind::Uuid => "'00000000-0000-0000-0000-000000000000'::uuid".into(),
+        ValueKind::Inet { v6: false } => "'0.0.0.0'::inet".into(),
+        ValueKind::Inet { v6: true } => "'::'::inet".into(),
         _ => return None,
     })
 }
@@ -498,6 +501,9 @@ pub fn plan(old: &Table, new: &Table, alter: &Alter) -> Result<Evolution, Refusa
                             "ALTER TABLE {table} ALTER COLUMN {col} DROP DEFAULT"
                         ));
                     }
+                }
+                if let Some(check) = n.kind.domain_check(col) {
+                    columns.push(format!("ALTER TABLE {table} ADD CHECK ({check})"));
                 }
                 if !nsc.comment.is_empty() {
                     last.push(format!(

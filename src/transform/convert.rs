@@ -198,8 +198,80 @@ pub fn convert(rule: &ColumnRule, value: SourceValue<'_>) -> Result<Cell, ValueP
             }
             _ => return Err(unexpected(rule, "non-vector value")),
         },
+        ValueKind::Uuid => match v {
+            Value::Bytes(b) if from_binlog => uuid_text(&fixed_bytes::<16>(rule, b)?),
+            Value::Bytes(b) => {
+                uuid_from_text(b).ok_or_else(|| unexpected(rule, "malformed UUID"))?
+            }
+            _ => return Err(unexpected(rule, "non-UUID value")),
+        },
+        ValueKind::Inet { v6 } => match v {
+            Value::Bytes(b) if from_binlog && *v6 => {
+                std::net::Ipv6Addr::from(fixed_bytes::<16>(rule, b)?).to_string()
+            }
+            Value::Bytes(b) if from_binlog => {
+                std::net::Ipv4Addr::from(fixed_bytes::<4>(rule, b)?).to_string()
+            }
+            Value::Bytes(b) => {
+                inet_from_text(b, *v6).ok_or_else(|| unexpected(rule, "malformed INET address"))?
+            }
+            _ => return Err(unexpected(rule, "non-INET value")),
+        },
     };
     Ok(Some(text))
+}
+
+/// A fixed-size binary value from a binlog row image, which stores it like BINARY(N): with
+/// its trailing zero bytes removed (INET4 `0.0.0.0` arrives empty).
+fn fixed_bytes<const N: usize>(rule: &ColumnRule, b: &[u8]) -> Result<[u8; N], ValueProblem> {
+    if b.len() > N {
+        return Err(unexpected(
+            rule,
+            &format!("{} bytes (at most {N})", b.len()),
+        ));
+    }
+    let mut out = [0u8; N];
+    out[..b.len()].copy_from_slice(b);
+    Ok(out)
+}
+
+/// The canonical text of a UUID: lower-case hex in 8-4-4-4-12 groups.
+fn uuid_text(b: &[u8; 16]) -> String {
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// A UUID as MariaDB prints it (8-4-4-4-12 hex groups), in canonical form; `None` otherwise.
+fn uuid_from_text(b: &[u8]) -> Option<String> {
+    let s = std::str::from_utf8(b).ok()?;
+    let dashes_at = [8, 13, 18, 23];
+    let well_formed = s.len() == 36
+        && s.char_indices().all(|(i, c)| {
+            if dashes_at.contains(&i) {
+                c == '-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        });
+    well_formed.then(|| s.to_ascii_lowercase())
+}
+
+/// An INET4/INET6 address as MariaDB prints it, parsed (so only an address of the column's
+/// family passes) and printed again.
+fn inet_from_text(b: &[u8], v6: bool) -> Option<String> {
+    let s = std::str::from_utf8(b).ok()?;
+    if v6 {
+        s.parse::<std::net::Ipv6Addr>().ok().map(|a| a.to_string())
+    } else {
+        s.parse::<std::net::Ipv4Addr>().ok().map(|a| a.to_string())
+    }
 }
 
 fn int_text(i: i64) -> String {
@@ -416,6 +488,70 @@ mod tests {
         ] {
             assert_eq!(bl(&rule(dt, ct), Value::NULL).expect("null"), None, "{dt}");
         }
+    }
+
+    #[test]
+    fn mariadb_uuid_from_both_readers() {
+        let r = rule("uuid", "uuid");
+        let b = hex::decode("112233445566778899aabbccddeeff").expect("hex");
+        // The binlog drops trailing zero bytes, as for BINARY(16).
+        assert_eq!(
+            bl(&r, Value::Bytes(b)).expect("binlog"),
+            some("11223344-5566-7788-99aa-bbccddeeff00")
+        );
+        assert_eq!(
+            bl(&r, Value::Bytes(Vec::new())).expect("nil"),
+            some("00000000-0000-0000-0000-000000000000")
+        );
+        assert_eq!(
+            q(
+                &r,
+                Value::Bytes(b"6CCD780C-BABA-1026-9564-5B8C656024DB".to_vec())
+            )
+            .expect("text"),
+            some("6ccd780c-baba-1026-9564-5b8c656024db")
+        );
+        assert!(q(
+            &r,
+            Value::Bytes(b"6ccd780c-baba-1026-9564-5b8c656024d".to_vec())
+        )
+        .is_err());
+        assert!(bl(&r, Value::Bytes(vec![1; 17])).is_err());
+    }
+
+    #[test]
+    fn mariadb_inet_from_both_readers() {
+        let v4 = rule("inet4", "inet4");
+        assert_eq!(
+            bl(&v4, Value::Bytes(vec![10, 1, 2, 3])).expect("a"),
+            some("10.1.2.3")
+        );
+        assert_eq!(
+            bl(&v4, Value::Bytes(vec![10])).expect("b"),
+            some("10.0.0.0")
+        );
+        assert_eq!(bl(&v4, Value::Bytes(vec![])).expect("c"), some("0.0.0.0"));
+        assert_eq!(
+            q(&v4, Value::Bytes(b"192.168.0.1".to_vec())).expect("d"),
+            some("192.168.0.1")
+        );
+        assert!(q(&v4, Value::Bytes(b"::1".to_vec())).is_err());
+        let v6 = rule("inet6", "inet6");
+        let mut mapped = vec![0u8; 10];
+        mapped.extend([0xff, 0xff, 1, 2, 3, 4]);
+        assert_eq!(
+            bl(&v6, Value::Bytes(mapped)).expect("e"),
+            some("::ffff:1.2.3.4")
+        );
+        assert_eq!(
+            bl(&v6, Value::Bytes(vec![0x20, 0x01, 0x0d, 0xb8])).expect("f"),
+            some("2001:db8::")
+        );
+        assert_eq!(
+            q(&v6, Value::Bytes(b"2001:DB8::1".to_vec())).expect("g"),
+            some("2001:db8::1")
+        );
+        assert!(q(&v6, Value::Bytes(b"10.1.2.3".to_vec())).is_err());
     }
 
     #[test]

@@ -111,6 +111,22 @@ fn is_number(s: &str) -> bool {
     mantissa_ok && exponent_ok
 }
 
+/// A UUID default as the catalog prints it, in canonical form (32 hex digits, dashes optional).
+fn uuid_literal(t: &str) -> Option<String> {
+    let hex: String = t.chars().filter(|c| *c != '-').collect();
+    (hex.len() == 32 && hex.chars().all(|c| c.is_ascii_hexdigit())).then(|| {
+        let h = hex.to_ascii_lowercase();
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        )
+    })
+}
+
 fn pg_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
@@ -182,6 +198,21 @@ pub fn default_sql(col: &SourceColumn, rule: &ColumnRule) -> Result<Option<Strin
                 bytes.resize(*n, 0);
             }
             format!("'\\x{}'::bytea", hex::encode(bytes))
+        }
+        (ValueKind::Uuid, SourceDefault::Text(t)) => match uuid_literal(t) {
+            Some(u) => format!("{}::uuid", pg_literal(&u)),
+            None => return not("not a UUID"),
+        },
+        (ValueKind::Inet { v6 }, SourceDefault::Text(t)) => {
+            let ok = if *v6 {
+                t.parse::<std::net::Ipv6Addr>().is_ok()
+            } else {
+                t.parse::<std::net::Ipv4Addr>().is_ok()
+            };
+            if !ok {
+                return not("not an address of the column's family");
+            }
+            format!("{}::inet", pg_literal(t))
         }
         (ValueKind::Bit { bits }, d) => {
             let value = match d {
@@ -411,6 +442,15 @@ mod tests {
             sql("timestamp", "timestamp", "'2020-01-01 00:00:00'"),
             Ok(Some("'2020-01-01 00:00:00+00'".into()))
         );
+        assert_eq!(
+            sql("uuid", "uuid", "'FFFFFFFF-ffff-ffff-ffff-ffffffffffff'"),
+            Ok(Some("'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid".into()))
+        );
+        assert_eq!(
+            sql("inet6", "inet6", "'::1'"),
+            Ok(Some("'::1'::inet".into()))
+        );
+        assert!(sql("inet4", "inet4", "'::1'").is_err());
         assert_eq!(sql("varchar", "varchar(10)", "NULL"), Ok(None));
         let (c, r) = col("int", "int", None);
         assert_eq!(default_sql(&c, &r), Ok(None));

@@ -77,6 +77,10 @@ pub enum PgType {
     Geometry {
         schema: String,
     },
+    /// MariaDB UUID.
+    Uuid,
+    /// MariaDB INET4 / INET6 (a CHECK keeps the column to one family without a netmask).
+    Inet,
 }
 
 impl PgType {
@@ -110,6 +114,8 @@ impl PgType {
             PgType::Jsonb => "jsonb".into(),
             PgType::RealArray => "real[]".into(),
             PgType::Geometry { schema } => format!("{}.geometry", quote_ident(schema)),
+            PgType::Uuid => "uuid".into(),
+            PgType::Inet => "inet".into(),
         }
     }
 }
@@ -163,6 +169,30 @@ pub enum ValueKind {
     Geometry,
     /// MySQL 9 VECTOR: little-endian float32 values.
     Vector,
+    /// MariaDB UUID: 16 bytes in the binlog (in text order), its text from a query. MariaDB
+    /// orders UUIDs of versions 1-5 by their segments in reverse, PostgreSQL by their bytes.
+    Uuid,
+    /// MariaDB INET4 (`v6: false`, 4 bytes) or INET6 (16 bytes, IPv4-mapped addresses
+    /// included), in network byte order in the binlog, as text from a query.
+    Inet {
+        v6: bool,
+    },
+}
+
+impl ValueKind {
+    /// The CHECK that keeps a PostgreSQL column to the values of its MySQL type, for types
+    /// whose PostgreSQL type holds more (an `inet` also holds the other family and netmasks).
+    pub fn domain_check(&self, quoted: &str) -> Option<String> {
+        match self {
+            ValueKind::Inet { v6: false } => {
+                Some(format!("family({quoted}) = 4 AND masklen({quoted}) = 32"))
+            }
+            ValueKind::Inet { v6: true } => {
+                Some(format!("family({quoted}) = 6 AND masklen({quoted}) = 128"))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// One column's full plan: names, target type and conversion.
@@ -291,6 +321,9 @@ pub fn plan_column(col: &SourceColumn, opts: &TypeOptions) -> Result<ColumnRule,
             None => (PgType::Bytea, ValueKind::Geometry),
         },
         "vector" => (PgType::RealArray, ValueKind::Vector),
+        "uuid" => (PgType::Uuid, ValueKind::Uuid),
+        "inet4" => (PgType::Inet, ValueKind::Inet { v6: false }),
+        "inet6" => (PgType::Inet, ValueKind::Inet { v6: true }),
         other => {
             return Err(err(&format!(
                 "MySQL type `{other}` has no exact mapping in ferry"
@@ -415,6 +448,19 @@ mod tests {
     }
 
     #[test]
+    fn mariadb_uuid_and_inet_types() {
+        assert_eq!(pg(&col("uuid", "uuid")), "uuid");
+        assert_eq!(pg(&col("inet4", "inet4")), "inet");
+        assert_eq!(pg(&col("inet6", "inet6")), "inet");
+        let r = plan_column(&col("inet4", "inet4"), &TypeOptions::default()).expect("maps");
+        assert_eq!(
+            r.kind.domain_check("\"c\"").as_deref(),
+            Some("family(\"c\") = 4 AND masklen(\"c\") = 32")
+        );
+        assert_eq!(ValueKind::Uuid.domain_check("c"), None);
+    }
+
+    #[test]
     fn names_fold_to_lower_case() {
         let r = plan_column(&col("int", "int(11)"), &TypeOptions::default()).expect("maps");
         assert_eq!(r.target_name, "c");
@@ -427,8 +473,8 @@ mod tests {
             .expect_err("unknown type");
         assert!(e.to_string().contains("frobnicate"));
         let mut c = col("varchar", "varchar(3)");
-        c.charset = Some("tis620".into());
+        c.charset = Some("keybcs2".into());
         let e = plan_column(&c, &TypeOptions::default()).expect_err("unknown charset");
-        assert!(e.reason.contains("tis620"), "{e}");
+        assert!(e.reason.contains("keybcs2"), "{e}");
     }
 }

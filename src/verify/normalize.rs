@@ -142,7 +142,14 @@ pub fn mysql_expr(rule: &ColumnRule, col: &SourceColumn, mode: TextMode) -> Stri
             let b = utf8(&c);
             format!("CONCAT(LENGTH({b}), ':', {b})")
         }
-        ValueKind::Bytes { .. } | ValueKind::Geometry => format!("LOWER(HEX({c}))"),
+        // HEX of a UUID is its bytes in text order; of an INET4/INET6 the address in network
+        // byte order.
+        ValueKind::Bytes { .. }
+        | ValueKind::Geometry
+        | ValueKind::Uuid
+        | ValueKind::Inet { .. } => {
+            format!("LOWER(HEX({c}))")
+        }
         // Not hashed (see `in_checksum`); the raw text keeps the expression total.
         ValueKind::Json | ValueKind::Vector => utf8(&c),
     }
@@ -167,6 +174,9 @@ pub fn pg_expr(rule: &ColumnRule) -> String {
             _ => format!("encode({c}, 'hex')"),
         },
         ValueKind::Bytes { .. } => format!("encode({c}, 'hex')"),
+        ValueKind::Uuid => format!("replace({c}::text, '-', '')"),
+        // inet's binary form: family, netmask bits, is-cidr and length bytes, then the address.
+        ValueKind::Inet { .. } => format!("encode(substr(inet_send({c}), 5), 'hex')"),
         ValueKind::Json | ValueKind::Vector => format!("{c}::text"),
     }
 }
@@ -285,6 +295,10 @@ pub fn canon_source(rule: &ColumnRule, cell: &Cell) -> Canon {
         },
         ValueKind::Json => canonical_json(s).unwrap_or_else(|_| s.to_string()),
         ValueKind::Vector => canon_vector(s),
+        // Both sides print addresses in their own style (`::1.2.3.4` or `::102:304`).
+        ValueKind::Inet { .. } => s
+            .parse::<std::net::IpAddr>()
+            .map_or_else(|_| s.to_string(), |a| a.to_string()),
         _ => s.to_string(),
     })
 }

@@ -227,6 +227,8 @@ impl TableSql {
                     | ValueKind::Set { .. }
                     | ValueKind::Json
                     | ValueKind::Vector
+                    // MariaDB orders UUIDs of versions 1-5 by their segments in reverse.
+                    | ValueKind::Uuid
             )
         });
         TableSql {
