@@ -49,6 +49,8 @@ const OFFERED: &[Offered] = &[
     set("cp866", 1),
     set("macroman", 1),
     set("latin5", 1),
+    set("cp850", 1),
+    set("cp852", 1),
     Offered {
         no_character: 9,
         ..set("tis620", 1)
@@ -70,9 +72,9 @@ const OFFERED: &[Offered] = &[
     },
 ];
 
-/// Sets of MariaDB 10.11 ferry refuses at load: no exact table in encoding_rs (see README).
+/// Sets of MariaDB 10.11 ferry refuses at load: no table in encoding_rs or oem_cp (see README).
 const REFUSED: &[&str] = &[
-    "dec8", "hp8", "swe7", "armscii8", "keybcs2", "macce", "geostd8", "cp850", "cp852",
+    "dec8", "hp8", "swe7", "armscii8", "keybcs2", "macce", "geostd8",
     // Not in MariaDB 10.11, so not measured here.
     "gb18030",
 ];
@@ -220,13 +222,32 @@ async fn every_sequence_decodes_as_mariadb_converts_it() {
     );
 }
 
-#[test]
-fn inexact_sets_stay_refused() {
-    for name in REFUSED {
+/// Unicode sets are checked by the unit tests and the type matrix, not swept here.
+const UNICODE: &[&str] = &[
+    "utf8mb3", "utf8mb4", "ucs2", "utf16", "utf16le", "utf32", "binary",
+];
+
+#[tokio::test]
+async fn every_mariadb_set_is_swept_or_refused() {
+    let mut my = mysql(None).await;
+    let names: Vec<String> = my
+        .query("SELECT CHARACTER_SET_NAME FROM information_schema.CHARACTER_SETS")
+        .await
+        .expect("character sets");
+    for name in names.iter().filter(|n| !UNICODE.contains(&n.as_str())) {
+        let swept = OFFERED.iter().any(|o| o.name == name);
         assert!(
-            Charset::from_mysql(name).is_none(),
-            "{name} is offered: add it to OFFERED so the sweep measures it"
+            swept != REFUSED.contains(&name.as_str()),
+            "{name} must be in exactly one of OFFERED and REFUSED"
         );
+        assert_eq!(
+            Charset::from_mysql(name).is_some(),
+            swept,
+            "{name}: ferry offers exactly the sets the sweep measures"
+        );
+    }
+    for name in REFUSED {
+        assert!(Charset::from_mysql(name).is_none(), "{name} is refused");
     }
 }
 
@@ -253,6 +274,8 @@ const TEXTS: &[(&str, [&str; 3])] = &[
     ("cp866", ["Привет", "ⁿ² ░▒▓", "обновлено"]),
     ("macroman", ["Café ™", "ƒ∆◊", "mise à jour"]),
     ("koi8u", ["Ґанок їжак", "╝╬ •", "оновлено"]),
+    ("cp850", ["Ça déjà ÿ", "Ø£ ½¼ ░", "mis à jour"]),
+    ("cp852", ["Příliš žluťoučký", "Łódź ąę", "aktualizováno"]),
 ];
 
 fn sql_text(s: &str) -> String {

@@ -4,7 +4,7 @@
 //! text MariaDB's `CONVERT(… USING utf8mb4)` gives; a byte sequence MariaDB has no character for
 //! (it shows `?` or U+FFFD), or a NUL (which PostgreSQL text cannot hold), is a
 //! [`ValueProblem`], never a replacement character. Each set is a standard table (encoding_rs's
-//! WHATWG tables) plus, where MariaDB's own table differs, the
+//! WHATWG tables, oem_cp's IBM code pages) plus, where MariaDB's own table differs, the
 //! differences measured against MariaDB 10.11 by `tests/charsets.rs` over every one- and
 //! two-byte sequence (and the three-byte ones of ujis/eucjpms): the lead and trail byte ranges
 //! MariaDB accepts ([`Layout`]) and an explicit list of ranges it refuses or maps elsewhere
@@ -52,6 +52,8 @@ pub struct Table {
 #[derive(Debug, PartialEq, Eq)]
 enum Base {
     Whatwg(&'static Encoding),
+    /// An IBM code page's upper half (the lower half is ASCII).
+    Oem(&'static [char; 128]),
 }
 
 /// How MySQL splits bytes into characters: bytes below 0x80 are ASCII in every layout; a byte
@@ -215,6 +217,19 @@ impl Base {
     fn decode<'a>(&self, bytes: &'a [u8]) -> Option<Cow<'a, str>> {
         match self {
             Base::Whatwg(enc) => enc.decode_without_bom_handling_and_without_replacement(bytes),
+            Base::Oem(upper) => Some(if bytes.is_ascii() {
+                Cow::Borrowed(std::str::from_utf8(bytes).ok()?)
+            } else {
+                Cow::Owned(
+                    bytes
+                        .iter()
+                        .map(|b| match b.checked_sub(0x80) {
+                            Some(i) => upper[usize::from(i)],
+                            None => char::from(*b),
+                        })
+                        .collect(),
+                )
+            }),
         }
     }
 }
@@ -328,6 +343,21 @@ static TIS620: Table = single(
     encoding_rs::WINDOWS_874,
     &[map(0x80, 0x9F, 0x0080), refuse(0xA0, 0xA0)],
 );
+
+/// oem_cp's IBM code pages 850 and 852 are MariaDB's tables byte for byte.
+static CP850: Table = Table {
+    name: "cp850",
+    base: Base::Oem(&oem_cp::code_table::DECODING_TABLE_CP850),
+    layout: Layout::Single,
+    exceptions: &[],
+};
+
+static CP852: Table = Table {
+    name: "cp852",
+    base: Base::Oem(&oem_cp::code_table::DECODING_TABLE_CP852),
+    layout: Layout::Single,
+    exceptions: &[],
+};
 
 /// WHATWG GBK (= GB18030's two-byte part) against MariaDB's GBK: MariaDB has none of GBK's
 /// user-defined areas (which WHATWG maps to the Private Use Area), nor the euro (0x80, 0xA2E3)
@@ -572,6 +602,8 @@ impl Charset {
             "cp866" => Charset::Table(&CP866),
             "latin5" => Charset::Table(&LATIN5),
             "tis620" => Charset::Table(&TIS620),
+            "cp850" => Charset::Table(&CP850),
+            "cp852" => Charset::Table(&CP852),
             "gbk" => Charset::Table(&GBK),
             "gb2312" => Charset::Table(&GB2312),
             "big5" => Charset::Table(&BIG5),
@@ -726,7 +758,8 @@ mod tests {
     fn all_tables() -> Vec<&'static Table> {
         [
             "koi8u", "cp1250", "cp1251", "cp1256", "cp1257", "greek", "hebrew", "cp866", "latin5",
-            "tis620", "gbk", "gb2312", "big5", "sjis", "cp932", "ujis", "eucjpms",
+            "tis620", "cp850", "cp852", "gbk", "gb2312", "big5", "sjis", "cp932", "ujis",
+            "eucjpms",
         ]
         .iter()
         .map(|n| match Charset::from_mysql(n) {
@@ -785,6 +818,8 @@ mod tests {
         assert_eq!(text("tis620", &[0x85, 0xA1]), "\u{85}ก");
         assert!(refused("tis620", &[0xA0]));
         assert!(refused("tis620", &[0xDB]));
+        assert_eq!(text("cp850", &[b'a', 0x80, 0x9B, 0xFF]), "aÇø\u{A0}");
+        assert_eq!(text("cp852", &[0xA5, 0xD8, 0xFD]), "ąěř");
     }
 
     #[test]
