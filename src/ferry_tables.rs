@@ -191,6 +191,13 @@ const MIGRATIONS: &[Migration] = &[Migration {
         -- an abort (the command's, or the daemon's when its lease runs out) restores exactly
         -- what was there.
         ALTER TABLE {s}.migration ADD COLUMN rollback_roles jsonb;",
+}, Migration {
+    version: 5,
+    what: "the snapshot position of each table copied whole (tables without a key)",
+    sql: "
+        -- A table without a key is copied in one consistent snapshot; the stream skips its
+        -- changes up to this exact binlog position, which the copy already holds.
+        ALTER TABLE {s}.backfill ADD COLUMN snapshot_file text, ADD COLUMN snapshot_offset bigint;",
 }];
 
 /// The version this binary brings the schema to.

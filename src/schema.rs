@@ -1,8 +1,10 @@
 //! The replicated-table model shared by the source (which reads it from MySQL's catalog) and the
 //! sink (which creates and writes PostgreSQL tables from it).
 //!
-//! Guarantees: a [`Table`] always has a row identity ([`Table::key`]): the primary key, or a
-//! unique key whose columns are all NOT NULL. Target names are deterministic and collision-free
+//! Guarantees: a [`Table`] always has a row identity ([`Table::key`]): the primary key, a
+//! unique key whose columns are all NOT NULL, or — for a table with neither — the whole row
+//! ([`KeySource::FullRow`]: every column, duplicates allowed, so an update or delete touches
+//! exactly one row equal to the source's before image, as MySQL's own replica does). Target names are deterministic and collision-free
 //! within a table (two MySQL columns folding to one PostgreSQL name is an error at load, not an
 //! overwrite). Index names are made unique per PostgreSQL schema by prefixing the table name,
 //! because MySQL scopes index names per table and PostgreSQL per schema.
@@ -54,6 +56,10 @@ pub enum KeySource {
     PrimaryKey,
     /// A unique key on NOT NULL columns, used because the table has no primary key.
     UniqueKey(String),
+    /// No primary key and no unique key on NOT NULL columns: the whole row is the identity.
+    /// [`Table::key`] then lists every column, identical rows may repeat, and nothing on the
+    /// target is unique by it.
+    FullRow,
 }
 
 /// A table ferry replicates.
@@ -104,8 +110,6 @@ pub struct Check {
 /// Why a table cannot be replicated as declared.
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
-    #[error("table {table} has no primary key and no unique key on NOT NULL columns; add a primary key on the source (ALTER TABLE {table} ADD PRIMARY KEY (...)), or exclude it with `tables.exclude = [\"{table}\"]`")]
-    NoKey { table: SourceName },
     #[error("table {table}: {source}; exclude the table with `tables.exclude = [\"{table}\"]` or change the column on the source")]
     Mapping {
         table: SourceName,
@@ -169,7 +173,7 @@ impl Table {
                         u.columns.iter().map(|(c, _)| *c).collect(),
                         KeySource::UniqueKey(u.name.clone()),
                     ),
-                    None => return Err(TableError::NoKey { table: source }),
+                    None => ((0..source_columns.len()).collect(), KeySource::FullRow),
                 }
             }
         };
@@ -179,7 +183,7 @@ impl Table {
         if options.zero_date == ValuePolicy::Null {
             for (i, rule) in columns.iter_mut().enumerate() {
                 if !rule.nullable
-                    && !key.contains(&i)
+                    && (key_source == KeySource::FullRow || !key.contains(&i))
                     && matches!(
                         rule.kind,
                         ValueKind::Date | ValueKind::DateTime | ValueKind::Timestamp
@@ -217,23 +221,32 @@ impl Table {
     }
 
     /// Deterministic, schema-unique PostgreSQL name for one of this table's indexes.
-    /// The row identity as an index: `PRIMARY`, or the unique key ferry keys by.
-    pub fn key_index(&self) -> Index {
-        Index {
-            name: match &self.key_source {
-                KeySource::PrimaryKey => "PRIMARY".into(),
-                KeySource::UniqueKey(n) => n.clone(),
-            },
+    /// The row identity as an index: `PRIMARY`, or the unique key ferry keys by; `None` for a
+    /// table identified by its whole row.
+    pub fn key_index(&self) -> Option<Index> {
+        let name = match &self.key_source {
+            KeySource::PrimaryKey => "PRIMARY".to_string(),
+            KeySource::UniqueKey(n) => n.clone(),
+            KeySource::FullRow => return None,
+        };
+        Some(Index {
+            name,
             unique: true,
             columns: self.key.iter().map(|c| (*c, None)).collect(),
-        }
+        })
     }
 
     /// Every index as the catalog describes it (the key first), for planning the table again.
     pub fn all_indexes(&self) -> Vec<Index> {
-        let mut out = vec![self.key_index()];
+        let mut out: Vec<Index> = self.key_index().into_iter().collect();
         out.extend(self.indexes.iter().cloned());
         out
+    }
+
+    /// True when rows have an identity of their own (a primary or unique key); false for a
+    /// table identified by its whole row ([`KeySource::FullRow`]).
+    pub fn has_key(&self) -> bool {
+        self.key_source != KeySource::FullRow
     }
 
     /// Takes the table-level details [`Table::plan`] does not set (comment, CHECKs, foreign
@@ -268,9 +281,10 @@ impl Table {
             .collect()
     }
 
-    /// True when column `i` is part of the row identity.
+    /// True when column `i` is part of a primary or unique key ferry identifies rows by (never
+    /// for a table identified by its whole row: its columns keep their own nullability).
     pub fn is_key_column(&self, i: usize) -> bool {
-        self.key.contains(&i)
+        self.has_key() && self.key.contains(&i)
     }
 }
 
@@ -347,21 +361,23 @@ mod tests {
     }
 
     #[test]
-    fn no_key_is_a_clear_error() {
-        let err = Table::plan(
+    fn no_key_makes_the_whole_row_the_identity() {
+        let t = Table::plan(
             SourceName::new("shop", "logs"),
             "shop".into(),
-            vec![col("a", "int", true)],
+            vec![col("a", "int", true), col("b", "text", false)],
             vec![idx("ia", false, &[0])],
             0,
             &TypeOptions::default(),
         )
-        .expect_err("no key");
-        let msg = err.to_string();
-        assert!(
-            msg.contains("shop.logs") && msg.contains("ADD PRIMARY KEY"),
-            "{msg}"
-        );
+        .expect("a table without a key is planned");
+        assert_eq!(t.key_source, KeySource::FullRow);
+        assert_eq!(t.key, vec![0, 1]);
+        assert!(!t.has_key());
+        assert!(t.key_index().is_none());
+        // Columns keep their own nullability: nothing on the target is a key.
+        assert!(!t.is_key_column(0));
+        assert_eq!(t.all_indexes().len(), 1, "only the plain index");
     }
 
     #[test]

@@ -78,6 +78,14 @@ pub async fn prepare(config: &Config, ctx: Context<'_>) -> Result<Option<Prepare
     }
     let flavor = report.server.as_ref().map_or(Flavor::MySql, |s| s.flavor);
     let tables = report.tables;
+    let keyless: Vec<String> = tables
+        .iter()
+        .filter(|t| !t.has_key())
+        .map(|t| t.source.to_string())
+        .collect();
+    if !keyless.is_empty() {
+        tracing::warn!(tables = ?keyless, "tables without a primary key are replicated with the whole row as their identity: each is copied in one long consistent snapshot (no resume mid-table), every update or delete on the target looks one equal row up (a scan unless an index covers it), and a re-copy (`ferry backfill --table`) or a schema change needing one is refused. Add a primary key on the source where you can");
+    }
     for t in &tables {
         let relaxed = t.relaxed_not_null();
         if !relaxed.is_empty() {

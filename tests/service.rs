@@ -801,9 +801,11 @@ async fn systemd_notify_ready_after_preflight_then_watchdog_status_reload_stop()
     let _ = std::fs::remove_file(&path);
 
     // A failing preflight never reports READY=1, and exits with the definite-error status.
-    my.query_drop("CREATE TABLE nokey (v INT)")
-        .await
-        .expect("table without a key");
+    my.query_drop(
+        "CREATE TABLE oddcharset (id INT PRIMARY KEY, v VARCHAR(10) CHARACTER SET keybcs2)",
+    )
+    .await
+    .expect("table with a column ferry refuses");
     let (path, sock) = notify_socket();
     let socket = path.to_str().expect("utf8").to_string();
     let mut refused = Ferry::start_with(&config, &[], &[("NOTIFY_SOCKET", &socket)], &[]);

@@ -237,6 +237,27 @@ impl Supervisor {
                 }
                 Err(e) => return Err(e.into()),
             }
+            let copied_whole = match crate::backfill::state::whole_copy_snapshots(
+                &client,
+                schema,
+                &config.stream,
+            )
+            .await
+            {
+                Ok(m) => m
+                    .into_iter()
+                    .filter_map(|(name, at)| {
+                        let (db, table) = name.split_once('.')?;
+                        Some((crate::schema::SourceName::new(db, table), at))
+                    })
+                    .collect(),
+                Err(e) => {
+                    tracing::warn!(error = %crate::sink::connect::describe(&e), retry_in = ?backoff.current(), "cannot read the snapshot positions of tables copied whole; retrying");
+                    m::error(Stage::Sink, ErrorClass::of_postgres(&e));
+                    backoff.wait().await;
+                    continue;
+                }
+            };
             let (tx, rx) = mpsc::channel(config.apply.channel_capacity);
             let (recopy_tx, recopy_rx) = mpsc::channel(8);
             let budget = RowBudget::new(
@@ -259,6 +280,7 @@ impl Supervisor {
                 options.skip_ddl.clone(),
             );
             decoder.set_flavor(flavor);
+            decoder.set_copied_whole(copied_whole);
             let reader = BinlogReader {
                 config: config.source.clone(),
                 flavor,

@@ -31,6 +31,7 @@
 pub mod recopy;
 pub mod state;
 pub mod unique;
+pub mod whole;
 pub mod worker;
 
 use std::collections::BTreeMap;
@@ -240,7 +241,7 @@ pub async fn run_if_needed(
             Some((t.clone(), st))
         })
         .collect();
-    copy_all(config, todo.clone(), board, control.clone()).await?;
+    copy_all(config, flavor, todo.clone(), board, control.clone()).await?;
     if control.borrow().stop {
         return Err(BackfillError::Stopped);
     }
@@ -292,7 +293,7 @@ async fn build_indexes(config: &Config, tables: Vec<Table>) -> Result<(), Backfi
                     return Ok::<(), BackfillError>(());
                 };
                 let started = Instant::now();
-                let mut sql = vec![ddl::add_primary_key_sql(&t)];
+                let mut sql: Vec<String> = ddl::add_primary_key_sql(&t).into_iter().collect();
                 sql.extend(ddl::plain_index_sql(&t));
                 ddl::run_all(&client, &t, &sql).await?;
                 state::mark_indexed(&client, &config.target.ferry_schema, &config.stream, &t.source.to_string())
@@ -385,6 +386,7 @@ async fn start(
 /// Copies every unfinished table, `parallel_tables` at a time, largest first.
 async fn copy_all(
     config: &Config,
+    flavor: Flavor,
     mut todo: Vec<(Table, TableState)>,
     board: &Arc<StatusBoard>,
     control: watch::Receiver<ReaderControl>,
@@ -423,8 +425,21 @@ async fn copy_all(
                 let Some((table, st)) = next else {
                     return Ok(());
                 };
-                worker::copy_table(&config, &table, st, &tracker, &limiter, control.clone())
+                if table.has_key() {
+                    worker::copy_table(&config, &table, st, &tracker, &limiter, control.clone())
+                        .await?;
+                } else {
+                    whole::copy_table(
+                        &config,
+                        flavor,
+                        &table,
+                        st,
+                        &tracker,
+                        &limiter,
+                        control.clone(),
+                    )
                     .await?;
+                }
                 if control.borrow().stop {
                     return Ok(());
                 }

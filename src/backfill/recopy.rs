@@ -200,6 +200,12 @@ pub async fn serve(
             set("failed", Some(format!("{name} is not a replicated table"))).await;
             continue;
         };
+        if !table.has_key() {
+            let why = format!("{name} has no primary key: a table identified by its whole row cannot be re-copied while streaming (a copied row and a streamed change of an equal row cannot be told apart). Add a primary key on the source, or run a fresh backfill of the stream");
+            tracing::error!(table = %name, request = id, "{why}");
+            set("failed", Some(why)).await;
+            continue;
+        }
         set("running", None).await;
         tracing::info!(table = %name, request = id, "re-copying table while streaming continues");
         match recopy(&config, flavor, table, client, &hub, &progress, &board, id).await {

@@ -31,6 +31,8 @@ pub struct TableState {
     pub copied: bool,
     pub indexed: bool,
     pub unique_built: bool,
+    /// A table copied whole (no key): the exact binlog position of the snapshot it was read in.
+    pub snapshot: Option<BinlogPosition>,
 }
 
 pub async fn load_run(
@@ -85,7 +87,8 @@ pub async fn start_run(
                 &format!(
                     "INSERT INTO {s}.backfill (stream, source_table, created_by_ferry) VALUES ($1, $2, $3) \
                      ON CONFLICT (stream, source_table) DO UPDATE SET created_by_ferry = EXCLUDED.created_by_ferry, \
-                     last_key = NULL, rows_copied = 0, copied = false, indexed = false, updated_at = NULL"
+                     last_key = NULL, rows_copied = 0, copied = false, indexed = false, updated_at = NULL, \
+                     snapshot_file = NULL, snapshot_offset = NULL"
                 ),
                 &[&stream, &t.source.to_string(), created],
             )
@@ -108,7 +111,7 @@ pub async fn load_tables(
         .query(
             &format!(
                 "SELECT b.source_table, b.created_by_ferry, b.last_key::text, b.rows_copied, b.copied, \
-                 b.indexed, COALESCE(r.unique_built, false) \
+                 b.indexed, COALESCE(r.unique_built, false), b.snapshot_file, b.snapshot_offset \
                  FROM {s}.backfill b LEFT JOIN {s}.backfill_run r USING (stream) WHERE b.stream = $1",
                 s = quote_ident(schema)
             ),
@@ -128,6 +131,10 @@ pub async fn load_tables(
                     copied: r.get(4),
                     indexed: r.get(5),
                     unique_built: r.get(6),
+                    snapshot: r
+                        .get::<_, Option<String>>(7)
+                        .zip(r.get::<_, Option<i64>>(8))
+                        .map(|(f, o)| BinlogPosition::new(f, o as u64)),
                 },
             )
         })
@@ -214,4 +221,76 @@ pub async fn mark_unique_built(
         )
         .await
         .map(|_| ())
+}
+
+/// Empties a table copied whole whose copy did not finish, and its progress, in one
+/// transaction: a whole copy is one snapshot, so it starts over rather than resuming.
+pub async fn restart_whole_copy(
+    client: &mut Client,
+    schema: &str,
+    stream: &str,
+    table: &Table,
+) -> Result<(), tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    tx.batch_execute(&format!("TRUNCATE {}", table.target_quoted))
+        .await?;
+    tx.execute(
+        &format!(
+            "UPDATE {}.backfill SET last_key = NULL, rows_copied = 0, snapshot_file = NULL, \
+             snapshot_offset = NULL, updated_at = clock_timestamp() WHERE stream = $1 AND source_table = $2",
+            quote_ident(schema)
+        ),
+        &[&stream, &table.source.to_string()],
+    )
+    .await?;
+    tx.commit().await
+}
+
+/// Records a table copied whole, with the position of the snapshot its rows were read in.
+pub async fn mark_copied_whole(
+    client: &Client,
+    schema: &str,
+    stream: &str,
+    table: &str,
+    snapshot: &BinlogPosition,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            &format!(
+                "UPDATE {}.backfill SET copied = true, snapshot_file = $3, snapshot_offset = $4, \
+                 updated_at = clock_timestamp() WHERE stream = $1 AND source_table = $2",
+                quote_ident(schema)
+            ),
+            &[&stream, &table, &snapshot.file, &(snapshot.offset as i64)],
+        )
+        .await
+        .map(|_| ())
+}
+
+/// The snapshot positions of the stream's tables copied whole, by source table (`db.table`):
+/// the stream skips those tables' changes up to them.
+pub async fn whole_copy_snapshots(
+    client: &Client,
+    schema: &str,
+    stream: &str,
+) -> Result<HashMap<String, BinlogPosition>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT source_table, snapshot_file, snapshot_offset FROM {}.backfill \
+                 WHERE stream = $1 AND copied AND snapshot_file IS NOT NULL",
+                quote_ident(schema)
+            ),
+            &[&stream],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                r.get::<_, String>(0),
+                BinlogPosition::new(r.get::<_, String>(1), r.get::<_, i64>(2) as u64),
+            )
+        })
+        .collect())
 }

@@ -73,7 +73,8 @@ struct Encoded {
     /// COPY text in frames of at most [`COPY_FRAME_BYTES`].
     frames: Vec<Bytes>,
     rows: u64,
-    last_key: Vec<KeyValue>,
+    /// Key of the chunk's last row (`None` for a table copied whole, which has no key).
+    last_key: Option<Vec<KeyValue>>,
     /// Dead-lettered rows (JSON objects) of this chunk.
     dead: Vec<serde_json::Value>,
 }
@@ -220,7 +221,7 @@ fn row_json(table: &Table, row: &Row) -> serde_json::Value {
     serde_json::Value::Object(map)
 }
 
-async fn wait_while_paused(control: &mut watch::Receiver<ReaderControl>) -> bool {
+pub(crate) async fn wait_while_paused(control: &mut watch::Receiver<ReaderControl>) -> bool {
     loop {
         let c = *control.borrow();
         if c.stop {
@@ -249,7 +250,7 @@ pub async fn copy_table(
 ) -> Result<(), BackfillError> {
     let name = table.source.to_string();
     let schema = config.target.ferry_schema.clone();
-    let estimated = table.estimated_rows.max(st.rows_copied);
+    let started = Instant::now();
     let conn = connect::connect(&config.source).await?;
     let mut reader = ChunkReader::new(
         conn,
@@ -273,8 +274,7 @@ pub async fn copy_table(
     // Three stages so the source query, the conversion and the target COPY overlap: the
     // reader fetches the next chunk while the encoder converts this one and the writer loads
     // the previous one.
-    let (raw_tx, mut raw_rx) = mpsc::channel::<(Vec<Row>, Vec<KeyValue>)>(1);
-    let (tx, mut rx) = mpsc::channel::<Encoded>(1);
+    let (raw_tx, raw_rx) = mpsc::channel::<(Vec<Row>, Option<Vec<KeyValue>>)>(1);
     let read_table = table.clone();
     let mut read_control = control.clone();
     let mut last_key = st.last_key.clone();
@@ -294,11 +294,63 @@ pub async fn copy_table(
                 return Ok(());
             };
             last_key = Some(key.clone());
-            if raw_tx.send((chunk.rows, key)).await.is_err() {
+            if raw_tx.send((chunk.rows, Some(key))).await.is_err() {
                 return Ok(());
             }
         }
     });
+    let loaded = load_chunks(
+        config,
+        table,
+        &mut client,
+        raw_rx,
+        st.rows_copied,
+        tracker,
+        limiter,
+    )
+    .await;
+    let copied = match loaded {
+        Ok(n) => n,
+        Err(e) => {
+            read_task.abort();
+            return Err(e);
+        }
+    };
+    match read_task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => return Err(BackfillError::Cancelled("copy stage")),
+    }
+    if control.borrow().stop {
+        return Ok(());
+    }
+    state::mark_copied(&client, &schema, &config.stream, &name)
+        .await
+        .map_err(BackfillError::target(format!(
+            "table {name}: recording it copied"
+        )))?;
+    tracker.set(&name, copied, copied, true);
+    tracing::info!(table = %name, rows = copied, elapsed = ?started.elapsed(), "table copied");
+    Ok(())
+}
+
+/// The conversion and load stages of a copy: converts each chunk of `raw` to COPY text in its
+/// own task while the previous chunk loads, and writes each with its progress row in one
+/// transaction. Returns the table's rows copied (`copied` before plus the chunks loaded).
+pub(crate) async fn load_chunks(
+    config: &Config,
+    table: &Table,
+    client: &mut tokio_postgres::Client,
+    mut raw_rx: mpsc::Receiver<(Vec<Row>, Option<Vec<KeyValue>>)>,
+    mut copied: u64,
+    tracker: &Tracker,
+    limiter: &RateLimiter,
+) -> Result<u64, BackfillError> {
+    let name = table.source.to_string();
+    let schema = config.target.ferry_schema.clone();
+    let estimated = table.estimated_rows.max(copied);
+    let (tx, mut rx) = mpsc::channel::<Encoded>(1);
     let encode_config = config.clone();
     let encode_table = table.clone();
     let encode_task = tokio::spawn(async move {
@@ -324,8 +376,6 @@ pub async fn copy_table(
          FROM jsonb_array_elements($2::text::jsonb) AS e",
         quote_ident(&schema)
     );
-    let mut copied = st.rows_copied;
-    let started = Instant::now();
     while let Some(chunk) = rx.recv().await {
         limiter.take(chunk.rows).await;
         let key_json = serde_json::to_string(&chunk.last_key).expect("keys serialize");
@@ -334,7 +384,7 @@ pub async fn copy_table(
         let dead =
             (!chunk.dead.is_empty()).then(|| serde_json::Value::Array(chunk.dead).to_string());
         write_chunk(
-            &mut client,
+            client,
             &copy,
             chunk.frames,
             &progress,
@@ -350,23 +400,10 @@ pub async fn copy_table(
         m::backfill_rows(&name, chunk.rows);
         tracker.set(&name, copied, estimated, false);
     }
-    for task in [read_task, encode_task] {
-        match task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => return Err(BackfillError::Cancelled("copy stage")),
-        }
+    match encode_task.await {
+        Ok(Ok(())) => Ok(copied),
+        Ok(Err(e)) => Err(e),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(BackfillError::Cancelled("copy stage")),
     }
-    if control.borrow().stop {
-        return Ok(());
-    }
-    state::mark_copied(&client, &schema, &config.stream, &name)
-        .await
-        .map_err(BackfillError::target(format!(
-            "table {name}: recording it copied"
-        )))?;
-    tracker.set(&name, copied, copied, true);
-    tracing::info!(table = %name, rows = copied, elapsed = ?started.elapsed(), "table copied");
-    Ok(())
 }

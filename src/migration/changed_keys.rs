@@ -52,7 +52,8 @@ impl KeyRecorder {
     /// Records the keys of one applied statement (`columns` as the executor sent them: every
     /// column for inserts and upserts, the key columns for deletes).
     pub fn applied(&mut self, table: &Arc<Table>, op: Op, columns: &[Vec<Option<String>>]) {
-        if table.key.is_empty() {
+        if table.key.is_empty() || !table.has_key() {
+            // Without a key, a changed row is found by comparing the whole table.
             return self.whole_table(table);
         }
         let entry = self

@@ -93,6 +93,13 @@ pub async fn run(
     let mut session = Session::open(config, true).await?;
     let mut boundary = crate::verify::query::my_conn(config).await?;
     let tables = load_tables(config, &mut boundary, &[]).await?;
+    let flavor = crate::source::connect::server_info(&mut boundary)
+        .await
+        .map_err(|e| VerifyError::Source {
+            context: "reading the server version".into(),
+            source: e,
+        })?
+        .flavor;
     let mut out = Vec::new();
     let mut keys_checked = 0u64;
     for (t, text) in tables {
@@ -104,7 +111,19 @@ pub async fn run(
         let method = method(c, max_keys);
         let mut differing = Vec::new();
         let rows_checked;
-        if method == "full" {
+        if method == "full" && !q.table.has_key() {
+            let m = crate::verify::multiset::compare_table(
+                &mut session,
+                config,
+                &q,
+                flavor,
+                config.verify.settle_timeout,
+                config.verify.max_reported_rows,
+            )
+            .await?;
+            rows_checked = m.source_rows;
+            differing.extend(m.diffs.iter().map(|d| describe(&q.table, d)));
+        } else if method == "full" {
             let settings = ScanSettings {
                 chunk_rows: config.verify.chunk_rows,
                 leaf_rows: config.verify.leaf_rows,

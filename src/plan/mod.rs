@@ -370,12 +370,20 @@ fn readiness(plan: &Plan, config: &Config) -> Vec<Issue> {
     }
     for t in &plan.tables {
         if let Some(e) = &t.planning_error {
-            let fix = if t.key.is_none() {
-                "add a primary key on the source (a keyless table has no row identity for updates and deletes), or exclude the table with tables.exclude"
-            } else {
-                "see the message"
-            };
-            out.push(issue(Severity::Blocker, &t.name, e.clone(), fix));
+            out.push(issue(
+                Severity::Blocker,
+                &t.name,
+                e.clone(),
+                "see the message",
+            ));
+        }
+        if t.key.is_none() && t.planning_error.is_none() {
+            out.push(issue(
+                Severity::Warning,
+                &t.name,
+                "no primary key and no NOT NULL unique key: replicated with the whole row as its identity (copied in one long consistent snapshot, no resume mid-table; each update or delete on the target looks one equal row up, a scan unless an index covers it; no re-copy)".into(),
+                "add a primary key on the source if the table has one natural (ALTER TABLE ... ADD PRIMARY KEY), or an index on a selective column; otherwise nothing to do",
+            ));
         }
         if !t.engine.is_empty() && !t.engine.eq_ignore_ascii_case("InnoDB") {
             out.push(issue(

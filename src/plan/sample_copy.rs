@@ -250,7 +250,7 @@ async fn sample_one(
     let copy_seconds = started.elapsed().as_secs_f64();
 
     let started = Instant::now();
-    let mut sql = vec![ddl::add_primary_key_sql(&scratch)];
+    let mut sql: Vec<String> = ddl::add_primary_key_sql(&scratch).into_iter().collect();
     sql.extend(ddl::plain_index_sql(&scratch));
     sql.extend(ddl::unique_index_sql(&scratch));
     for s in &sql {

@@ -96,7 +96,13 @@ pub(super) async fn check_source(
             let note: Vec<String> = tables
                 .iter()
                 .filter(|t| t.key_source != crate::schema::KeySource::PrimaryKey)
-                .map(|t| format!("{} keyed by its unique key", t.source))
+                .map(|t| {
+                    if t.has_key() {
+                        format!("{} keyed by its unique key", t.source)
+                    } else {
+                        format!("{} has no primary key (identified by its whole row)", t.source)
+                    }
+                })
                 .collect();
             let detail = if note.is_empty() {
                 format!("{} selected, every one with a primary key", tables.len())

@@ -432,6 +432,16 @@ fn statement(ops: &[&Op]) -> (String, usize) {
             }
             sql.push_str(" WHERE ");
             key_condition(&mut sql, table, key);
+            if !table.has_key() {
+                // Identified by the whole row: exactly one of several identical rows.
+                sql.push_str(" LIMIT 1");
+            }
+            (sql, 1)
+        }
+        Op::Delete { table, key } if !table.has_key() => {
+            let _ = write!(sql, "DELETE FROM {} WHERE ", table_name(table));
+            key_condition(&mut sql, table, key);
+            sql.push_str(" LIMIT 1");
             (sql, 1)
         }
         Op::Delete { table, key } => {
@@ -463,7 +473,9 @@ fn key_condition(sql: &mut String, table: &crate::schema::Table, key: &[Value]) 
         if j > 0 {
             sql.push_str(" AND ");
         }
-        let _ = write!(sql, "{} = ", ident(&table.source_columns[k].name));
+        // A whole-row identity may hold NULLs: `<=>` matches NULL to NULL.
+        let eq = if table.has_key() { "=" } else { "<=>" };
+        let _ = write!(sql, "{} {eq} ", ident(&table.source_columns[k].name));
         literal(sql, v, &table.columns[k].kind);
     }
     sql.push(')');

@@ -78,16 +78,19 @@ fn primary_key_clause(t: &Table) -> String {
 
 /// `ALTER TABLE ... ADD PRIMARY KEY`, for tables created bare for a fast bulk copy; a no-op
 /// when the table already has one (a restart after the key was built but before it was
-/// recorded).
-pub fn add_primary_key_sql(t: &Table) -> String {
-    format!(
+/// recorded). `None` for a table identified by its whole row (nothing is unique by it).
+pub fn add_primary_key_sql(t: &Table) -> Option<String> {
+    if !t.has_key() {
+        return None;
+    }
+    Some(format!(
         "DO $ferry$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint \
          WHERE conrelid = {rel}::regclass AND contype = 'p') THEN \
          ALTER TABLE {table} ADD {pk}; END IF; END $ferry$",
         rel = sql_literal(&t.target_quoted),
         table = t.target_quoted,
         pk = primary_key_clause(t)
-    )
+    ))
 }
 
 /// `CREATE SCHEMA` + `CREATE TABLE` with columns only: the fastest target for a bulk copy.
@@ -140,7 +143,7 @@ fn table_sql(t: &Table, with_key: bool) -> String {
     for (name, expr) in carried_checks(t) {
         cols.push(format!("CONSTRAINT {} CHECK ({expr})", quote_ident(&name)));
     }
-    if with_key {
+    if with_key && t.has_key() {
         cols.push(primary_key_clause(t));
     }
     after.extend(comment_sql(t));
@@ -569,6 +572,10 @@ async fn check_existing(client: &Client, t: &Table) -> Result<(), DdlError> {
             missing,
         });
     }
+    if !t.has_key() {
+        // Identified by its whole row: any table with the columns takes the rows.
+        return Ok(());
+    }
     let key: Vec<String> = t
         .key
         .iter()
@@ -666,7 +673,7 @@ mod tests {
         let t = table();
         assert!(!create_bare_table_sql(&t).contains("PRIMARY KEY"));
         assert_eq!(create_table_sql(&t).matches("PRIMARY KEY").count(), 1);
-        let pk = add_primary_key_sql(&t);
+        let pk = add_primary_key_sql(&t).expect("keyed");
         assert!(
             pk.contains("ADD CONSTRAINT \"users_pkey\" PRIMARY KEY (\"id\")"),
             "{pk}"

@@ -357,6 +357,18 @@ impl Executor {
         transactions: u64,
     ) -> Result<(), SinkError> {
         let err = |e: tokio_postgres::Error| self.apply_err(table, e, transactions);
+        if op == Op::Upsert && !table.has_key() {
+            // Without a key an upsert would add a row instead of replacing one.
+            return Err(SinkError::Apply {
+                table: table.source.clone(),
+                target: format!("{}.{}", table.target_schema, table.target_name),
+                position: self
+                    .committed
+                    .as_ref()
+                    .map_or_else(|| "start".into(), ToString::to_string),
+                message: "a replace-by-key write reached a table identified by its whole row; this path does not support tables without a primary key".into(),
+            });
+        }
         if op == Op::Insert && plain.worth_trying(key, rows) {
             if self.plain_insert(&st.insert, params).await.map_err(err)? {
                 plain.used += 1;

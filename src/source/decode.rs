@@ -258,6 +258,9 @@ pub struct Decoder {
     skip_at: Option<BinlogPosition>,
     /// The source's flavor, for describing table maps (see [`Decoder::set_flavor`]).
     flavor: super::connect::Flavor,
+    /// Tables copied whole (no key) and the exact position of the snapshot their copy holds:
+    /// their changes before it are already in the copy (see [`crate::backfill::whole`]).
+    copied_whole: HashMap<SourceName, BinlogPosition>,
     pub counters: Counters,
 }
 
@@ -297,8 +300,24 @@ impl Decoder {
             open_payload: None,
             skip_at,
             flavor: super::connect::Flavor::MySql,
+            copied_whole: HashMap::new(),
             counters: Counters::default(),
         }
+    }
+
+    /// Tables whose changes before a snapshot position are skipped: the whole-table copy read
+    /// in that snapshot holds them already.
+    pub fn set_copied_whole(&mut self, snapshots: HashMap<SourceName, BinlogPosition>) {
+        self.copied_whole = snapshots;
+    }
+
+    /// True when a change of `table` at `at` is already in its whole-table copy: the snapshot
+    /// position is a transaction boundary, so an event before it belongs to a transaction
+    /// that ended at or before it.
+    fn in_whole_copy(&self, table: &SourceName, at: &BinlogPosition) -> bool {
+        self.copied_whole
+            .get(table)
+            .is_some_and(|snapshot| at < snapshot)
     }
 
     /// The source's flavor (MySQL unless set), used when a table map corrects a definition.
@@ -792,6 +811,9 @@ impl Decoder {
                 for name in refs.iter().map(resolve_ref) {
                     if let Some(table) = self.registry.get(&name).cloned() {
                         self.begin(ts, progress);
+                        if self.in_whole_copy(&name, &start) {
+                            continue;
+                        }
                         out.messages.push(Message::Truncate {
                             table: table.clone(),
                         });
@@ -994,6 +1016,9 @@ impl Decoder {
         start: &BinlogPosition,
         out: &mut Output,
     ) -> Result<(), DecodeError> {
+        if self.in_whole_copy(&table.source, start) {
+            return Ok(());
+        }
         let is_write = matches!(
             rows,
             RowsEventData::WriteRowsEvent(_) | RowsEventData::WriteRowsEventV1(_)
@@ -1054,6 +1079,20 @@ impl Decoder {
                 });
             }
             let new_key = key_of(table, &after_cells);
+            if !is_write && !table.has_key() {
+                // Identified by the whole row: the before image deletes one equal row, the
+                // after image is a new row (an unchanged row changes nothing).
+                let old_key = before_cells
+                    .ok_or_else(|| corrupt(table, start, "update without before image"))?;
+                if old_key != new_key {
+                    ops.push(RowOp::Delete { key: old_key });
+                    ops.push(RowOp::Insert {
+                        key: new_key,
+                        row: after_cells,
+                    });
+                }
+                continue;
+            }
             if !is_write {
                 if let Some(b) = &before_cells {
                     let old_key = key_of(table, b);

@@ -159,7 +159,7 @@ fn derive(
     } else {
         (old, true)
     };
-    let mut indexes: Vec<Index> = remap(old, &key, true).into_iter().collect();
+    let mut indexes: Vec<Index> = key.and_then(|k| remap(old, &k, true)).into_iter().collect();
     indexes.extend(
         indexes_from
             .0

@@ -279,49 +279,7 @@ impl ChunkReader {
         after: Option<&[KeyValue]>,
         flavor: Flavor,
     ) -> Result<(Chunk, BinlogPosition), SnapshotError> {
-        let position = match flavor {
-            Flavor::MariaDb => {
-                self.conn
-                    .query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-                    .await?;
-                let rows: Vec<(String, String)> = self
-                    .conn
-                    .query("SHOW STATUS LIKE 'binlog_snapshot_%'")
-                    .await?;
-                let get = |n: &str| {
-                    rows.iter()
-                        .find(|(k, _)| k.eq_ignore_ascii_case(n))
-                        .map(|(_, v)| v.clone())
-                };
-                match (
-                    get("binlog_snapshot_file").filter(|f| !f.is_empty()),
-                    get("binlog_snapshot_position").and_then(|p| p.parse::<u64>().ok()),
-                ) {
-                    (Some(f), Some(p)) => BinlogPosition::new(f, p),
-                    _ => {
-                        let _ = self.conn.query_drop("ROLLBACK").await;
-                        return Err(SnapshotError::NoPosition);
-                    }
-                }
-            }
-            Flavor::MySql => {
-                self.conn
-                    .query_drop("SET SESSION lock_wait_timeout = 1")
-                    .await?;
-                self.conn
-                    .query_drop("FLUSH TABLES WITH READ LOCK")
-                    .await
-                    .map_err(|e| SnapshotError::Lock(e.to_string()))?;
-                let started = self
-                    .conn
-                    .query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-                    .await;
-                let position = super::binlog::current_position(&mut self.conn).await;
-                self.conn.query_drop("UNLOCK TABLES").await?;
-                started?;
-                position?
-            }
-        };
+        let position = begin_snapshot(&mut self.conn, flavor).await?;
         let chunk = self.read(after).await;
         self.conn.query_drop("COMMIT").await?;
         Ok((chunk?, position))
@@ -331,6 +289,55 @@ impl ChunkReader {
     pub fn into_conn(self) -> Conn {
         self.conn
     }
+}
+
+/// Opens a consistent-snapshot transaction on `conn` and returns the snapshot's exact binlog
+/// position: every transaction before it is visible to the snapshot, none after it (MariaDB:
+/// `binlog_snapshot_file/position`, lock-free; MySQL: the position read under a momentary
+/// global read lock bounded by `lock_wait_timeout = 1`). The caller ends the transaction.
+///
+/// # Errors
+/// Driver errors, no binlog, or (MySQL) a lock that could not be taken.
+pub async fn begin_snapshot(
+    conn: &mut Conn,
+    flavor: Flavor,
+) -> Result<BinlogPosition, SnapshotError> {
+    Ok(match flavor {
+        Flavor::MariaDb => {
+            conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+                .await?;
+            let rows: Vec<(String, String)> =
+                conn.query("SHOW STATUS LIKE 'binlog_snapshot_%'").await?;
+            let get = |n: &str| {
+                rows.iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                    .map(|(_, v)| v.clone())
+            };
+            match (
+                get("binlog_snapshot_file").filter(|f| !f.is_empty()),
+                get("binlog_snapshot_position").and_then(|p| p.parse::<u64>().ok()),
+            ) {
+                (Some(f), Some(p)) => BinlogPosition::new(f, p),
+                _ => {
+                    let _ = conn.query_drop("ROLLBACK").await;
+                    return Err(SnapshotError::NoPosition);
+                }
+            }
+        }
+        Flavor::MySql => {
+            conn.query_drop("SET SESSION lock_wait_timeout = 1").await?;
+            conn.query_drop("FLUSH TABLES WITH READ LOCK")
+                .await
+                .map_err(|e| SnapshotError::Lock(e.to_string()))?;
+            let started = conn
+                .query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+                .await;
+            let position = super::binlog::current_position(conn).await;
+            conn.query_drop("UNLOCK TABLES").await?;
+            started?;
+            position?
+        }
+    })
 }
 
 /// `(k1 > ?) OR (k1 = ? AND k2 > ?) OR ...`: rows after a composite key, written so both

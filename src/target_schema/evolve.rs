@@ -276,7 +276,9 @@ pub fn plan(old: &Table, new: &Table, alter: &Alter) -> Result<Evolution, Refusa
         .iter()
         .map(|i| new.source_columns[*i].name.to_lowercase())
         .collect();
-    if old_key != new_key || new.key.iter().any(|i| from_old[*i].is_none()) {
+    // A table identified by its whole row stays so as its columns change.
+    let whole_row = !old.has_key() && !new.has_key();
+    if !whole_row && (old_key != new_key || new.key.iter().any(|i| from_old[*i].is_none())) {
         return Err(Refusal::KeyChange(format!(
             "({}) becomes ({})",
             old_key.join(", "),

@@ -121,6 +121,11 @@ pub fn table_notes(t: &Table) -> Vec<String> {
             ));
         }
     }
+    if !t.has_key() {
+        notes.push(
+            "PRIMARY KEY: none on the source, so none on the target; rows are identified by their whole value (duplicates kept)".to_string(),
+        );
+    }
     for name in t.relaxed_not_null() {
         notes.push(format!(
             "NOT NULL of column {name}: created nullable, because types.zero_date = \"null\" writes NULL for its zero dates"

@@ -81,6 +81,13 @@ async fn pass(config: &Config) -> Result<VerifySummary, VerifyError> {
         leaf_rows: v.leaf_rows,
         max_diffs: v.max_reported_rows,
     };
+    let flavor = crate::source::connect::server_info(&mut boundary)
+        .await
+        .map_err(|e| VerifyError::Source {
+            context: "reading the server version".into(),
+            source: e,
+        })?
+        .flavor;
     let mut checked = 0;
     let mut differing = 0;
     for (t, text) in tables {
@@ -99,23 +106,37 @@ async fn pass(config: &Config) -> Result<VerifySummary, VerifyError> {
             m::verify_rows(&name, rows);
             m::verify_coverage(&name, (total as f64 / estimate).min(1.0));
         };
-        let mut scan = checksum::scan_table(
-            &mut boundary,
-            &mut workers,
-            &q,
-            &settings,
-            &pacer,
-            &on_chunk,
-        )
-        .await?;
-        let mut settling = vec![Settling {
-            q: &q,
-            diffs: std::mem::take(&mut scan.diffs).into_values().collect(),
-            in_flight: 0,
-            unsettled: Vec::new(),
-        }];
-        settle::settle(&mut workers[0], config, &mut settling, v.settle_timeout).await?;
-        let rows = settling[0].diffs.len() as u64;
+        let rows = if q.table.has_key() {
+            let mut scan = checksum::scan_table(
+                &mut boundary,
+                &mut workers,
+                &q,
+                &settings,
+                &pacer,
+                &on_chunk,
+            )
+            .await?;
+            let mut settling = vec![Settling {
+                q: &q,
+                diffs: std::mem::take(&mut scan.diffs).into_values().collect(),
+                in_flight: 0,
+                unsettled: Vec::new(),
+            }];
+            settle::settle(&mut workers[0], config, &mut settling, v.settle_timeout).await?;
+            settling[0].diffs.len() as u64
+        } else {
+            let m = super::multiset::compare_table(
+                &mut workers[0],
+                config,
+                &q,
+                flavor,
+                v.settle_timeout,
+                settings.max_diffs,
+            )
+            .await?;
+            on_chunk(m.source_rows);
+            m.diffs.len() as u64
+        };
         m::drift_rows(&name, rows);
         m::verify_coverage(&name, 1.0);
         if rows > 0 {

@@ -26,6 +26,7 @@
 pub mod checksum;
 pub mod compare;
 pub mod continuous;
+pub mod multiset;
 pub mod normalize;
 pub mod passes;
 pub mod query;
@@ -380,6 +381,15 @@ pub async fn run(config: &Config, opts: &VerifyOptions) -> Result<Report, Verify
     let settings = opts.scan_settings();
     let pacer = Pacer::new(opts.rows_per_second);
     let pass_start = passes::start(config, &workers[0].pg).await;
+    let flavor = connect::server_info(&mut boundary)
+        .await
+        .map_err(|e| VerifyError::Source {
+            context: "reading the server version".into(),
+            source: e,
+        })?
+        .flavor;
+    // Tables identified by their whole row, compared as multisets and settled on their own.
+    let mut settled_whole = Vec::new();
 
     let mut works = Vec::with_capacity(tables.len());
     for (t, text) in tables {
@@ -393,6 +403,35 @@ pub async fn run(config: &Config, opts: &VerifyOptions) -> Result<Report, Verify
                 diffs: Vec::new(),
                 in_flight: 0,
                 unsettled: Vec::new(),
+            });
+            continue;
+        }
+        if !q.table.has_key() {
+            let m = multiset::compare_table(
+                &mut workers[0],
+                config,
+                &q,
+                flavor,
+                opts.settle_timeout,
+                settings.max_diffs,
+            )
+            .await?;
+            settled_whole.push(works.len());
+            works.push(TableWork {
+                q,
+                missing: false,
+                scan: TableScan {
+                    source_rows: m.source_rows,
+                    target_rows: m.target_rows,
+                    chunks: 1,
+                    differing_chunks: u64::from(!m.diffs.is_empty() || !m.unsettled.is_empty()),
+                    truncated: m.truncated,
+                    ..TableScan::default()
+                },
+                sample: None,
+                diffs: m.diffs,
+                in_flight: 0,
+                unsettled: m.unsettled,
             });
             continue;
         }
@@ -427,16 +466,24 @@ pub async fn run(config: &Config, opts: &VerifyOptions) -> Result<Report, Verify
     let mut settling: Vec<Settling> = works
         .iter_mut()
         .zip(&qs)
-        .map(|(w, q)| Settling {
+        .enumerate()
+        .map(|(i, (w, q))| Settling {
             q,
-            diffs: std::mem::take(&mut w.diffs),
+            diffs: if settled_whole.contains(&i) {
+                Vec::new()
+            } else {
+                std::mem::take(&mut w.diffs)
+            },
             in_flight: 0,
             unsettled: Vec::new(),
         })
         .collect();
     let settle_report =
         settle::settle(&mut workers[0], config, &mut settling, opts.settle_timeout).await?;
-    for (w, s) in works.iter_mut().zip(settling) {
+    for (i, (w, s)) in works.iter_mut().zip(settling).enumerate() {
+        if settled_whole.contains(&i) {
+            continue;
+        }
         w.diffs = s.diffs;
         w.in_flight = s.in_flight;
         w.unsettled = s.unsettled;
@@ -497,6 +544,17 @@ async fn repair_all(
     let mut rows = Vec::new();
     let mut rechecks: Vec<(Arc<TableSql>, Vec<RowDiff>)> = Vec::new();
     for w in works.iter().filter(|w| !w.diffs.is_empty()) {
+        if !w.q.table.has_key() {
+            // Rows without a key cannot be written one by one without risking the copies
+            // that are right: such a table is re-copied with a fresh backfill instead.
+            rows.extend(w.diffs.iter().map(|d| repair::Repair {
+                table: w.q.table.source.to_string(),
+                key: compare::key_json(&w.q.table, &d.key),
+                action: "none",
+                error: Some("the table has no primary key: rows identified by their whole value are not repaired one by one; run a fresh backfill of the stream (or add a primary key)".into()),
+            }));
+            continue;
+        }
         let keys: Vec<Key> = w.diffs.iter().map(|d| d.key.clone()).collect();
         let done = repair::repair_table(config, &mut client, &mut sess.my, &w.q, &keys).await?;
         rows.extend(done);

@@ -127,7 +127,7 @@ impl TableSql {
             .collect()
     }
 
-    fn my_err(&self, what: &str) -> impl Fn(mysql_async::Error) -> VerifyError + '_ {
+    pub(super) fn my_err(&self, what: &str) -> impl Fn(mysql_async::Error) -> VerifyError + '_ {
         let context = format!("{what} of {}", self.table.source);
         move |e| VerifyError::Source {
             context: context.clone(),
@@ -135,7 +135,7 @@ impl TableSql {
         }
     }
 
-    fn pg_err(&self, what: &str) -> impl Fn(tokio_postgres::Error) -> VerifyError + '_ {
+    pub(super) fn pg_err(&self, what: &str) -> impl Fn(tokio_postgres::Error) -> VerifyError + '_ {
         let context = format!("{what} of {}", self.table.target_quoted);
         move |e| VerifyError::target(&context, &e)
     }
@@ -284,7 +284,7 @@ impl TableSql {
     }
 
     /// A whole MySQL row.
-    fn source_row(&self, values: &[MyValue]) -> SourceRow {
+    pub(super) fn source_row(&self, values: &[MyValue]) -> SourceRow {
         let t = &self.table;
         let mut shown = Vec::with_capacity(values.len());
         let mut write: Result<Vec<Cell>, String> = Ok(Vec::with_capacity(values.len()));
@@ -329,7 +329,7 @@ impl TableSql {
         }
     }
 
-    fn target_row(&self, row: &tokio_postgres::Row, offset: usize) -> TargetRow {
+    pub(super) fn target_row(&self, row: &tokio_postgres::Row, offset: usize) -> TargetRow {
         self.table
             .columns
             .iter()

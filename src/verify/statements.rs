@@ -125,11 +125,14 @@ impl TableSql {
             quote_mysql_ident(&t.source.db),
             quote_mysql_ident(&t.source.table)
         );
-        let index = match &t.key_source {
-            KeySource::PrimaryKey => "PRIMARY".to_string(),
-            KeySource::UniqueKey(name) => quote_mysql_ident(name),
+        let my_from = match &t.key_source {
+            KeySource::PrimaryKey => format!("{my_table} FORCE INDEX (PRIMARY)"),
+            KeySource::UniqueKey(name) => {
+                format!("{my_table} FORCE INDEX ({})", quote_mysql_ident(name))
+            }
+            // Compared whole, as a multiset (see `verify::multiset`): no index to force.
+            KeySource::FullRow => my_table.clone(),
         };
-        let my_from = format!("{my_table} FORCE INDEX ({index})");
         let my_keys: Vec<String> = t
             .key
             .iter()
@@ -531,6 +534,16 @@ impl TableSql {
             self.pg_key_fetch, self.table.target_quoted, self.pg_key_list
         );
         pg(sql, params)
+    }
+
+    /// Every row of the table from MySQL, in no order (tables identified by their whole row).
+    pub fn my_all_rows_sql(&self) -> String {
+        format!("SELECT {} FROM {}", self.my_all, self.my_table)
+    }
+
+    /// Every row of the table from PostgreSQL, in no order.
+    pub fn pg_all_rows_sql(&self) -> String {
+        format!("SELECT {} FROM {}", self.pg_all, self.table.target_quoted)
     }
 
     /// Whole rows of a range from MySQL, at most `limit`, in key order.
