@@ -1026,3 +1026,56 @@ async fn a_postgresql_transaction_larger_than_the_memory_bounds_arrives_whole() 
     assert!(ferry.try_exit().is_none(), "{}", ferry.log());
     db.cleanup_dir();
 }
+
+/// A table without a key keeps its identical rows through the switch and the reverse stream:
+/// each PostgreSQL update or delete of one of several equal rows changes exactly one on MySQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_table_without_a_key_keeps_its_duplicates_through_the_reverse_stream() {
+    let Setup {
+        _server,
+        db,
+        config,
+        mut ferry,
+    } = setup(
+        "revkeyless",
+        &[
+            "CREATE TABLE logs (kind VARCHAR(8) NOT NULL, n INT, note TEXT)",
+            "INSERT INTO logs VALUES ('a', 1, NULL), ('a', 1, NULL), ('a', 1, NULL), ('b', 2, 'x'), ('b', 2, 'x')",
+        ],
+    )
+    .await;
+    let (code, report, out) = cutover(&config, &[]).await;
+    assert_eq!(code, 0, "{out}\n{}", ferry.log());
+    assert_eq!(report["outcome"], "switched", "{out}");
+    let pg = db.pg().await;
+    pg.batch_execute(
+        "DELETE FROM logs WHERE ctid = (SELECT ctid FROM logs WHERE kind = 'a' LIMIT 1); \
+         UPDATE logs SET n = 3 WHERE ctid = (SELECT ctid FROM logs WHERE kind = 'b' LIMIT 1); \
+         INSERT INTO logs VALUES ('c', NULL, NULL), ('c', NULL, NULL); \
+         DELETE FROM logs WHERE ctid = (SELECT ctid FROM logs WHERE kind = 'c' LIMIT 1)",
+    )
+    .await
+    .expect("writes on PostgreSQL");
+    wait_reverse_caught_up(&db, &mut ferry).await;
+    let mut my = db.my().await;
+    let mysql = mysql_rows(&mut my, "SELECT kind, CAST(n AS CHAR), note FROM logs").await;
+    let postgres = pg_rows(&pg, "SELECT kind, n::text, note FROM logs").await;
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(
+        postgres,
+        vec![
+            vec![s("a"), s("1"), None],
+            vec![s("a"), s("1"), None],
+            vec![s("b"), s("2"), s("x")],
+            vec![s("b"), s("3"), s("x")],
+            vec![s("c"), None, None],
+        ]
+    );
+    assert_eq!(
+        mysql, postgres,
+        "MySQL holds the same rows, duplicates included"
+    );
+    let (code, out) = verify(&config).await;
+    assert_eq!(code, 0, "{out}");
+    db.cleanup_dir();
+}

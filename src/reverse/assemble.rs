@@ -454,7 +454,9 @@ fn key_values(b: &Bound, tuple: &Tuple, lsn: Lsn) -> Result<Vec<Value>, Assemble
                     lsn,
                     detail: format!("a tuple of {} has too few columns", b.table.source),
                 })?;
-            if matches!(d, Datum::Null | Datum::Unchanged) {
+            // A whole-row identity (REPLICA IDENTITY FULL) sends NULL columns as NULL.
+            let null_is_a_value = !b.table.has_key() && *d == Datum::Null;
+            if matches!(d, Datum::Null | Datum::Unchanged) && !null_is_a_value {
                 return Err(AssembleError::Protocol {
                     lsn,
                     detail: format!(
