@@ -382,7 +382,7 @@ fn readiness(plan: &Plan, config: &Config) -> Vec<Issue> {
                 Severity::Warning,
                 &t.name,
                 "no primary key and no NOT NULL unique key: replicated with the whole row as its identity (copied in one long consistent snapshot, no resume mid-table; each update or delete on the target looks one equal row up, a scan unless an index covers it; no re-copy)".into(),
-                "add a primary key on the source if the table has one natural (ALTER TABLE ... ADD PRIMARY KEY), or an index on a selective column; otherwise nothing to do",
+                "add a primary key on the source if the table has one natural (ALTER TABLE ... ADD PRIMARY KEY), or an index on a selective NOT NULL column (the lookup uses it); otherwise nothing to do",
             ));
         }
         if !t.engine.is_empty() && !t.engine.eq_ignore_ascii_case("InnoDB") {

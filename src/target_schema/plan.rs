@@ -123,7 +123,7 @@ pub fn table_notes(t: &Table) -> Vec<String> {
     }
     if !t.has_key() {
         notes.push(
-            "PRIMARY KEY: none on the source, so none on the target; rows are identified by their whole value (duplicates kept)".to_string(),
+            "no PRIMARY KEY (the source has none): rows are identified by their whole value, duplicates kept".to_string(),
         );
     }
     for name in t.relaxed_not_null() {
