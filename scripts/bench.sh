@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs a benchmark against the private servers: scripts/bench.sh replication | backfill | verify | cutover | reverse
+# Runs a benchmark against the private servers: scripts/bench.sh replication | backfill | verify | cutover | reverse | keyless
 # (see the doc comment at the top of benches/<name>.rs for what it measures and its knobs).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
