@@ -29,6 +29,8 @@ async fn setup(rows: u64, index: bool) {
     ))
     .await
     .expect("source database");
+    // `seq_1_to_N` lives in the current database.
+    let mut c = my(Some(DB)).await;
     let index = if index { ", KEY (n)" } else { "" };
     c.query_drop(format!(
         "CREATE TABLE {DB}.events (kind VARCHAR(8) NOT NULL, n INT NOT NULL, note TEXT{index}); \
