@@ -246,6 +246,11 @@ impl Supervisor {
             {
                 Ok(m) => m
                     .into_iter()
+                    // A snapshot the stream already passed skips nothing: not checked per event.
+                    .filter(|(_, at)| match &start {
+                        StartFrom::Position(p) => !p.partial_cmp(at).is_some_and(|o| o.is_ge()),
+                        StartFrom::Gtid(_) => true,
+                    })
                     .filter_map(|(name, at)| {
                         let (db, table) = name.split_once('.')?;
                         Some((crate::schema::SourceName::new(db, table), at))

@@ -22,12 +22,11 @@ use mysql_async::Row;
 use tokio::sync::{mpsc, watch};
 
 use super::state::{self, TableState};
-use super::worker::{load_chunks, wait_while_paused, RateLimiter};
+use super::worker::{copy_session, load_chunks, wait_while_paused, RateLimiter};
 use super::{BackfillError, Tracker};
 use crate::config::Config;
 use crate::schema::Table;
 use crate::select::quote_mysql_ident;
-use crate::sink::connect as pg;
 use crate::source::binlog::ReaderControl;
 use crate::source::connect::{self, Flavor};
 use crate::source::snapshot::{self, row_bytes, KeyValue};
@@ -48,13 +47,7 @@ pub async fn copy_table(
     let name = table.source.to_string();
     let schema = config.target.ferry_schema.clone();
     let started = Instant::now();
-    let mut client = pg::connect(&config.target)
-        .await
-        .map_err(BackfillError::target(format!("table {name}: connecting")))?;
-    client
-        .batch_execute("SET synchronous_commit = off")
-        .await
-        .map_err(BackfillError::target(format!("table {name}: connecting")))?;
+    let mut client = copy_session(config, &name).await?;
     if st.rows_copied > 0 || st.last_key.is_some() {
         tracing::info!(table = %name, rows_copied = st.rows_copied, "a table without a key is copied in one snapshot: emptying it and copying it again");
         state::restart_whole_copy(&mut client, &schema, &config.stream, table)

@@ -262,15 +262,7 @@ pub async fn copy_table(
     .map_err(BackfillError::snapshot(format!(
         "table {name}: preparing the chunk reads"
     )))?;
-    let mut client = pg::connect(&config.target)
-        .await
-        .map_err(BackfillError::target(format!("table {name}: connecting")))?;
-    // A chunk and its progress row commit together, so losing the last commits in a target
-    // crash only makes the copy redo those chunks: waiting for each WAL flush buys nothing.
-    client
-        .batch_execute("SET synchronous_commit = off")
-        .await
-        .map_err(BackfillError::target(format!("table {name}: connecting")))?;
+    let mut client = copy_session(config, &name).await?;
     // Three stages so the source query, the conversion and the target COPY overlap: the
     // reader fetches the next chunk while the encoder converts this one and the writer loads
     // the previous one.
@@ -333,6 +325,23 @@ pub async fn copy_table(
     tracker.set(&name, copied, copied, true);
     tracing::info!(table = %name, rows = copied, elapsed = ?started.elapsed(), "table copied");
     Ok(())
+}
+
+/// The target session a table's copy writes on.
+pub(crate) async fn copy_session(
+    config: &Config,
+    name: &str,
+) -> Result<tokio_postgres::Client, BackfillError> {
+    let client = pg::connect(&config.target)
+        .await
+        .map_err(BackfillError::target(format!("table {name}: connecting")))?;
+    // A chunk and its progress row commit together, so losing the last commits in a target
+    // crash only makes the copy redo those chunks: waiting for each WAL flush buys nothing.
+    client
+        .batch_execute("SET synchronous_commit = off")
+        .await
+        .map_err(BackfillError::target(format!("table {name}: connecting")))?;
+    Ok(client)
 }
 
 /// The conversion and load stages of a copy: converts each chunk of `raw` to COPY text in its

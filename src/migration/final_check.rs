@@ -93,13 +93,7 @@ pub async fn run(
     let mut session = Session::open(config, true).await?;
     let mut boundary = crate::verify::query::my_conn(config).await?;
     let tables = load_tables(config, &mut boundary, &[]).await?;
-    let flavor = crate::source::connect::server_info(&mut boundary)
-        .await
-        .map_err(|e| VerifyError::Source {
-            context: "reading the server version".into(),
-            source: e,
-        })?
-        .flavor;
+    let flavor = crate::verify::query::source_flavor(&mut boundary).await?;
     let mut out = Vec::new();
     let mut keys_checked = 0u64;
     for (t, text) in tables {

@@ -41,10 +41,8 @@ pub fn upsert_sql(t: &Table) -> String {
 /// A plain INSERT of every column from `unnest` arrays: fails on an existing key (the sink
 /// then applies the same rows with [`upsert_sql`]).
 pub fn insert_sql(t: &Table) -> String {
-    let n = t.columns.len();
     let cols: Vec<&str> = t.columns.iter().map(|c| c.quoted.as_str()).collect();
-    let params: Vec<String> = (1..=n).map(|i| format!("${i}::text[]")).collect();
-    let aliases: Vec<String> = (1..=n).map(|i| format!("c{i}")).collect();
+    let (params, aliases) = unnest_args(t.columns.len(), "c");
     let casts: Vec<String> = t
         .columns
         .iter()
@@ -69,8 +67,7 @@ pub fn delete_sql(t: &Table) -> String {
     if !t.has_key() {
         return delete_one_each_sql(t);
     }
-    let params: Vec<String> = (1..=t.key.len()).map(|i| format!("${i}::text[]")).collect();
-    let aliases: Vec<String> = (1..=t.key.len()).map(|i| format!("k{i}")).collect();
+    let (params, aliases) = unnest_args(t.key.len(), "k");
     let conds: Vec<String> = t
         .key
         .iter()
@@ -89,12 +86,18 @@ pub fn delete_sql(t: &Table) -> String {
     )
 }
 
+/// `$1::text[], …` and `p1, …` for `unnest(params) AS x(aliases)` over `n` columns.
+fn unnest_args(n: usize, prefix: &str) -> (Vec<String>, Vec<String>) {
+    (
+        (1..=n).map(|i| format!("${i}::text[]")).collect(),
+        (1..=n).map(|i| format!("{prefix}{i}")).collect(),
+    )
+}
+
 /// [`delete_sql`] for a table identified by its whole row: NULLs match NULLs, NOT NULL columns
 /// compare with plain `=` so an index on any of them serves the lookup.
 fn delete_one_each_sql(t: &Table) -> String {
-    let n = t.key.len();
-    let params: Vec<String> = (1..=n).map(|i| format!("${i}::text[]")).collect();
-    let aliases: Vec<String> = (1..=n).map(|i| format!("k{i}")).collect();
+    let (params, aliases) = unnest_args(t.key.len(), "k");
     let conds: Vec<String> = t
         .key
         .iter()

@@ -81,13 +81,7 @@ async fn pass(config: &Config) -> Result<VerifySummary, VerifyError> {
         leaf_rows: v.leaf_rows,
         max_diffs: v.max_reported_rows,
     };
-    let flavor = crate::source::connect::server_info(&mut boundary)
-        .await
-        .map_err(|e| VerifyError::Source {
-            context: "reading the server version".into(),
-            source: e,
-        })?
-        .flavor;
+    let flavor = crate::verify::query::source_flavor(&mut boundary).await?;
     let mut checked = 0;
     let mut differing = 0;
     for (t, text) in tables {

@@ -381,13 +381,7 @@ pub async fn run(config: &Config, opts: &VerifyOptions) -> Result<Report, Verify
     let settings = opts.scan_settings();
     let pacer = Pacer::new(opts.rows_per_second);
     let pass_start = passes::start(config, &workers[0].pg).await;
-    let flavor = connect::server_info(&mut boundary)
-        .await
-        .map_err(|e| VerifyError::Source {
-            context: "reading the server version".into(),
-            source: e,
-        })?
-        .flavor;
+    let flavor = query::source_flavor(&mut boundary).await?;
     // Tables identified by their whole row, compared as multisets and settled on their own.
     let mut settled_whole = Vec::new();
 

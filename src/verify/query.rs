@@ -92,6 +92,20 @@ impl Session {
 ///
 /// # Errors
 /// The source is unreachable.
+/// The source's flavor (MySQL or MariaDB), read from the server's version.
+///
+/// # Errors
+/// Source errors.
+pub async fn source_flavor(conn: &mut Conn) -> Result<crate::source::connect::Flavor, VerifyError> {
+    crate::source::connect::server_info(conn)
+        .await
+        .map(|info| info.flavor)
+        .map_err(|e| VerifyError::Source {
+            context: "reading the server version".into(),
+            source: e,
+        })
+}
+
 pub async fn my_conn(config: &Config) -> Result<Conn, VerifyError> {
     Ok(my::connect(&config.source).await?)
 }
