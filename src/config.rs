@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::position::{BinlogPosition, GtidSet};
 use crate::select::{TableSelector, TableSelectorError};
-use crate::transform::{Spatial, TypeOptions, ValuePolicy};
+use crate::transform::{CaseInsensitive, Spatial, TypeOptions, ValuePolicy};
 
 /// What went wrong loading the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -358,6 +358,11 @@ pub struct RawTypes {
     /// target database, else bytea), "bytea", or "postgis".
     #[serde(default)]
     pub spatial: Option<String>,
+    /// Text columns with a case-insensitive (`_ci`) collation: "text" (default: plain
+    /// varchar/text, case-sensitive on PostgreSQL), "citext" (the extension's type), or "icu"
+    /// (a nondeterministic ICU collation that ignores case).
+    #[serde(default)]
+    pub case_insensitive: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -823,6 +828,14 @@ impl RawConfig {
                 })?,
             },
             postgis_schema: None,
+            case_insensitive: match self.types.case_insensitive.as_deref() {
+                None => CaseInsensitive::Text,
+                Some(s) => s.parse().map_err(|message| ConfigError::Invalid {
+                    key: "types.case_insensitive",
+                    message,
+                })?,
+            },
+            citext_schema: None,
         };
         let metrics_listen = if self.metrics.listen.is_empty() {
             None

@@ -433,6 +433,7 @@ mod tests {
     fn conflict() -> SinkError {
         SinkError::UniqueConflict {
             target: "s.t".into(),
+            position: "f.000001:4".into(),
             message: "duplicate".into(),
             transactions: 3,
         }

@@ -24,6 +24,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::preflight;
 use crate::source::connect;
+use crate::transform::CaseInsensitive;
 
 /// What `ferry plan` was asked for.
 #[derive(Debug, Clone)]
@@ -428,12 +429,20 @@ fn readiness(plan: &Plan, config: &Config) -> Vec<Issue> {
             ));
         }
         for k in &t.case_insensitive_unique_keys {
-            out.push(issue(
-                Severity::Warning,
-                &t.name,
-                format!("{k} compares text case-insensitively on the source; PostgreSQL compares exactly, so after the switch 'Bob' and 'bob' could both be inserted and lookups by another spelling miss"),
-                "after the switch, replace the unique index by one on lower(column) (or use citext / a nondeterministic ICU collation) and make the application's lookups match",
-            ));
+            out.push(match config.types.case_insensitive {
+                CaseInsensitive::Text => issue(
+                    Severity::Warning,
+                    &t.name,
+                    format!("{k} compares text case-insensitively on the source; with types.case_insensitive = \"text\" PostgreSQL compares exactly, so after the switch 'Bob' and 'bob' could both be inserted and lookups by another spelling miss"),
+                    "set types.case_insensitive = \"icu\" or \"citext\" before the copy (README: Case-insensitive text), or replace the unique index by one on lower(column) after the switch",
+                ),
+                mode => issue(
+                    Severity::Note,
+                    &t.name,
+                    format!("{k} compares text case-insensitively on the source; on PostgreSQL it is {} (case ignored, accents kept)", if mode == CaseInsensitive::Icu { "text with the ICU collation ferry_ci" } else { "citext" }),
+                    "MySQL's _ci collations also ignore most accents; PostgreSQL will accept 'e' next to 'é' in this key (README: Case-insensitive text)",
+                ),
+            });
         }
         if t.charsets
             .iter()

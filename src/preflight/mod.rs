@@ -85,8 +85,8 @@ pub struct Report {
     pub checks: Vec<Check>,
     pub server: Option<ServerInfo>,
     pub tables: Vec<Table>,
-    /// The type options the tables were planned with (`types.spatial` resolved against the
-    /// target): every later stage must use these.
+    /// The type options the tables were planned with (`types.spatial` and
+    /// `types.case_insensitive` resolved against the target): every later stage must use these.
     pub types: TypeOptions,
 }
 

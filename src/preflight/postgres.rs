@@ -1,11 +1,12 @@
-//! Target checks: reachable, writable (probed in a rolled-back transaction), and where spatial
-//! columns go (PostGIS or bytea), which every later stage plans with.
+//! Target checks: reachable, writable (probed in a rolled-back transaction), where spatial
+//! columns go (PostGIS or bytea) and what case-insensitive text becomes (text, citext, ICU),
+//! which every later stage plans with.
 
 use super::Check;
 use crate::config::Config;
 use crate::error::ErrorClass;
 use crate::sink::connect as pg;
-use crate::sink::postgis;
+use crate::sink::{case_fold, postgis};
 use crate::transform::TypeOptions;
 
 /// Checks the target; returns the type options resolved against it (as configured when the
@@ -67,7 +68,7 @@ pub(super) async fn check_target(config: &Config, checks: &mut Vec<Check>) -> Ty
             )
         }
     });
-    match postgis::resolve(&client, &config.types).await {
+    let types = match postgis::resolve(&client, &config.types).await {
         Ok(decision) => {
             checks.push(Check::pass("spatial types", decision.detail));
             decision.options
@@ -79,6 +80,20 @@ pub(super) async fn check_target(config: &Config, checks: &mut Vec<Check>) -> Ty
                 "install PostGIS in the target database (CREATE EXTENSION postgis) or set types.spatial = \"bytea\"",
             ));
             config.types.clone()
+        }
+    };
+    match case_fold::resolve(&client, &types).await {
+        Ok(decision) => {
+            checks.push(Check::pass("case-insensitive text", decision.detail));
+            decision.options
+        }
+        Err(e) => {
+            checks.push(Check::fail(
+                "case-insensitive text",
+                e,
+                "CREATE EXTENSION citext in the target database, or choose another types.case_insensitive",
+            ));
+            types
         }
     }
 }

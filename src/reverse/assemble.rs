@@ -134,7 +134,7 @@ fn type_oid(t: &PgType) -> Option<u32> {
         PgType::RealArray => 1021,
         PgType::Uuid => 2950,
         PgType::Inet => 869,
-        PgType::Geometry { .. } => return None,
+        PgType::Geometry { .. } | PgType::Citext { .. } => return None,
     })
 }
 

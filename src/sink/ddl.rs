@@ -20,7 +20,8 @@ use crate::error::ErrorClass;
 use crate::schema::{Index, Table};
 use crate::select::quote_ident;
 use crate::transform::defaults::{self, CheckSql};
-use crate::transform::{PgType, ValueKind};
+use crate::transform::mapping::{create_icu_collation_sql, ICU_CI_COLLATION};
+use crate::transform::{CiCollation, PgType, ValueKind};
 
 /// How an AUTO_INCREMENT column generates values on the target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +54,15 @@ pub fn sequence_name(t: &Table, i: usize) -> String {
         "{}_{}_seq",
         t.target_name, t.columns[i].target_name
     ))
+}
+
+/// The name of column `i`'s type CHECK (`<table>_<column>_type`), which a type change of the
+/// column drops and recreates.
+pub fn domain_check_name(t: &Table, i: usize) -> String {
+    quote_ident(&crate::select::fit_identifier(&format!(
+        "{}_{}_type",
+        t.target_name, t.columns[i].target_name
+    )))
 }
 
 /// `CREATE SCHEMA` + `CREATE TABLE` with the primary key (without secondary indexes).
@@ -103,6 +113,7 @@ fn table_sql(t: &Table, with_key: bool) -> String {
     let mut after = Vec::new();
     let mut cols = Vec::new();
     let schema = quote_ident(&t.target_schema);
+    let mut collation_created = false;
     for (i, c) in t.columns.iter().enumerate() {
         let not_null = if !c.nullable || t.is_key_column(i) {
             " NOT NULL"
@@ -127,14 +138,17 @@ fn table_sql(t: &Table, with_key: bool) -> String {
             }
         };
         let domain = c
-            .kind
-            .domain_check(&c.quoted)
-            .map(|e| format!(" CHECK ({e})"))
+            .domain_check()
+            .map(|e| format!(" CONSTRAINT {} CHECK ({e})", domain_check_name(t, i)))
             .unwrap_or_default();
+        if c.collation == CiCollation::Icu && !collation_created {
+            before.push(create_icu_collation_sql(&t.target_schema));
+            collation_created = true;
+        }
         cols.push(format!(
             "{} {}{}{}{}",
             c.quoted,
-            c.pg_type.sql(),
+            c.type_in(&t.target_schema),
             not_null,
             generated,
             domain
@@ -420,6 +434,13 @@ pub enum DdlError {
         found: String,
         want: String,
     },
+    #[error("PostgreSQL table {table} exists with column {column} as {found}, but types.case_insensitive maps it to {want}; set types.case_insensitive to what the table was created with, or ALTER the column to {want}, or drop the table so ferry recreates it")]
+    CaseMismatch {
+        table: String,
+        column: String,
+        found: String,
+        want: String,
+    },
     #[error("PostgreSQL table {table} exists but has no primary key or unique index on exactly ({key}); add one (ferry upserts on it)")]
     NoUniqueKey { table: String, key: String },
     #[error("checking PostgreSQL table {table}: {}", describe(source))]
@@ -524,6 +545,15 @@ pub async fn run_all(client: &Client, t: &Table, statements: &[String]) -> Resul
     Ok(())
 }
 
+/// How a text column compares, as [`DdlError::CaseMismatch`] names it.
+fn case_form(citext: bool, icu: bool) -> &'static str {
+    match (citext, icu) {
+        (true, _) => "citext",
+        (false, true) => "text with the ICU collation ferry_ci",
+        (false, false) => "case-sensitive text",
+    }
+}
+
 async fn check_existing(client: &Client, t: &Table) -> Result<(), DdlError> {
     let name = format!("{}.{}", t.target_schema, t.target_name);
     let check_err = |e: tokio_postgres::Error| DdlError::Check {
@@ -532,8 +562,8 @@ async fn check_existing(client: &Client, t: &Table) -> Result<(), DdlError> {
     };
     let rows = client
         .query(
-            "SELECT column_name::text, udt_name::text FROM information_schema.columns \
-             WHERE table_schema = $1 AND table_name = $2",
+            "SELECT column_name::text, udt_name::text, coalesce(collation_name::text, '') \
+             FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2",
             &[&t.target_schema, &t.target_name],
         )
         .await
@@ -556,6 +586,27 @@ async fn check_existing(client: &Client, t: &Table) -> Result<(), DdlError> {
                 table: name,
                 column: c.target_name.clone(),
                 found,
+                want: want.into(),
+            });
+        }
+    }
+    // Case-insensitive text: the column's type or collation decides how the application's
+    // lookups and unique keys behave, so a table created under another setting is named.
+    for c in t.columns.iter().filter(|c| c.pg_type.is_text()) {
+        let Some(row) = rows.iter().find(|r| r.get::<_, String>(0) == c.target_name) else {
+            continue;
+        };
+        let (udt, collation): (String, String) = (row.get(1), row.get(2));
+        let found = case_form(udt == "citext", collation == ICU_CI_COLLATION);
+        let want = case_form(
+            matches!(c.pg_type, PgType::Citext { .. }),
+            c.collation == CiCollation::Icu,
+        );
+        if found != want {
+            return Err(DdlError::CaseMismatch {
+                table: name,
+                column: c.target_name.clone(),
+                found: found.into(),
                 want: want.into(),
             });
         }

@@ -25,9 +25,11 @@ pub enum SinkError {
         position: String,
         message: String,
     },
-    #[error("unique-key conflict in PostgreSQL table {target}: {message}")]
+    #[error("unique-key conflict in PostgreSQL table {target} after checkpoint {position}: {message}. PostgreSQL holds as equal two values the source keeps apart under its unique key (a comparison that differs, e.g. under types.case_insensitive, or a row another writer put on the target): change or remove the conflicting target row or constraint, then restart ferry")]
     UniqueConflict {
         target: String,
+        /// The last committed position (the conflicting transaction comes after it).
+        position: String,
         message: String,
         /// Source transactions in the failed group (to replay one by one).
         transactions: u64,

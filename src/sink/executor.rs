@@ -448,6 +448,7 @@ impl Executor {
         if e.code().is_some_and(|c| c.code() == "23505") {
             return SinkError::UniqueConflict {
                 target: format!("{}.{}", t.target_schema, t.target_name),
+                position: self.committed_text(),
                 message: describe(&e),
                 transactions: transactions + 1,
             };
@@ -455,13 +456,17 @@ impl Executor {
         SinkError::Apply {
             table: t.source.clone(),
             target: format!("{}.{}", t.target_schema, t.target_name),
-            position: self
-                .committed
-                .as_ref()
-                .map(|p| p.to_string())
-                .unwrap_or_else(|| "start".into()),
+            position: self.committed_text(),
             message: describe(&e),
         }
+    }
+
+    /// The last committed position as errors name it (`start` before the first commit).
+    fn committed_text(&self) -> String {
+        self.committed
+            .as_ref()
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "start".into())
     }
 
     /// Runs a schema change's target statements and records it in `schema_changes`, inside
@@ -576,6 +581,7 @@ impl Executor {
                 if e.code().is_some_and(|c| c.code() == "23505") {
                     return Err(SinkError::UniqueConflict {
                         target: "(deferred unique constraint)".into(),
+                        position: self.committed_text(),
                         message: describe(&e),
                         transactions,
                     });

@@ -1,6 +1,7 @@
 //! The PostgreSQL side: connections, table DDL, batching and the apply stage.
 
 pub mod batch;
+pub mod case_fold;
 pub mod connect;
 pub mod copy;
 pub mod ddl;

@@ -95,7 +95,8 @@ pub async fn load_named(
     let col_sql = format!(
         "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, \
          CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION, \
-         CHARACTER_SET_NAME, EXTRA, COLUMN_DEFAULT, COLUMN_COMMENT FROM information_schema.COLUMNS \
+         CHARACTER_SET_NAME, EXTRA, COLUMN_DEFAULT, COLUMN_COMMENT, COLLATION_NAME \
+         FROM information_schema.COLUMNS \
          WHERE TABLE_SCHEMA IN ({db_list}) ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION"
     );
     let rows: Vec<Row> = conn.query(col_sql).await?;
@@ -123,6 +124,7 @@ pub async fn load_named(
             numeric_scale: opt_u64(&row, 8).map(|v| v as u32),
             datetime_precision: opt_u64(&row, 9).map(|v| v as u32),
             charset: opt_text(&row, 10),
+            collation: opt_text(&row, 14),
             generated: extra.contains("GENERATED"),
             invisible: extra.contains("INVISIBLE"),
             auto_increment: extra.contains("AUTO_INCREMENT"),

@@ -30,7 +30,8 @@ use crate::sink::ddl::{
 };
 use crate::source::alter::{Alter, Clause};
 use crate::transform::defaults;
-use crate::transform::{PgType, ValueKind};
+use crate::transform::mapping::create_icu_collation_sql;
+use crate::transform::{CiCollation, PgType, ValueKind};
 
 /// Why a schema change cannot be carried automatically.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +69,17 @@ fn same(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
 }
 
+/// A text type's length limit in characters, `u64::MAX` for none.
+fn text_limit(t: &PgType) -> u64 {
+    match t {
+        PgType::Varchar(n)
+        | PgType::Citext {
+            max_chars: Some(n), ..
+        } => *n,
+        _ => u64::MAX,
+    }
+}
+
 /// Whether PostgreSQL's cast from `from` to `to` keeps every value MySQL kept.
 pub fn widens(from: &PgType, to: &PgType) -> bool {
     use PgType::*;
@@ -87,6 +99,8 @@ pub fn widens(from: &PgType, to: &PgType) -> bool {
         (Real, Double) => true,
         (Varchar(a), Varchar(b)) => b >= a,
         (Varchar(_), Text) => true,
+        // citext is text compared without case: the values are the same strings.
+        (a, b) if a.is_text() && b.is_text() => text_limit(b) >= text_limit(a),
         (Timestamp(a), Timestamp(b))
         | (TimestampTz(a), TimestampTz(b))
         | (Interval(a), Interval(b)) => b >= a,
@@ -392,7 +406,7 @@ pub fn plan(old: &Table, new: &Table, alter: &Alter) -> Result<Evolution, Refusa
                     ));
                 }
                 kind_compatible(&o.kind, &n.kind).map_err(not_exact)?;
-                if o.pg_type != n.pg_type {
+                if o.pg_type != n.pg_type || o.collation != n.collation {
                     if !widens(&o.pg_type, &n.pg_type) {
                         return Err(not_exact(format!(
                             "{} to {} ({} to {}) narrows or converts values",
@@ -402,10 +416,24 @@ pub fn plan(old: &Table, new: &Table, alter: &Alter) -> Result<Evolution, Refusa
                             n.pg_type.sql()
                         )));
                     }
+                    let check = ddl::domain_check_name(new, ni);
+                    if o.domain_check().is_some() {
+                        columns.push(format!(
+                            "ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {check}"
+                        ));
+                    }
+                    if n.collation == CiCollation::Icu {
+                        columns.push(create_icu_collation_sql(&new.target_schema));
+                    }
                     columns.push(format!(
                         "ALTER TABLE {table} ALTER COLUMN {col} TYPE {}",
-                        n.pg_type.sql()
+                        n.type_in(&new.target_schema)
                     ));
+                    if let Some(expr) = n.domain_check() {
+                        columns.push(format!(
+                            "ALTER TABLE {table} ADD CONSTRAINT {check} CHECK ({expr})"
+                        ));
+                    }
                 }
                 let key = new.is_key_column(ni);
                 let (was_null, is_null) =
@@ -474,6 +502,10 @@ pub fn plan(old: &Table, new: &Table, alter: &Alter) -> Result<Evolution, Refusa
                 }
                 let nullable = n.nullable && !new.is_key_column(ni);
                 let not_null = if nullable { "" } else { " NOT NULL" };
+                if n.collation == CiCollation::Icu {
+                    columns.push(create_icu_collation_sql(&new.target_schema));
+                }
+                let ty = n.type_in(&new.target_schema);
                 match defaults::default_sql(nsc, n) {
                     Ok(Some(d)) if is_time_dependent(&d) => {
                         return Err(not_exact(
@@ -481,14 +513,12 @@ pub fn plan(old: &Table, new: &Table, alter: &Alter) -> Result<Evolution, Refusa
                         ))
                     }
                     Ok(Some(d)) => columns.push(format!(
-                        "ALTER TABLE {table} ADD COLUMN {col} {}{not_null} DEFAULT {d}",
-                        n.pg_type.sql()
+                        "ALTER TABLE {table} ADD COLUMN {col} {ty}{not_null} DEFAULT {d}"
                     )),
                     Err(why) => return Err(not_exact(&why)),
-                    Ok(None) if nullable => columns.push(format!(
-                        "ALTER TABLE {table} ADD COLUMN {col} {}",
-                        n.pg_type.sql()
-                    )),
+                    Ok(None) if nullable => {
+                        columns.push(format!("ALTER TABLE {table} ADD COLUMN {col} {ty}"))
+                    }
                     Ok(None) => {
                         let Some(fill) = implicit_default(new, ni) else {
                             return Err(not_exact(
@@ -496,16 +526,18 @@ pub fn plan(old: &Table, new: &Table, alter: &Alter) -> Result<Evolution, Refusa
                             ));
                         };
                         columns.push(format!(
-                            "ALTER TABLE {table} ADD COLUMN {col} {} NOT NULL DEFAULT {fill}",
-                            n.pg_type.sql()
+                            "ALTER TABLE {table} ADD COLUMN {col} {ty} NOT NULL DEFAULT {fill}"
                         ));
                         columns.push(format!(
                             "ALTER TABLE {table} ALTER COLUMN {col} DROP DEFAULT"
                         ));
                     }
                 }
-                if let Some(check) = n.kind.domain_check(col) {
-                    columns.push(format!("ALTER TABLE {table} ADD CHECK ({check})"));
+                if let Some(check) = n.domain_check() {
+                    columns.push(format!(
+                        "ALTER TABLE {table} ADD CONSTRAINT {} CHECK ({check})",
+                        ddl::domain_check_name(new, ni)
+                    ));
                 }
                 if !nsc.comment.is_empty() {
                     last.push(format!(
@@ -633,7 +665,7 @@ mod tests {
     use super::*;
     use crate::schema::SourceName;
     use crate::source::alter::parse_alter_table;
-    use crate::transform::{SourceColumn, TypeOptions};
+    use crate::transform::{CaseInsensitive, SourceColumn, TypeOptions};
 
     fn col(name: &str, data_type: &str, column_type: &str, nullable: bool) -> SourceColumn {
         SourceColumn {
@@ -649,6 +681,7 @@ mod tests {
             numeric_scale: None,
             datetime_precision: None,
             charset: (data_type == "varchar" || data_type == "text").then(|| "utf8mb4".into()),
+            collation: None,
             is_json: false,
             members: Vec::new(),
             generated: false,
@@ -690,6 +723,71 @@ mod tests {
             &table(new),
             &parse_alter_table(sql).expect(sql),
         )
+    }
+
+    #[test]
+    fn a_collation_change_follows_types_case_insensitive() {
+        let plan_ci = |mode: CaseInsensitive, old_len: u64, new_len: u64, to_ci: bool| {
+            let opts = TypeOptions {
+                case_insensitive: mode,
+                citext_schema: Some("public".into()),
+                ..Default::default()
+            };
+            let t = |len: u64, ci: bool| {
+                let mut cols = base();
+                cols[1].column_type = format!("varchar({len})");
+                cols[1].char_max_length = Some(len);
+                cols[1].collation = Some(
+                    if ci {
+                        "utf8mb4_general_ci"
+                    } else {
+                        "utf8mb4_bin"
+                    }
+                    .into(),
+                );
+                Table::plan(
+                    SourceName::new("shop", "items"),
+                    "shop".into(),
+                    cols,
+                    vec![Index {
+                        name: "PRIMARY".into(),
+                        unique: true,
+                        columns: vec![(0, None)],
+                    }],
+                    0,
+                    &opts,
+                )
+                .expect("plan")
+            };
+            let sql = format!("ALTER TABLE items MODIFY label varchar({new_len})");
+            plan(
+                &t(old_len, true),
+                &t(new_len, to_ci),
+                &parse_alter_table(&sql).expect("parse"),
+            )
+            .expect("evolves")
+            .statements
+        };
+        assert_eq!(
+            plan_ci(CaseInsensitive::Citext, 20, 40, true),
+            vec![
+                r#"ALTER TABLE "shop"."items" DROP CONSTRAINT IF EXISTS "items_label_type""#,
+                r#"ALTER TABLE "shop"."items" ALTER COLUMN "label" TYPE "public".citext"#,
+                r#"ALTER TABLE "shop"."items" ADD CONSTRAINT "items_label_type" CHECK (char_length("label") <= 40)"#,
+            ],
+            "a longer citext column gets the new limit"
+        );
+        assert_eq!(
+            plan_ci(CaseInsensitive::Icu, 20, 20, false),
+            vec![r#"ALTER TABLE "shop"."items" ALTER COLUMN "label" TYPE varchar(20)"#],
+            "_ci to _bin drops the ICU collation"
+        );
+        let to_icu = plan_ci(CaseInsensitive::Icu, 20, 30, true);
+        assert!(to_icu[0].starts_with(r#"CREATE COLLATION IF NOT EXISTS "shop"."ferry_ci""#));
+        assert_eq!(
+            to_icu[1],
+            r#"ALTER TABLE "shop"."items" ALTER COLUMN "label" TYPE varchar(30) COLLATE "shop"."ferry_ci""#
+        );
     }
 
     #[test]

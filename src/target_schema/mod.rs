@@ -46,8 +46,8 @@ pub enum SchemaError {
         context: String,
         source: tokio_postgres::Error,
     },
-    #[error("deciding the spatial mapping: {0}")]
-    Spatial(String),
+    #[error("deciding the spatial and case-insensitive mappings: {0}")]
+    TargetTypes(String),
     #[error("table {table} column {column}: {message}")]
     Value {
         table: String,
@@ -67,7 +67,7 @@ impl SchemaError {
             }
             SchemaError::Catalog(e) => e.class(),
             SchemaError::Source { source, .. } => ErrorClass::of_mysql(source),
-            SchemaError::Spatial(_) | SchemaError::Value { .. } => ErrorClass::Definite,
+            SchemaError::TargetTypes(_) | SchemaError::Value { .. } => ErrorClass::Definite,
         }
     }
 
@@ -108,10 +108,9 @@ pub async fn connect_sides(config: &Config) -> Result<Sides, SchemaError> {
     let target = pg::connect(&config.target)
         .await
         .map_err(SchemaError::TargetConnect)?;
-    let types = crate::sink::postgis::resolve(&target, &config.types)
+    let types = crate::sink::case_fold::resolve_target_types(&target, &config.types)
         .await
-        .map_err(SchemaError::Spatial)?
-        .options;
+        .map_err(SchemaError::TargetTypes)?;
     let tables = catalog::load_tables(&mut source, info.flavor, &config.tables, &types).await?;
     Ok(Sides {
         source,

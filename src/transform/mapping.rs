@@ -6,7 +6,7 @@
 //! schema load, before any row is read, never a surprise mid-stream.
 
 use super::charset::Charset;
-use super::TypeOptions;
+use super::{CaseInsensitive, TypeOptions};
 use crate::select::{fold_name, quote_ident};
 
 /// A source column, as read from `information_schema.COLUMNS` (plus MariaDB's JSON check).
@@ -26,6 +26,8 @@ pub struct SourceColumn {
     pub datetime_precision: Option<u32>,
     /// CHARACTER_SET_NAME; `None` for non-text columns.
     pub charset: Option<String>,
+    /// COLLATION_NAME; `None` for non-text columns (and where the source does not say).
+    pub collation: Option<String>,
     /// MySQL JSON, or MariaDB LONGTEXT with a `json_valid()` check.
     pub is_json: bool,
     /// ENUM/SET member names in definition order.
@@ -81,6 +83,13 @@ pub enum PgType {
     Uuid,
     /// MariaDB INET4 / INET6 (a CHECK keeps the column to one family without a netmask).
     Inet,
+    /// The `citext` extension's type, qualified by its schema, for a case-insensitive text
+    /// column under `types.case_insensitive = "citext"`; `max_chars` is the source's length
+    /// limit (kept by a CHECK, since citext has none).
+    Citext {
+        schema: String,
+        max_chars: Option<u64>,
+    },
 }
 
 impl PgType {
@@ -116,8 +125,39 @@ impl PgType {
             PgType::Geometry { schema } => format!("{}.geometry", quote_ident(schema)),
             PgType::Uuid => "uuid".into(),
             PgType::Inet => "inet".into(),
+            PgType::Citext { schema, .. } => format!("{}.citext", quote_ident(schema)),
         }
     }
+
+    /// Character data (whatever the collation).
+    pub fn is_text(&self) -> bool {
+        matches!(
+            self,
+            PgType::Varchar(_) | PgType::Text | PgType::Citext { .. }
+        )
+    }
+}
+
+/// The collation a case-insensitive text column gets under `types.case_insensitive = "icu"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CiCollation {
+    /// The database's default collation.
+    Default,
+    /// `<target schema>.ferry_ci`: ICU, `und-u-ks-level2`, nondeterministic.
+    Icu,
+}
+
+/// Name of the case-insensitive ICU collation ferry creates in a target schema.
+pub const ICU_CI_COLLATION: &str = "ferry_ci";
+
+/// `CREATE COLLATION` for [`CiCollation::Icu`] in `schema` (idempotent).
+pub fn create_icu_collation_sql(schema: &str) -> String {
+    format!(
+        "CREATE COLLATION IF NOT EXISTS {}.{} (provider = icu, locale = 'und-u-ks-level2', \
+         deterministic = false)",
+        quote_ident(schema),
+        quote_ident(ICU_CI_COLLATION)
+    )
 }
 
 /// How a value of the column converts (see `convert`).
@@ -207,6 +247,36 @@ pub struct ColumnRule {
     pub pg_type: PgType,
     pub kind: ValueKind,
     pub nullable: bool,
+    /// Collation of a text column on the target (see [`CiCollation`]).
+    pub collation: CiCollation,
+}
+
+impl ColumnRule {
+    /// The column's type as written in `CREATE TABLE`/`ADD COLUMN`/`ALTER COLUMN TYPE`
+    /// of a table in `schema`: the type plus its collation, if any.
+    pub fn type_in(&self, schema: &str) -> String {
+        match self.collation {
+            CiCollation::Default => self.pg_type.sql(),
+            CiCollation::Icu => format!(
+                "{} COLLATE {}.{}",
+                self.pg_type.sql(),
+                quote_ident(schema),
+                quote_ident(ICU_CI_COLLATION)
+            ),
+        }
+    }
+
+    /// The CHECK that keeps the column to its MySQL type's values, when its PostgreSQL type
+    /// holds more (an `inet`'s other family, a `citext` longer than the source's limit).
+    pub fn domain_check(&self) -> Option<String> {
+        if let PgType::Citext {
+            max_chars: Some(n), ..
+        } = self.pg_type
+        {
+            return Some(format!("char_length({}) <= {n}", self.quoted));
+        }
+        self.kind.domain_check(&self.quoted)
+    }
 }
 
 /// A source column ferry cannot map exactly.
@@ -330,6 +400,7 @@ pub fn plan_column(col: &SourceColumn, opts: &TypeOptions) -> Result<ColumnRule,
             )))
         }
     };
+    let (pg_type, collation) = case_insensitive(col, pg_type, &kind, opts).map_err(|r| err(&r))?;
     let target_name = fold_name(&col.name);
     Ok(ColumnRule {
         source_name: col.name.clone(),
@@ -338,7 +409,40 @@ pub fn plan_column(col: &SourceColumn, opts: &TypeOptions) -> Result<ColumnRule,
         pg_type,
         kind,
         nullable: col.nullable,
+        collation,
     })
+}
+
+/// Applies `types.case_insensitive` to a character column whose MySQL collation ignores case.
+/// ENUM/SET (whose values are always the members' spelling) and JSON are left alone.
+fn case_insensitive(
+    col: &SourceColumn,
+    pg_type: PgType,
+    kind: &ValueKind,
+    opts: &TypeOptions,
+) -> Result<(PgType, CiCollation), String> {
+    let ci = matches!(kind, ValueKind::Text { .. })
+        && col
+            .collation
+            .as_deref()
+            .is_some_and(super::is_case_insensitive_collation);
+    if !ci {
+        return Ok((pg_type, CiCollation::Default));
+    }
+    match opts.case_insensitive {
+        CaseInsensitive::Text => Ok((pg_type, CiCollation::Default)),
+        CaseInsensitive::Icu => Ok((pg_type, CiCollation::Icu)),
+        CaseInsensitive::Citext => {
+            let Some(schema) = opts.citext_schema.clone() else {
+                return Err("types.case_insensitive = \"citext\" but the citext extension's schema is unknown (not resolved against the target)".into());
+            };
+            let max_chars = match pg_type {
+                PgType::Varchar(n) => Some(n),
+                _ => None,
+            };
+            Ok((PgType::Citext { schema, max_chars }, CiCollation::Default))
+        }
+    }
 }
 
 fn int_kind(bits: u32, unsigned: bool) -> ValueKind {
@@ -412,6 +516,69 @@ mod tests {
         c.numeric_precision = Some(65);
         c.numeric_scale = Some(30);
         assert_eq!(pg(&c), "numeric(65,30)");
+    }
+
+    #[test]
+    fn case_insensitive_collations_follow_types_case_insensitive() {
+        let text = |collation: &str, data_type: &str, column_type: &str| {
+            let mut c = col(data_type, column_type);
+            c.char_max_length = Some(20);
+            c.collation = Some(collation.into());
+            c
+        };
+        let ci = text("utf8mb4_0900_ai_ci", "varchar", "varchar(20)");
+        let bin = text("utf8mb4_bin", "varchar", "varchar(20)");
+        let mut en = text("utf8mb4_general_ci", "enum", "enum('a','B')");
+        en.members = vec!["a".into(), "B".into()];
+        let plan = |c: &SourceColumn, mode: CaseInsensitive| {
+            let opts = TypeOptions {
+                case_insensitive: mode,
+                citext_schema: Some("ext".into()),
+                ..Default::default()
+            };
+            plan_column(c, &opts).expect("maps")
+        };
+        // text: as before.
+        assert_eq!(plan(&ci, CaseInsensitive::Text).type_in("s"), "varchar(20)");
+        // icu: the type keeps its limit, the collation is the schema's ferry_ci.
+        let icu = plan(&ci, CaseInsensitive::Icu);
+        assert_eq!(icu.type_in("s"), "varchar(20) COLLATE \"s\".\"ferry_ci\"");
+        assert_eq!(icu.pg_type.sql(), "varchar(20)", "casts carry no collation");
+        assert_eq!(icu.domain_check(), None);
+        // citext: the extension's type, the limit as a CHECK.
+        let cit = plan(&ci, CaseInsensitive::Citext);
+        assert_eq!(cit.type_in("s"), "\"ext\".citext");
+        assert_eq!(
+            cit.domain_check().as_deref(),
+            Some("char_length(\"c\") <= 20")
+        );
+        let long = text("latin1_swedish_ci", "text", "text");
+        assert_eq!(
+            plan(&long, CaseInsensitive::Citext).domain_check(),
+            None,
+            "TEXT has no limit to keep"
+        );
+        // _bin columns and ENUMs are never changed.
+        for mode in [CaseInsensitive::Icu, CaseInsensitive::Citext] {
+            assert_eq!(plan(&bin, mode).type_in("s"), "varchar(20)");
+            assert_eq!(plan(&en, mode).type_in("s"), "text");
+        }
+        // citext without the resolved schema is an error, not a silent fallback.
+        let opts = TypeOptions {
+            case_insensitive: CaseInsensitive::Citext,
+            ..Default::default()
+        };
+        assert!(plan_column(&ci, &opts).is_err());
+        assert!(crate::transform::is_case_insensitive_collation(
+            "utf8mb4_general_nopad_ci"
+        ));
+        assert!(crate::transform::is_case_insensitive_collation(
+            "uca1400_ai_ci"
+        ));
+        assert!(!crate::transform::is_case_insensitive_collation(
+            "utf8mb4_0900_as_cs"
+        ));
+        assert!(!crate::transform::is_case_insensitive_collation("binary"));
     }
 
     #[test]

@@ -23,7 +23,9 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use convert::{convert, SourceValue};
-pub use mapping::{plan_column, ColumnRule, MappingError, PgType, SourceColumn, ValueKind};
+pub use mapping::{
+    plan_column, CiCollation, ColumnRule, MappingError, PgType, SourceColumn, ValueKind,
+};
 
 /// A converted value: `None` is SQL NULL, `Some(text)` the PostgreSQL text input form.
 pub type Cell = Option<String>;
@@ -45,6 +47,12 @@ pub struct TypeOptions {
     /// `geometry`; `None` maps them to bytea. Decided at startup from [`Self::spatial`] and the
     /// target (`sink::postgis::resolve`), before any table is planned.
     pub postgis_schema: Option<String>,
+    /// What text columns with a case-insensitive (`_ci`) MySQL collation become
+    /// (`types.case_insensitive`).
+    pub case_insensitive: CaseInsensitive,
+    /// Schema of the `citext` extension in the target under [`CaseInsensitive::Citext`].
+    /// Decided at startup (`sink::case_fold::resolve`), before any table is planned.
+    pub citext_schema: Option<String>,
 }
 
 impl Default for TypeOptions {
@@ -56,8 +64,44 @@ impl Default for TypeOptions {
             invalid_text: ValuePolicy::Refuse,
             spatial: Spatial::Auto,
             postgis_schema: None,
+            case_insensitive: CaseInsensitive::Text,
+            citext_schema: None,
         }
     }
+}
+
+/// What a text column with a case-insensitive MySQL collation (`utf8mb4_0900_ai_ci`,
+/// `latin1_swedish_ci`, ...) becomes on the target (`types.case_insensitive`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaseInsensitive {
+    /// Plain `varchar`/`text`: comparisons and unique keys are case-sensitive on PostgreSQL.
+    Text,
+    /// The `citext` extension's type (a length limit becomes a CHECK on `char_length`).
+    Citext,
+    /// `varchar`/`text` with a nondeterministic ICU collation that ignores case
+    /// (`und-u-ks-level2`), created in each target schema as `ferry_ci`.
+    Icu,
+}
+
+impl FromStr for CaseInsensitive {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(CaseInsensitive::Text),
+            "citext" => Ok(CaseInsensitive::Citext),
+            "icu" => Ok(CaseInsensitive::Icu),
+            other => Err(format!(
+                "{other:?} is not a case-insensitive mapping; use \"text\", \"citext\" or \"icu\""
+            )),
+        }
+    }
+}
+
+/// Whether a MySQL collation name compares case-insensitively (`_ci`, including MariaDB's
+/// `_nopad_ci` and `uca1400_ai_ci`). `_bin`, `_cs` and `binary` do not.
+pub fn is_case_insensitive_collation(name: &str) -> bool {
+    name.to_ascii_lowercase().ends_with("_ci")
 }
 
 /// Where spatial columns go (`types.spatial`).

@@ -177,16 +177,16 @@ pub async fn load_tables(
     let info = connect::server_info(conn)
         .await
         .map_err(source_err("reading the server version"))?;
-    // Spatial columns are planned as the daemon plans them: against the target's PostGIS.
+    // Spatial and case-insensitive columns are planned as the daemon plans them: against the
+    // target's PostGIS and citext.
     let types = {
         let client = query::pg_client(config, true).await?;
-        crate::sink::postgis::resolve(&client, &config.types)
+        crate::sink::case_fold::resolve_target_types(&client, &config.types)
             .await
             .map_err(|message| VerifyError::Target {
-                context: "deciding the spatial mapping".into(),
+                context: "deciding the spatial and case-insensitive mappings".into(),
                 message,
             })?
-            .options
     };
     let tables = catalog::load_tables(conn, info.flavor, &config.tables, &types).await?;
     for n in names {
