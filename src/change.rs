@@ -112,6 +112,8 @@ pub struct SchemaChange {
     /// Only records a definition (a table created on the source mid-stream, a change the
     /// operator mirrored): not counted or logged as a carried schema change.
     pub bookkeeping: bool,
+    /// What the change records or removes of an online schema change tool's shadow ALTERs.
+    pub shadow: Option<crate::recorded_alters::Bookkeeping>,
 }
 
 /// Bounds the rows *and bytes* in flight between the reader and the applier, whatever the size

@@ -222,6 +222,30 @@ pub struct RawTables {
     /// MySQL database → PostgreSQL schema. Unmapped databases keep their name.
     #[serde(default)]
     pub schema_map: BTreeMap<String, String>,
+    /// Names of online schema change tools' shadow tables (`{table}` is the table they change):
+    /// never replicated; their ALTER is recorded and applied at the cut-over RENAME.
+    /// Default gh-ost's and pt-online-schema-change's: ["_{table}_gho", "_{table}_new"].
+    #[serde(default = "default_shadow_tables")]
+    pub shadow_tables: Vec<String>,
+    /// Names of the tools' other tables (changelog, sentry, the old table after the swap):
+    /// never replicated, their statements ignored.
+    /// Default ["_{table}_ghc", "_{table}_del", "_{table}_old"].
+    #[serde(default = "default_helper_tables")]
+    pub helper_tables: Vec<String>,
+}
+
+fn default_shadow_tables() -> Vec<String> {
+    crate::source::tool_tables::DEFAULT_SHADOWS
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+fn default_helper_tables() -> Vec<String> {
+    crate::source::tool_tables::DEFAULT_HELPERS
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 #[derive(Debug, Deserialize)]
@@ -773,11 +797,20 @@ impl RawConfig {
             ferry_schema: self.target.ferry_schema,
             tls: validate_tls(TlsSide::Target, &self.target.tls, base, read_secrets)?,
         };
+        let tools = crate::source::tool_tables::Patterns::new(
+            &self.tables.shadow_tables,
+            &self.tables.helper_tables,
+        )
+        .map_err(|message| ConfigError::Invalid {
+            key: "tables.shadow_tables",
+            message,
+        })?;
         let tables = TableSelector::new(
             &self.tables.include,
             &self.tables.exclude,
             self.tables.schema_map,
-        )?;
+        )?
+        .with_tool_patterns(tools);
         if self.apply.batch_rows == 0 || self.apply.group_max_rows == 0 {
             return Err(ConfigError::Invalid {
                 key: "apply.batch_rows",

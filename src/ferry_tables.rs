@@ -198,6 +198,22 @@ const MIGRATIONS: &[Migration] = &[Migration {
         -- A table without a key is copied in one consistent snapshot; the stream skips its
         -- changes up to this exact binlog position, which the copy already holds.
         ALTER TABLE {s}.backfill ADD COLUMN snapshot_file text, ADD COLUMN snapshot_offset bigint;",
+}, Migration {
+    version: 6,
+    what: "schema changes an online schema change tool ran on its shadow table, until its swap",
+    sql: "
+        -- Written with the checkpoint after the statement; applied to the real table and
+        -- removed at the tool's cut-over RENAME (or removed when the shadow is dropped).
+        CREATE TABLE IF NOT EXISTS {s}.shadow_alters (
+            stream text NOT NULL,
+            shadow_db text NOT NULL,
+            shadow_table text NOT NULL,
+            base_table text NOT NULL,
+            position text NOT NULL,
+            source_sql text NOT NULL,
+            recorded_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+            PRIMARY KEY (stream, shadow_db, shadow_table, position)
+        );",
 }];
 
 /// The version this binary brings the schema to.

@@ -62,6 +62,7 @@ pub mod plan;
 pub mod position;
 pub mod preflight;
 pub mod progress;
+pub mod recorded_alters;
 pub mod reload;
 pub mod report;
 pub mod reverse;

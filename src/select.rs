@@ -31,6 +31,8 @@ pub struct TableSelector {
     exclude: GlobSet,
     include_patterns: Vec<String>,
     schema_map: BTreeMap<String, String>,
+    /// Names of online schema change tools' tables.
+    tools: crate::source::tool_tables::Patterns,
 }
 
 impl TableSelector {
@@ -51,13 +53,47 @@ impl TableSelector {
             exclude: build(exclude)?,
             include_patterns: include.to_vec(),
             schema_map,
+            tools: crate::source::tool_tables::Patterns::default(),
         })
     }
 
-    /// True when `db.table` is replicated.
+    /// The selector with these online schema change tool patterns instead of the defaults.
+    pub fn with_tool_patterns(mut self, tools: crate::source::tool_tables::Patterns) -> Self {
+        self.tools = tools;
+        self
+    }
+
+    /// True when `db.table` is selected by the patterns. (An online schema change tool's
+    /// table beside a replicated table is selected but not replicated: see
+    /// [`Self::tool_tables`].)
     pub fn matches(&self, db: &str, table: &str) -> bool {
         let name = format!("{db}.{table}");
         self.include.is_match(&name) && !self.exclude.is_match(&name)
+    }
+
+    /// The selected table `db.table` may belong to as an online schema change tool's table,
+    /// and its role (whether that table exists is for the caller to know).
+    pub fn tool_table(
+        &self,
+        db: &str,
+        table: &str,
+    ) -> Option<(crate::schema::SourceName, crate::source::tool_tables::Role)> {
+        self.tool_tables(db, table).into_iter().next()
+    }
+
+    /// Every selected table `db.table` could belong to as a tool's table (`__t_new` may be
+    /// `_t`'s or `t`'s), most literal first; only one that exists makes it a tool's table.
+    pub fn tool_tables(
+        &self,
+        db: &str,
+        table: &str,
+    ) -> Vec<(crate::schema::SourceName, crate::source::tool_tables::Role)> {
+        self.tools
+            .candidates(table)
+            .into_iter()
+            .filter(|(base, _)| self.matches(db, base))
+            .map(|(base, role)| (crate::schema::SourceName::new(db, &base), role))
+            .collect()
     }
 
     /// Databases that some include pattern could match (for narrowing catalog queries); `None`
@@ -176,6 +212,31 @@ mod tests {
             sel(&["shop.*", "crm.x"], &[]).databases(),
             Some(vec!["crm".into(), "shop".into()])
         );
+    }
+
+    #[test]
+    fn tool_tables_name_the_table_they_belong_to_and_stay_selected() {
+        let s = sel(&["shop.*"], &["shop.tmp_*"]);
+        assert!(
+            s.matches("shop", "_items_gho"),
+            "selected: only an existing items makes it a tool's table"
+        );
+        assert_eq!(
+            s.tool_table("shop", "_items_gho"),
+            Some((
+                crate::schema::SourceName::new("shop", "items"),
+                crate::source::tool_tables::Role::Shadow
+            ))
+        );
+        assert_eq!(
+            s.tool_table("shop", "_tmp_x_new"),
+            None,
+            "its table is excluded"
+        );
+        assert_eq!(s.tool_table("crm", "_items_gho"), None, "another database");
+        let none =
+            sel(&["shop.*"], &[]).with_tool_patterns(crate::source::tool_tables::Patterns::none());
+        assert_eq!(none.tool_table("shop", "_items_gho"), None);
     }
 
     #[test]

@@ -434,8 +434,9 @@ async fn a_crash_right_after_a_schema_change_resumes_exactly() {
 }
 
 /// A real `pt-online-schema-change` adds a column to a 100,000-row table under load: its shadow
-/// table, triggers, chunked copy and RENAME swap all reach PostgreSQL in order, and the target
-/// ends equal to the source with the new column and without the tool's tables.
+/// table and the rows its triggers and chunked copy write there never reach PostgreSQL; its
+/// ALTER is recorded and applied to the table at the RENAME swap, and the target ends equal to
+/// the source with the new column and without the tool's tables.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pt_online_schema_change_under_load() {
     let tool = "pt-online-schema-change";
@@ -516,6 +517,20 @@ async fn pt_online_schema_change_under_load() {
         db.count("SELECT count(*) FROM items WHERE extra = 3").await >= 100_000,
         "existing rows carry the new column's default"
     );
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM ferry.schema_changes WHERE source_table LIKE '%\\_items\\_%' \
+             OR target_sql LIKE '%\\_items\\_new%'"
+        )
+        .await,
+        0,
+        "the shadow table was never created or written on the target"
+    );
+    assert!(
+        ferry.log().contains("online schema change cut-over"),
+        "{}",
+        ferry.log()
+    );
     ferry.signal("TERM");
     ferry.wait_exit(Duration::from_secs(30)).await;
     db.cleanup_dir();
@@ -523,24 +538,65 @@ async fn pt_online_schema_change_under_load() {
 
 /// gh-ost's statement sequence (its documented shadow `_t_gho`, changelog `_t_ghc`, sentry
 /// `_t_del` and the atomic cut-over: LOCK TABLES, a RENAME that waits for the lock, the sentry
-/// dropped, UNLOCK) replayed as SQL while the application writes: the target ends equal to the
-/// source with the new column and none of the tool's tables.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gh_ost_statement_sequence_with_its_cut_over() {
-    let db = TestDb::new("ghost").await;
+/// dropped, UNLOCK) replayed as SQL while the application writes, after an interrupted attempt
+/// (shadow altered, then dropped): the shadow is never created or written on the target, its
+/// ALTER is recorded with the checkpoint (and survives a kill -9), the cut-over applies it to
+/// the table, and the target ends equal to the source with the new column and none of the
+/// tool's tables — whether the table is selected by a database pattern or by name.
+async fn gh_ost_statement_sequence(by_name: bool, crash: bool) {
+    let db = TestDb::new(if by_name { "ghost_named" } else { "ghost" }).await;
     let mut my = db.my().await;
     my.query_drop(TABLE).await.expect("table");
     let start = db.start_position().await;
+    // Named like a tool's table, but beside no table `archive`: an ordinary table.
+    my.query_drop("CREATE TABLE `_archive_old` (id INT PRIMARY KEY); INSERT INTO `_archive_old` VALUES (1), (2)")
+        .await
+        .expect("ordinary table");
     my.query_drop(
         "INSERT INTO items (id, label, qty) SELECT seq, CONCAT('item ', seq), seq FROM seq_1_to_5000",
     )
     .await
     .expect("rows");
     let config = db.config("main", &start, "");
+    if by_name {
+        let text = std::fs::read_to_string(&config).expect("config");
+        let text = text.replace(
+            &format!("include = [\"{}.*\"]", db.name),
+            &format!("include = [\"{}.items\"]", db.name),
+        );
+        std::fs::write(&config, text).expect("config");
+    }
     let mut ferry = Ferry::start(&config, &[]);
     // gh-ost starts against a running ferry: the stream reads its statements as they happen.
     db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
         .await;
+    let recorded = "SELECT count(*) FROM ferry.shadow_alters";
+    // An attempt interrupted before its cut-over: what it recorded is discarded.
+    for sql in [
+        "CREATE TABLE `_items_gho` LIKE `items`",
+        "ALTER TABLE `_items_gho` ADD COLUMN abandoned INT",
+        "INSERT INTO `_items_gho` (id, label) VALUES (1, 'shadow row')",
+    ] {
+        my.query_drop(sql).await.expect(sql);
+    }
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
+        .await;
+    assert_eq!(
+        db.count(recorded).await,
+        1,
+        "the shadow's ALTER is recorded"
+    );
+    my.query_drop("DROP TABLE `_items_gho`")
+        .await
+        .expect("drop shadow");
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
+        .await;
+    assert_eq!(db.count(recorded).await, 0, "{}", ferry.log());
+    assert!(
+        ferry.log().contains("without a cut-over"),
+        "{}",
+        ferry.log()
+    );
     let (stop, load) = start_load(&db, 200_000);
     for sql in [
         "CREATE TABLE `_items_gho` LIKE `items`",
@@ -563,6 +619,14 @@ async fn gh_ost_statement_sequence_with_its_cut_over() {
         ))
         .await
         .expect("row copy");
+    }
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
+        .await;
+    assert_eq!(db.count(recorded).await, 1, "{}", ferry.log());
+    if crash {
+        // Only the target's record holds the shadow's ALTER now: the binlog position after it
+        // is committed.
+        ferry.kill9_and_restart();
     }
     stop.store(true, Ordering::Relaxed);
     load.await.expect("load");
@@ -618,19 +682,49 @@ async fn gh_ost_statement_sequence_with_its_cut_over() {
     assert!(names.contains(&"extra".to_string()), "{names:?}");
     assert_eq!(
         db.count(&format!(
-            "SELECT count(*) FROM pg_tables WHERE schemaname = '{}' AND tablename <> 'items'",
+            "SELECT count(*) FROM pg_tables WHERE schemaname = '{}' \
+             AND tablename NOT IN ('items', '_archive_old')",
             db.name
         ))
         .await,
         0,
         "none of gh-ost's tables is left on the target"
     );
+    if !by_name {
+        assert_eq!(
+            db.count("SELECT count(*) FROM \"_archive_old\"").await,
+            2,
+            "a table merely named like a tool's is replicated"
+        );
+    }
     assert_eq!(
         db.count("SELECT count(*) FROM items WHERE id = 900000")
             .await,
         1
     );
+    assert_eq!(db.count(recorded).await, 0, "applied at the cut-over");
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM ferry.schema_changes WHERE source_table LIKE '%\\_items\\_%' \
+             OR target_sql LIKE '%\\_items\\_gho%'"
+        )
+        .await,
+        0,
+        "no tool table was ever created or changed on the target"
+    );
+    let log = ferry.log();
+    assert!(log.contains("online schema change cut-over"), "{log}");
     ferry.signal("TERM");
     ferry.wait_exit(Duration::from_secs(30)).await;
     db.cleanup_dir();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gh_ost_statement_sequence_with_its_cut_over() {
+    gh_ost_statement_sequence(false, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gh_ost_on_a_table_selected_by_name_across_a_kill_between_alter_and_cut_over() {
+    gh_ost_statement_sequence(true, true).await;
 }

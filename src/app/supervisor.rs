@@ -263,6 +263,16 @@ impl Supervisor {
                     continue;
                 }
             };
+            let recorded = match crate::recorded_alters::load(&client, schema, &config.stream).await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %crate::sink::connect::describe(&e), retry_in = ?backoff.current(), "cannot read the recorded schema changes of shadow tables; retrying");
+                    m::error(Stage::Sink, ErrorClass::of_postgres(&e));
+                    backoff.wait().await;
+                    continue;
+                }
+            };
             let (tx, rx) = mpsc::channel(config.apply.channel_capacity);
             let (recopy_tx, recopy_rx) = mpsc::channel(8);
             let budget = RowBudget::new(
@@ -286,6 +296,7 @@ impl Supervisor {
             );
             decoder.set_flavor(flavor);
             decoder.set_copied_whole(copied_whole);
+            decoder.set_recorded_alters(recorded);
             let reader = BinlogReader {
                 config: config.source.clone(),
                 flavor,

@@ -504,6 +504,11 @@ impl Executor {
             )
             .await
             .map_err(|e| SinkError::postgres("recording the schema change", e))?;
+        if let Some(book) = &change.shadow {
+            book.apply(&self.client, &self.ferry_schema, &self.stream)
+                .await
+                .map_err(|e| SinkError::postgres("recording a shadow table's schema change", e))?;
+        }
         fault_pause_after_schema_change().await;
         let position = change.position.to_string();
         if change.new.as_ref().map(|n| &n.source) != Some(&change.table.source) {

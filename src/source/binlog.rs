@@ -370,6 +370,7 @@ impl BinlogReader {
                                 position: self.decoder.position(),
                                 source_sql: "(table created on the source)".into(),
                                 bookkeeping: true,
+                                shadow: None,
                             },
                         )));
                     }
@@ -385,6 +386,7 @@ impl BinlogReader {
                                 source_sql: "(mirrored by the operator; skipped with --skip-ddl)"
                                     .into(),
                                 bookkeeping: true,
+                                shadow: None,
                             },
                         )));
                     }

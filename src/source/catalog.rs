@@ -65,10 +65,30 @@ pub async fn list_tables(
          ORDER BY TABLE_SCHEMA, TABLE_NAME"
     );
     let rows: Vec<(String, String, u64)> = conn.query(sql).await?;
-    Ok(rows
+    let selected: Vec<(SourceName, u64)> = rows
         .into_iter()
         .filter(|(db, t, _)| selector.matches(db, t))
         .map(|(db, t, n)| (SourceName::new(db, t), n))
+        .collect();
+    // An online schema change tool's table beside a selected table is not replicated (its
+    // changes reach the table at the tool's cut-over).
+    let names: HashSet<&SourceName> = selected.iter().map(|(n, _)| n).collect();
+    let tools: HashSet<SourceName> = selected
+        .iter()
+        .filter(|(n, _)| {
+            selector
+                .tool_tables(&n.db, &n.table)
+                .iter()
+                .any(|(base, _)| names.contains(base))
+        })
+        .map(|(n, _)| n.clone())
+        .collect();
+    for t in &tools {
+        tracing::info!(table = %t, "not replicated: an online schema change tool's table (tables.shadow_tables / tables.helper_tables)");
+    }
+    Ok(selected
+        .into_iter()
+        .filter(|(n, _)| !tools.contains(n))
         .collect())
 }
 

@@ -33,10 +33,12 @@ use mysql_common::value::Value;
 use super::alter::{self, Alter, Clause};
 use super::ddl::{classify, Statement, TableRef};
 use super::mariadb;
+use super::online_change;
 use super::rows::{images, TablePlan};
 use crate::change::{Commit, DeadLetter, Message, RowOp, SchemaChange};
 use crate::error::ErrorClass;
 use crate::position::{uuid_text, BinlogPosition, GtidSet};
+use crate::recorded_alters::RecordedAlter;
 use crate::schema::{SourceName, Table};
 use crate::select::TableSelector;
 use crate::transform::{
@@ -162,6 +164,22 @@ pub enum ChangeKind {
     Rename(Vec<(SourceName, SourceName)>),
     /// `DROP TABLE` of these replicated tables.
     Drop(Vec<SourceName>),
+    /// An ALTER (or CREATE/DROP INDEX) of an online schema change tool's shadow of replicated
+    /// `base` (see [`super::online_change`]): recorded, applied to `base` at the cut-over.
+    ShadowAlter {
+        base: SourceName,
+        shadow: SourceName,
+    },
+    /// The tool's atomic cut-over: `base` renamed to a tool name and `shadow` to `base`.
+    Swap {
+        base: SourceName,
+        shadow: SourceName,
+    },
+    /// The shadow dropped without a cut-over (an interrupted run).
+    ShadowDropped {
+        base: SourceName,
+        shadow: SourceName,
+    },
 }
 
 impl ChangeKind {
@@ -171,6 +189,9 @@ impl ChangeKind {
             ChangeKind::Alter { table, .. } => vec![table],
             ChangeKind::Rename(pairs) => pairs.iter().map(|(from, _)| from).collect(),
             ChangeKind::Drop(names) => names.iter().collect(),
+            ChangeKind::ShadowAlter { base, .. }
+            | ChangeKind::Swap { base, .. }
+            | ChangeKind::ShadowDropped { base, .. } => vec![base],
         }
     }
 }
@@ -261,6 +282,9 @@ pub struct Decoder {
     /// Tables copied whole (no key) and the exact position of the snapshot their copy holds:
     /// their changes before it are already in the copy (see [`crate::backfill::whole`]).
     copied_whole: HashMap<SourceName, BinlogPosition>,
+    /// Schema changes online schema change tools ran on their shadow tables, by shadow, until
+    /// the cut-over applies them (see [`crate::recorded_alters`]).
+    shadow_alters: HashMap<SourceName, Vec<RecordedAlter>>,
     pub counters: Counters,
 }
 
@@ -301,8 +325,41 @@ impl Decoder {
             skip_at,
             flavor: super::connect::Flavor::MySql,
             copied_whole: HashMap::new(),
+            shadow_alters: HashMap::new(),
             counters: Counters::default(),
         }
+    }
+
+    /// Whether `n` is replicated when it has rows: selected, and not an online schema change
+    /// tool's table beside a replicated table.
+    fn replicable(&self, n: &SourceName) -> bool {
+        self.selector.matches(&n.db, &n.table)
+            && !self
+                .selector
+                .tool_tables(&n.db, &n.table)
+                .iter()
+                .any(|(base, _)| self.registry.get(base).is_some())
+    }
+
+    /// The shadow tables' schema changes recorded by an earlier run.
+    pub fn set_recorded_alters(&mut self, recorded: Vec<RecordedAlter>) {
+        self.shadow_alters.clear();
+        for r in recorded {
+            self.record_shadow_alter(r);
+        }
+    }
+
+    /// Records a schema change of a shadow table (once per position).
+    pub fn record_shadow_alter(&mut self, r: RecordedAlter) {
+        let list = self.shadow_alters.entry(r.shadow.clone()).or_default();
+        if !list.iter().any(|x| x.position == r.position) {
+            list.push(r);
+        }
+    }
+
+    /// Removes and returns what was recorded for `shadow`, in binlog order.
+    pub fn take_shadow_alters(&mut self, shadow: &SourceName) -> Vec<RecordedAlter> {
+        self.shadow_alters.remove(shadow).unwrap_or_default()
     }
 
     /// Tables whose changes before a snapshot position are skipped: the whole-table copy read
@@ -670,6 +727,7 @@ impl Decoder {
                                     position: start.clone(),
                                     source_sql: "(definition corrected from the table map)".into(),
                                     bookkeeping: true,
+                                    shadow: None,
                                 })));
                             fixed
                         }
@@ -683,7 +741,7 @@ impl Decoder {
                     self.bound.insert(t.table_id(), Some(table));
                 }
             }
-            None if self.selector.matches(&name.db, &name.table) => {
+            None if self.replicable(&name) => {
                 // Selected but unknown: created while ferry was not looking.
                 out.need = Some(Need::Tables(vec![name]));
                 self.bound.remove(&t.table_id());
@@ -722,7 +780,7 @@ impl Decoder {
                     map.database_name().to_string(),
                     map.table_name().to_string(),
                 );
-                if self.selector.matches(&name.db, &name.table) {
+                if self.replicable(&name) {
                     return Err(DecodeError::SchemaMismatch {
                         table: name,
                         position: start.clone(),
@@ -783,28 +841,22 @@ impl Decoder {
         match statement {
             Statement::Begin | Statement::Commit | Statement::Rollback | Statement::Harmless => {}
             Statement::CreateTable { tables, or_replace } => {
-                let selected: Vec<SourceName> = tables
-                    .iter()
-                    .map(resolve_ref)
-                    .filter(|n| self.selector.matches(&n.db, &n.table))
-                    .collect();
-                let (known, new): (Vec<SourceName>, Vec<SourceName>) = selected
-                    .into_iter()
-                    .partition(|n| self.registry.get(n).is_some());
-                if let Some(existing) = known.first() {
-                    // CREATE OR REPLACE drops the old rows: that must not pass unnoticed. A plain
-                    // CREATE of a table ferry already knows is the binlog catching up with a
-                    // catalog loaded later; the table maps that follow are validated against it.
-                    if or_replace && !acknowledged {
-                        return Err(DecodeError::SchemaChange {
-                            table: existing.clone(),
-                            position: start,
-                            verb: "CREATE OR REPLACE TABLE".into(),
-                        });
-                    }
-                }
-                if !new.is_empty() {
-                    out.need = Some(Need::Tables(new));
+                // A tool's shadow created again (a new run under the same name): what an
+                // earlier run recorded for it is discarded.
+                let recreated = tables.iter().map(resolve_ref).find_map(|n| {
+                    let (base, _) = online_change::tool_of(&self.selector, &self.registry, &n)?;
+                    self.shadow_alters
+                        .contains_key(&n)
+                        .then_some(ChangeKind::ShadowDropped { base, shadow: n })
+                });
+                if let Some(kind) = recreated {
+                    out.need = Some(Need::SchemaChange(Box::new(PendingChange {
+                        position: start.clone(),
+                        sql: sql.to_string(),
+                        kind,
+                    })));
+                } else {
+                    self.created(&tables, or_replace, acknowledged, &start, schema, out)?;
                 }
             }
             Statement::Truncate(refs) => {
@@ -820,40 +872,51 @@ impl Decoder {
                     }
                 }
             }
-            Statement::SchemaChange { verb, tables } => {
-                let hit = tables.iter().map(resolve_ref).find(|n| {
-                    self.registry.get(n).is_some() || self.selector.matches(&n.db, &n.table)
-                });
-                if let Some(table) = hit {
-                    if acknowledged {
-                        let names: Vec<SourceName> = tables
-                            .iter()
-                            .map(resolve_ref)
-                            .filter(|n| self.selector.matches(&n.db, &n.table))
-                            .collect();
-                        out.need = Some(Need::Tables(names));
-                    } else {
-                        let resolve = |r: &alter::Name| {
-                            SourceName::new(
-                                r.0.clone().unwrap_or_else(|| schema.to_string()),
-                                r.1.clone(),
-                            )
-                        };
-                        match self.schema_change(&verb, sql, &table, &start, &resolve)? {
-                            Some(kind) => {
-                                out.need = Some(Need::SchemaChange(Box::new(PendingChange {
-                                    position: start.clone(),
-                                    sql: sql.to_string(),
-                                    kind,
-                                })))
-                            }
-                            None => {
-                                crate::metrics::schema_change("ignored");
-                                tracing::info!(table = %table, position = %start, statement = %statement_excerpt(sql), "schema change with nothing to carry to PostgreSQL (storage options)");
-                            }
-                        }
+            Statement::SchemaChange { verb, tables } if !acknowledged => {
+                let names: Vec<SourceName> = tables.iter().map(resolve_ref).collect();
+                let resolve = |r: &alter::Name| {
+                    SourceName::new(
+                        r.0.clone().unwrap_or_else(|| schema.to_string()),
+                        r.1.clone(),
+                    )
+                };
+                let step = online_change::classify(
+                    &self.selector,
+                    &self.registry,
+                    &verb,
+                    sql,
+                    &names,
+                    &resolve,
+                )
+                .map_err(|(table, reason)| {
+                    crate::metrics::schema_change("refused");
+                    DecodeError::SchemaChangeRefused(Box::new(RefusedChange {
+                        table,
+                        position: start.clone(),
+                        statement: statement_excerpt(sql),
+                        reason,
+                        recopy: String::new(),
+                    }))
+                })?;
+                match step {
+                    online_change::Step::Carry(kind) => {
+                        out.need = Some(Need::SchemaChange(Box::new(PendingChange {
+                            position: start.clone(),
+                            sql: sql.to_string(),
+                            kind,
+                        })));
+                    }
+                    online_change::Step::Ignore => {
+                        crate::metrics::schema_change("ignored");
+                        tracing::info!(position = %start, statement = %statement_excerpt(sql), "statement on an online schema change tool's table: nothing to carry to PostgreSQL");
+                    }
+                    online_change::Step::NotOurs => {
+                        self.replicated_schema_change(&verb, sql, &tables, &start, schema, out)?
                     }
                 }
+            }
+            Statement::SchemaChange { verb, tables } => {
+                self.replicated_schema_change(&verb, sql, &tables, &start, schema, out)?
             }
             Statement::DropDatabase(db) => {
                 if self.registry.tables().any(|t| t.source.db == db) && !acknowledged {
@@ -883,6 +946,102 @@ impl Decoder {
         // MySQL GTID + QUERY).
         if !self.in_txn || self.standalone_pending || self.implicit_group {
             self.commit(ts, out, progress);
+        }
+        Ok(())
+    }
+
+    /// `CREATE TABLE` of `tables`: selected tables ferry does not know yet are loaded.
+    fn created(
+        &self,
+        tables: &[TableRef],
+        or_replace: bool,
+        acknowledged: bool,
+        start: &BinlogPosition,
+        schema: &str,
+        out: &mut Output,
+    ) -> Result<(), DecodeError> {
+        let resolve_ref = |r: &TableRef| {
+            SourceName::new(
+                r.0.clone().unwrap_or_else(|| schema.to_string()),
+                r.1.clone(),
+            )
+        };
+        let selected: Vec<SourceName> = tables
+            .iter()
+            .map(resolve_ref)
+            .filter(|n| self.replicable(n))
+            .collect();
+        let (known, new): (Vec<SourceName>, Vec<SourceName>) = selected
+            .into_iter()
+            .partition(|n| self.registry.get(n).is_some());
+        if let Some(existing) = known.first() {
+            // CREATE OR REPLACE drops the old rows: that must not pass unnoticed. A plain
+            // CREATE of a table ferry already knows is the binlog catching up with a
+            // catalog loaded later; the table maps that follow are validated against it.
+            if or_replace && !acknowledged {
+                return Err(DecodeError::SchemaChange {
+                    table: existing.clone(),
+                    position: start.clone(),
+                    verb: "CREATE OR REPLACE TABLE".into(),
+                });
+            }
+        }
+        if !new.is_empty() {
+            out.need = Some(Need::Tables(new));
+        }
+        Ok(())
+    }
+
+    /// A schema change statement of replicated (or selected) tables: what it asks for.
+    fn replicated_schema_change(
+        &self,
+        verb: &str,
+        sql: &str,
+        tables: &[TableRef],
+        start: &BinlogPosition,
+        schema: &str,
+        out: &mut Output,
+    ) -> Result<(), DecodeError> {
+        let acknowledged = self.skip_at.as_ref() == Some(start);
+        let resolve_ref = |r: &TableRef| {
+            SourceName::new(
+                r.0.clone().unwrap_or_else(|| schema.to_string()),
+                r.1.clone(),
+            )
+        };
+        let hit = tables
+            .iter()
+            .map(resolve_ref)
+            .find(|n| self.registry.get(n).is_some() || self.replicable(n));
+        if let Some(table) = hit {
+            if acknowledged {
+                let names: Vec<SourceName> = tables
+                    .iter()
+                    .map(resolve_ref)
+                    .filter(|n| self.replicable(n))
+                    .collect();
+                out.need = Some(Need::Tables(names));
+            } else {
+                let resolve = |r: &alter::Name| {
+                    SourceName::new(
+                        r.0.clone().unwrap_or_else(|| schema.to_string()),
+                        r.1.clone(),
+                    )
+                };
+                match self.schema_change(verb, sql, &table, start, &resolve)? {
+                    Some(kind) => {
+                        out.need = Some(Need::SchemaChange(Box::new(PendingChange {
+                            position: start.clone(),
+                            sql: sql.to_string(),
+                            kind,
+                        })))
+                    }
+                    None => {
+                        crate::metrics::schema_change("ignored");
+                        tracing::info!(table = %table, position = %start, statement = %statement_excerpt(sql), "schema change with nothing to carry to PostgreSQL (storage options)");
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -984,7 +1143,7 @@ impl Decoder {
                 for (from, to) in &pairs {
                     if let Some(i) = present.iter().position(|n| n == from) {
                         present[i] = to.clone();
-                    } else if self.selector.matches(&to.db, &to.table) {
+                    } else if self.replicable(to) {
                         return Err(refuse(
                             format!("table {from}, which ferry does not replicate, becomes {to}, which the selection includes; its rows were never copied"),
                             true,

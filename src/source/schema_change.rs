@@ -19,6 +19,7 @@ use super::decode::{
     statement_excerpt, ChangeKind, DecodeError, Decoder, PendingChange, RefusedChange,
 };
 use crate::change::{Message, SchemaChange};
+use crate::recorded_alters::{Bookkeeping, RecordedAlter};
 use crate::schema::{Index, SourceName, Table};
 use crate::select::{fit_identifier, quote_ident, TableSelector};
 use crate::target_schema::evolve::{self, Refusal};
@@ -224,7 +225,50 @@ fn message(
         position: change.position.clone(),
         source_sql: change.sql.clone(),
         bookkeeping: false,
+        shadow: None,
     }))
+}
+
+/// A bookkeeping message about `table` (unchanged) for a shadow table's records.
+fn bookkeeping(change: &PendingChange, table: Arc<Table>, book: Bookkeeping) -> Message {
+    Message::SchemaChange(Box::new(SchemaChange {
+        table: table.clone(),
+        new: Some(table),
+        statements: Vec::new(),
+        position: change.position.clone(),
+        source_sql: change.sql.clone(),
+        bookkeeping: true,
+        shadow: Some(book),
+    }))
+}
+
+/// The recorded statements of a shadow as one ALTER of `base`, in binlog order.
+fn merged_alter(base: &SourceName, recorded: &[RecordedAlter]) -> Result<Alter, Refusal> {
+    let mut clauses = Vec::new();
+    for r in recorded {
+        if let Some(parsed) = super::alter::parse_alter_table(&r.sql) {
+            clauses.extend(parsed.clauses);
+        } else if is_index_statement(&r.sql) {
+            clauses.push(Clause::Index);
+        } else {
+            return Err(Refusal::NotExact(format!(
+                "the shadow's recorded statement at {} cannot be read: {}",
+                r.position,
+                statement_excerpt(&r.sql)
+            )));
+        }
+    }
+    Ok(Alter {
+        table: (Some(base.db.clone()), base.table.clone()),
+        clauses,
+    })
+}
+
+fn is_index_statement(sql: &str) -> bool {
+    matches!(
+        super::ddl::classify(sql),
+        super::ddl::Statement::SchemaChange { verb, .. } if verb == "CREATE INDEX" || verb == "DROP INDEX"
+    )
 }
 
 /// Carries `change`; the messages go before the statement's commit.
@@ -293,6 +337,80 @@ pub async fn carry(
                 let new = decoder.register(new);
                 out.push(message(change, old, Some(new), evolution.statements));
             }
+        }
+        ChangeKind::ShadowAlter { base, shadow } => {
+            let Some(old) = decoder.registry().get(base).cloned() else {
+                return Ok(out);
+            };
+            let record = RecordedAlter {
+                shadow: shadow.clone(),
+                base: base.clone(),
+                position: change.position.to_string(),
+                sql: change.sql.clone(),
+            };
+            decoder.record_shadow_alter(record.clone());
+            tracing::info!(table = %base, shadow = %shadow, position = %change.position, statement = %statement_excerpt(&change.sql), "recorded the schema change of an online schema change tool's shadow table: it applies to the table at the tool's cut-over");
+            out.push(bookkeeping(change, old, Bookkeeping::Record(record)));
+        }
+        ChangeKind::ShadowDropped { base, shadow } => {
+            let Some(old) = decoder.registry().get(base).cloned() else {
+                return Ok(out);
+            };
+            let discarded = decoder.take_shadow_alters(shadow);
+            if !discarded.is_empty() {
+                tracing::warn!(table = %base, shadow = %shadow, position = %change.position, discarded = discarded.len(), "an online schema change tool dropped (or created again) its shadow table without a cut-over (an interrupted run): its recorded schema changes are discarded");
+            }
+            out.push(bookkeeping(
+                change,
+                old,
+                Bookkeeping::Forget(shadow.clone()),
+            ));
+        }
+        ChangeKind::Swap { base, shadow } => {
+            let Some(old) = decoder.registry().get(base).cloned() else {
+                return Ok(out);
+            };
+            let recorded = decoder.take_shadow_alters(shadow);
+            let alter = merged_alter(base, &recorded).map_err(|r| refused(base, change, &r))?;
+            let Some(live) = catalog.load(base).await? else {
+                return Err(refused(
+                    base,
+                    change,
+                    &Refusal::CatalogMovedOn("the table no longer exists".into()),
+                ));
+            };
+            if recorded.is_empty() && live.source_columns != old.source_columns {
+                return Err(refused(
+                    base,
+                    change,
+                    &Refusal::NotExact(format!(
+                        "the tool's shadow {shadow} that takes the table's place has another definition, but ferry saw no schema change of it (the tool altered it before the stream's start position)"
+                    )),
+                ));
+            }
+            let mut new = derive(&old, &live, &alter, catalog.options)
+                .map_err(|r| refused(base, change, &r))?;
+            new.estimated_rows = old.estimated_rows;
+            let evolution =
+                evolve::plan(&old, &new, &alter).map_err(|r| refused(base, change, &r))?;
+            for note in &evolution.notes {
+                tracing::warn!(table = %base, position = %change.position, "{note}");
+            }
+            tracing::info!(table = %base, shadow = %shadow, position = %change.position, recorded = recorded.len(), statements = %evolution.statements.join("; "), "online schema change cut-over: the shadow's recorded schema changes apply to the table, which keeps its rows on PostgreSQL");
+            let new = decoder.register(new);
+            let mut m = SchemaChange {
+                table: old,
+                new: Some(new),
+                statements: evolution.statements,
+                position: change.position.clone(),
+                source_sql: change.sql.clone(),
+                bookkeeping: false,
+                shadow: Some(Bookkeeping::Forget(shadow.clone())),
+            };
+            if recorded.is_empty() && m.statements.is_empty() {
+                m.bookkeeping = true;
+            }
+            out.push(Message::SchemaChange(Box::new(m)));
         }
         ChangeKind::Drop(names) => {
             for name in names {

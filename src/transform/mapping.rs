@@ -26,7 +26,9 @@ pub struct SourceColumn {
     pub datetime_precision: Option<u32>,
     /// CHARACTER_SET_NAME; `None` for non-text columns.
     pub charset: Option<String>,
-    /// COLLATION_NAME; `None` for non-text columns (and where the source does not say).
+    /// COLLATION_NAME; `None` for non-text columns (and where the source does not say, as in
+    /// definitions stored by a ferry before it read collations).
+    #[serde(default)]
     pub collation: Option<String>,
     /// MySQL JSON, or MariaDB LONGTEXT with a `json_valid()` check.
     pub is_json: bool,
