@@ -728,3 +728,91 @@ async fn gh_ost_statement_sequence_with_its_cut_over() {
 async fn gh_ost_on_a_table_selected_by_name_across_a_kill_between_alter_and_cut_over() {
     gh_ost_statement_sequence(true, true).await;
 }
+
+/// MariaDB's two-phase ALTER (`binlog_alter_two_phase = ON`) logs each statement twice: when it
+/// starts (START ALTER) and when it commits (COMMIT ALTER) or fails (ROLLBACK ALTER). ferry
+/// carries it once, at its commit, and never a rolled-back one — under a write load, with rows
+/// of the old definition between the two phases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_phase_alter_is_carried_at_its_commit_and_a_rolled_back_one_never() {
+    let db = TestDb::new("twophase").await;
+    let mut my = db.my().await;
+    my.query_drop(TABLE).await.expect("table");
+    let start = db.start_position().await;
+    my.query_drop(
+        "INSERT INTO items (id, label, qty) SELECT seq, IF(seq % 2, 'same', CONCAT('item ', seq)), seq \
+         FROM seq_1_to_2000",
+    )
+    .await
+    .expect("rows");
+    let config = db.config("main", &start, "");
+    let mut ferry = Ferry::start(&config, &[]);
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
+        .await;
+    let (stop, load) = start_load(&db, 200_000);
+    my.query_drop("SET SESSION binlog_alter_two_phase = ON")
+        .await
+        .expect("two-phase ALTER (MariaDB 10.8+)");
+    my.query_drop(
+        "ALTER TABLE items ADD COLUMN extra INT NOT NULL DEFAULT 7, ALGORITHM=INPLACE, LOCK=NONE",
+    )
+    .await
+    .expect("committed ALTER");
+    let failed = my
+        .query_drop("ALTER TABLE items ADD UNIQUE KEY uk_label (label)")
+        .await;
+    assert!(failed.is_err(), "duplicate labels make it roll back");
+    my.query_drop("ALTER TABLE items ADD INDEX ix_qty (qty), ALGORITHM=INPLACE, LOCK=NONE")
+        .await
+        .expect("committed ALTER");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    load.await.expect("load");
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(120), &mut ferry)
+        .await;
+    assert!(ferry.try_exit().is_none(), "{}", ferry.log());
+    let (f, _) = db.master_position().await;
+    let mut probe = db.my().await;
+    let events: Vec<mysql_async::Row> = probe
+        .query(format!("SHOW BINLOG EVENTS IN '{f}'"))
+        .await
+        .expect("binlog events");
+    let info: Vec<String> = events
+        .iter()
+        .map(|r| r.get::<String, _>(5).unwrap_or_default())
+        .collect();
+    assert!(
+        info.iter().any(|i| i.contains("ROLLBACK ALTER"))
+            && info.iter().any(|i| i.contains("COMMIT ALTER")),
+        "the source wrote both phases: {info:?}"
+    );
+    verify(&config);
+    let names: Vec<String> = pg_columns(&db, "items")
+        .await
+        .into_iter()
+        .map(|(c, _, _)| c)
+        .collect();
+    assert_eq!(names, mysql_columns(&db, "items").await);
+    assert_eq!(
+        db.count("SELECT count(*) FROM items WHERE extra = 7").await,
+        db.count("SELECT count(*) FROM items").await
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_constraint WHERE conrelid = 'items'::regclass AND contype = 'u'")
+            .await,
+        0,
+        "the rolled-back unique key is not on the target"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_indexes WHERE tablename = 'items' AND indexname LIKE '%ix_qty%'")
+            .await,
+        1,
+        "{}",
+        ferry.log()
+    );
+    let log = ferry.log();
+    assert!(log.contains("two-phase ALTER"), "{log}");
+    ferry.signal("TERM");
+    ferry.wait_exit(Duration::from_secs(30)).await;
+    db.cleanup_dir();
+}

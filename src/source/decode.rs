@@ -285,6 +285,8 @@ pub struct Decoder {
     /// Schema changes online schema change tools ran on their shadow tables, by shadow, until
     /// the cut-over applies them (see [`crate::recorded_alters`]).
     shadow_alters: HashMap<SourceName, Vec<RecordedAlter>>,
+    /// The current MariaDB event group's phase of a two-phase ALTER.
+    alter_phase: Option<mariadb::AlterPhase>,
     pub counters: Counters,
 }
 
@@ -326,6 +328,7 @@ impl Decoder {
             flavor: super::connect::Flavor::MySql,
             copied_whole: HashMap::new(),
             shadow_alters: HashMap::new(),
+            alter_phase: None,
             counters: Counters::default(),
         }
     }
@@ -635,6 +638,7 @@ impl Decoder {
                 if let Some(g) = mariadb::parse_gtid(event.data(), event.header().server_id()) {
                     let gtids = self.gtid.get_or_insert_with(GtidSet::empty_mariadb);
                     gtids.apply_mariadb(g.gtid);
+                    self.alter_phase = g.alter;
                     if g.standalone() {
                         self.standalone_pending = true;
                     } else {
@@ -871,6 +875,17 @@ impl Decoder {
                         });
                     }
                 }
+            }
+            Statement::SchemaChange { .. }
+                if matches!(
+                    self.alter_phase,
+                    Some(mariadb::AlterPhase::Start | mariadb::AlterPhase::Rollback)
+                ) =>
+            {
+                // MariaDB's two-phase ALTER: the statement takes effect at its COMMIT ALTER,
+                // which repeats it; a ROLLBACK ALTER means it never did.
+                crate::metrics::schema_change("ignored");
+                tracing::info!(position = %start, phase = ?self.alter_phase, statement = %statement_excerpt(sql), "a phase of a two-phase ALTER (binlog_alter_two_phase) that changes nothing yet: carried at its COMMIT ALTER, if any");
             }
             Statement::SchemaChange { verb, tables } if !acknowledged => {
                 let names: Vec<SourceName> = tables.iter().map(resolve_ref).collect();

@@ -17,14 +17,37 @@ pub const COMPRESSED_EVENTS: [u8; 7] = [165, 166, 167, 168, 169, 170, 171];
 
 /// The event group is a single statement without BEGIN/COMMIT (DDL, non-transactional).
 pub const FL_STANDALONE: u8 = 1;
+/// The event carries a group commit id (8 bytes after the flags).
+pub const FL_GROUP_COMMIT_ID: u8 = 2;
 /// The event group is the prepared part of an XA transaction (its outcome comes later).
 pub const FL_PREPARED_XA: u8 = 64;
+/// The event group completes an XA transaction (the XID follows the flags too).
+pub const FL_COMPLETED_XA: u8 = 128;
+/// Extra flags (`binlog_alter_two_phase`): the first phase of an ALTER, its commit, its
+/// rollback.
+const FL_START_ALTER_E1: u8 = 2;
+const FL_COMMIT_ALTER_E1: u8 = 4;
+const FL_ROLLBACK_ALTER_E1: u8 = 8;
+
+/// Which phase of a two-phase ALTER (`binlog_alter_two_phase = ON`) an event group is: MariaDB
+/// logs the statement when it starts, and again when it commits or rolls back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlterPhase {
+    /// Started on the source, not yet committed: nothing to carry yet.
+    Start,
+    /// Committed: the statement takes effect here.
+    Commit,
+    /// Rolled back: the statement never took effect.
+    Rollback,
+}
 
 /// A decoded MariaDB GTID event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GtidEvent {
     pub gtid: MariaGtid,
     pub flags: u8,
+    /// The group's phase of a two-phase ALTER; `None` for every other group.
+    pub alter: Option<AlterPhase>,
 }
 
 impl GtidEvent {
@@ -42,6 +65,27 @@ pub fn parse_gtid(data: &[u8], server_id: u32) -> Option<GtidEvent> {
     let sequence = u64::from_le_bytes(data.get(0..8)?.try_into().ok()?);
     let domain = u32::from_le_bytes(data.get(8..12)?.try_into().ok()?);
     let flags = *data.get(12)?;
+    // The extra flags follow the commit id and the XID, when there are any (MariaDB's
+    // `Gtid_log_event`); a short or padded event has none.
+    let mut at = 13;
+    if flags & FL_GROUP_COMMIT_ID != 0 {
+        at += 8;
+    }
+    if flags & (FL_PREPARED_XA | FL_COMPLETED_XA) != 0 {
+        let gtrid = usize::from(*data.get(at + 4)?);
+        let bqual = usize::from(*data.get(at + 5)?);
+        at += 6 + gtrid + bqual;
+    }
+    let extra = data.get(at).copied().unwrap_or(0);
+    let alter = if extra & FL_START_ALTER_E1 != 0 {
+        Some(AlterPhase::Start)
+    } else if extra & FL_COMMIT_ALTER_E1 != 0 {
+        Some(AlterPhase::Commit)
+    } else if extra & FL_ROLLBACK_ALTER_E1 != 0 {
+        Some(AlterPhase::Rollback)
+    } else {
+        None
+    };
     Some(GtidEvent {
         gtid: MariaGtid {
             domain,
@@ -49,6 +93,7 @@ pub fn parse_gtid(data: &[u8], server_id: u32) -> Option<GtidEvent> {
             sequence,
         },
         flags,
+        alter,
     })
 }
 
@@ -81,6 +126,46 @@ mod tests {
         assert_eq!(e.gtid.to_string(), "3-7-42");
         assert!(e.standalone());
         assert!(parse_gtid(&data[..10], 7).is_none(), "short event");
+        assert_eq!(e.alter, None);
+    }
+
+    #[test]
+    fn two_phase_alter_events_decode() {
+        // Bodies of MariaDB 10.11's START ALTER and ROLLBACK ALTER GTID events (with their
+        // checksum), as `binlog_alter_two_phase = ON` wrote them.
+        let hex = |s: &str| -> Vec<u8> {
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+                .collect()
+        };
+        let start =
+            parse_gtid(&hex("1f4b01000000000000000000290200000000002140fcb0"), 1).expect("decodes");
+        assert_eq!(start.gtid.to_string(), "0-1-84767");
+        assert!(start.standalone());
+        assert_eq!(start.alter, Some(AlterPhase::Start));
+        let rollback = parse_gtid(
+            &hex("1e4b0100000000000000000029081d4b010000000000b1a53259"),
+            1,
+        )
+        .expect("decodes");
+        assert_eq!(rollback.alter, Some(AlterPhase::Rollback));
+        let commit = parse_gtid(
+            &hex("204b0100000000000000000029041f4b010000000000fcaed416"),
+            1,
+        )
+        .expect("decodes");
+        assert_eq!(commit.alter, Some(AlterPhase::Commit));
+        // A group commit id before the extra flags.
+        let mut data = 5u64.to_le_bytes().to_vec();
+        data.extend_from_slice(&0u32.to_le_bytes());
+        data.push(FL_STANDALONE | FL_GROUP_COMMIT_ID);
+        data.extend_from_slice(&9u64.to_le_bytes());
+        data.push(FL_START_ALTER_E1);
+        assert_eq!(
+            parse_gtid(&data, 1).expect("decodes").alter,
+            Some(AlterPhase::Start)
+        );
     }
 
     #[test]
