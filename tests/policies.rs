@@ -258,3 +258,55 @@ async fn backfill_applies_the_same_policies() {
     assert_eq!(n, 1);
     db.cleanup_dir();
 }
+
+/// A zero date in a key column cannot become NULL: `ferry validate` and the daemon's start
+/// refuse it with the table, the column and the fix before anything is copied; under
+/// `value:<date>` the same table is copied with the substitute as its key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_date_in_a_key_column_is_refused_at_preflight_unless_substituted() {
+    let db = TestDb::new("zerokey").await;
+    let mut my = db.my().await;
+    my.query_drop(
+        "SET SESSION sql_mode = ''; \
+         CREATE TABLE k (day DATE NOT NULL, n INT NOT NULL, PRIMARY KEY (day, n)); \
+         INSERT INTO k VALUES ('2024-01-01', 1), ('0000-00-00', 2); \
+         CREATE TABLE s (id INT PRIMARY KEY, at DATETIME NOT NULL, KEY (at)); \
+         INSERT INTO s VALUES (1, '2024-01-01 10:00:00')",
+    )
+    .await
+    .expect("tables");
+    let config = db.config_backfill("main", "", "[types]\nzero_date = \"null\"\n");
+    let path = config.to_str().expect("utf-8").to_string();
+    let (code, out) = ferry_cmd(&["validate", "--config", &path]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("zero dates in keys")
+            && out.contains("column `day`")
+            && out.contains("value:<date>"),
+        "names the table, the column and the fix:\n{out}"
+    );
+    assert!(out.contains(&format!("{}.k", db.name)), "{out}");
+    let mut ferry = Ferry::start(&config, &[]);
+    let status = ferry.wait_exit(Duration::from_secs(60)).await;
+    assert_eq!(status.code(), Some(78), "{}", ferry.log());
+    assert!(
+        ferry.log().contains("zero dates in keys"),
+        "{}",
+        ferry.log()
+    );
+
+    let config = db.config_backfill("main", "", "[types]\nzero_date = \"value:1970-01-01\"\n");
+    let mut ferry = Ferry::start(&config, &[]);
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
+        .await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM k WHERE day = '1970-01-01' AND n = 2")
+            .await,
+        1,
+        "{}",
+        ferry.log()
+    );
+    ferry.signal("TERM");
+    ferry.wait_exit(Duration::from_secs(30)).await;
+    db.cleanup_dir();
+}

@@ -16,6 +16,7 @@ use std::fmt;
 
 mod mysql;
 mod postgres;
+mod zero_date_keys;
 
 use crate::config::Config;
 use crate::error::ErrorClass;

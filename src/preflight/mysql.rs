@@ -93,6 +93,7 @@ pub(super) async fn check_source(
         )),
         Ok(tables) => {
             checks.push(check_select(conn, &tables).await?);
+            checks.push(super::zero_date_keys::check(conn, &tables, types).await?);
             let note: Vec<String> = tables
                 .iter()
                 .filter(|t| t.key_source != crate::schema::KeySource::PrimaryKey)
