@@ -100,6 +100,18 @@ pub struct RawConfig {
     pub log: RawLog,
     #[serde(default)]
     pub verify: RawVerify,
+    #[serde(default)]
+    pub ddl: RawDdl,
+}
+
+/// Schema changes on the source while streaming.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDdl {
+    /// Carry a change of a table's primary key (or the unique key ferry keys it by) by
+    /// re-keying the PostgreSQL table in the same transaction. Default false: refused.
+    #[serde(default)]
+    pub allow_key_change: bool,
 }
 
 fn default_stream() -> String {
@@ -693,6 +705,8 @@ pub struct Config {
     pub log_level: String,
     pub log_format: LogFormat,
     pub verify: VerifyConfig,
+    /// `ddl.allow_key_change`.
+    pub allow_key_change: bool,
 }
 
 impl Config {
@@ -909,6 +923,7 @@ impl RawConfig {
             metrics_token,
             log_level: self.log.level,
             log_format,
+            allow_key_change: self.ddl.allow_key_change,
         })
     }
 }

@@ -816,3 +816,105 @@ async fn a_two_phase_alter_is_carried_at_its_commit_and_a_rolled_back_one_never(
     ferry.wait_exit(Duration::from_secs(30)).await;
     db.cleanup_dir();
 }
+
+/// The row identity of `k` on PostgreSQL: its primary key's columns, in order.
+async fn pg_primary_key(db: &TestDb, table: &str) -> Vec<String> {
+    db.pg()
+        .await
+        .query(
+            "SELECT a.attname::text FROM pg_index i \
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+             WHERE i.indrelid = $1::text::regclass AND i.indisprimary \
+             ORDER BY array_position(i.indkey::int2[], a.attnum)",
+            &[&table],
+        )
+        .await
+        .expect("primary key")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// With `ddl.allow_key_change`, primary-key changes are carried under a write load: a key that
+/// gains a column, a key dropped (the table is then keyed by its NOT NULL unique key), and a
+/// table without a key that gains one — each re-keys the PostgreSQL table in the statement's
+/// own transaction, rows before and after it apply by the right identity, and `ferry verify`
+/// finds both sides equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_changes_are_carried_when_allowed() {
+    let db = TestDb::new("rekey").await;
+    let mut my = db.my().await;
+    my.query_drop(
+        "CREATE TABLE k (a INT NOT NULL, b INT NOT NULL, v VARCHAR(20), PRIMARY KEY (a), \
+           UNIQUE KEY uk_b (b)); \
+         INSERT INTO k SELECT seq, seq * 10, 'v' FROM seq_1_to_1000; \
+         CREATE TABLE loose (id INT NOT NULL, note VARCHAR(20)); \
+         INSERT INTO loose SELECT seq, 'n' FROM seq_1_to_300",
+    )
+    .await
+    .expect("tables");
+    let start = db.start_position().await;
+    let config = db.config_backfill(
+        "main",
+        "chunk_rows = 200",
+        "[verify]\ncontinuous = false\n\n[ddl]\nallow_key_change = true\n",
+    );
+    let mut ferry = Ferry::start(&config, &[]);
+    let _ = start;
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
+        .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let opts = mysql_opts_at(db.my_port, Some(&db.name));
+    let load = tokio::spawn(async move {
+        let mut c = mysql_async::Conn::new(opts).await.expect("load");
+        let mut i: i64 = 0;
+        while !flag.load(Ordering::Relaxed) {
+            let id = 2000 + i;
+            let _ = c
+                .query_drop(format!(
+                    "INSERT INTO k VALUES ({id}, {}, 'new'); \
+                     UPDATE k SET v = 'u{i}' WHERE a = {}; \
+                     DELETE FROM k WHERE a = {}; \
+                     INSERT INTO loose VALUES ({id}, 'x'); UPDATE loose SET note = 'y' WHERE id = {}",
+                    id * 10,
+                    1 + i % 900,
+                    950 + i % 50,
+                    1 + i % 300
+                ))
+                .await;
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        i
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    my.query_drop("ALTER TABLE k DROP PRIMARY KEY, ADD PRIMARY KEY (a, b)")
+        .await
+        .expect("key gains a column");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    my.query_drop("ALTER TABLE k DROP PRIMARY KEY")
+        .await
+        .expect("key dropped: keyed by uk_b");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    my.query_drop("DELETE FROM loose WHERE id > 2000; ALTER TABLE loose ADD PRIMARY KEY (id)")
+        .await
+        .expect("a keyless table gains a key");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let statements = load.await.expect("load");
+    assert!(statements > 20, "the load ran ({statements})");
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(120), &mut ferry)
+        .await;
+    assert!(ferry.try_exit().is_none(), "{}", ferry.log());
+    verify(&config);
+    assert_eq!(
+        pg_primary_key(&db, "k").await,
+        vec!["b".to_string()],
+        "keyed by uk_b"
+    );
+    assert_eq!(pg_primary_key(&db, "loose").await, vec!["id".to_string()]);
+    ferry.signal("TERM");
+    ferry.wait_exit(Duration::from_secs(30)).await;
+    db.cleanup_dir();
+}

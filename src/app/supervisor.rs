@@ -297,6 +297,7 @@ impl Supervisor {
             decoder.set_flavor(flavor);
             decoder.set_copied_whole(copied_whole);
             decoder.set_recorded_alters(recorded);
+            decoder.set_allow_key_change(config.allow_key_change);
             let reader = BinlogReader {
                 config: config.source.clone(),
                 flavor,

@@ -244,6 +244,14 @@ impl Executor {
                 }
                 Work::SchemaChange(change) => {
                     let r = self.schema_change(&change).await;
+                    if let Some(new) = change.new.as_ref().filter(|n| {
+                        n.key_names() != change.table.key_names()
+                            || n.has_key() != change.table.has_key()
+                    }) {
+                        // Re-keyed (`ddl.allow_key_change`): keys recorded so far name rows
+                        // by the old identity.
+                        changed.whole_table(new);
+                    }
                     // Statements were planned against the old definition.
                     statements.remove(&(Arc::as_ptr(&change.table) as usize));
                     if r.is_ok() {

@@ -339,6 +339,7 @@ impl BinlogReader {
                     flavor: self.flavor,
                     selector: &self.selector,
                     options: &self.options,
+                    allow_key_change: self.decoder.allow_key_change(),
                 };
                 let carried =
                     schema_change::carry(&mut catalog, &mut self.decoder, change, tap.table())

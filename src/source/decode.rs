@@ -287,6 +287,8 @@ pub struct Decoder {
     shadow_alters: HashMap<SourceName, Vec<RecordedAlter>>,
     /// The current MariaDB event group's phase of a two-phase ALTER.
     alter_phase: Option<mariadb::AlterPhase>,
+    /// `ddl.allow_key_change`: a change of the row identity is carried, not refused.
+    allow_key_change: bool,
     pub counters: Counters,
 }
 
@@ -329,6 +331,7 @@ impl Decoder {
             copied_whole: HashMap::new(),
             shadow_alters: HashMap::new(),
             alter_phase: None,
+            allow_key_change: false,
             counters: Counters::default(),
         }
     }
@@ -342,6 +345,15 @@ impl Decoder {
                 .tool_tables(&n.db, &n.table)
                 .iter()
                 .any(|(base, _)| self.registry.get(base).is_some())
+    }
+
+    /// Carry changes of the row identity (`ddl.allow_key_change`) instead of refusing them.
+    pub fn set_allow_key_change(&mut self, allow: bool) {
+        self.allow_key_change = allow;
+    }
+
+    pub fn allow_key_change(&self) -> bool {
+        self.allow_key_change
     }
 
     /// The shadow tables' schema changes recorded by an earlier run.
@@ -898,6 +910,7 @@ impl Decoder {
                 let step = online_change::classify(
                     &self.selector,
                     &self.registry,
+                    self.allow_key_change,
                     &verb,
                     sql,
                     &names,
@@ -1107,9 +1120,9 @@ impl Decoder {
                                 true,
                             ))
                         }
-                        Clause::PrimaryKey => {
+                        Clause::PrimaryKey if !self.allow_key_change => {
                             return Err(refuse(
-                                "the primary key changes, and with it the row identity ferry upserts and deletes by".into(),
+                                "the primary key changes, and with it the row identity ferry upserts and deletes by; set ddl.allow_key_change = true to re-key the PostgreSQL table in the same transaction".into(),
                                 false,
                             ))
                         }

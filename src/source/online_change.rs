@@ -41,6 +41,7 @@ pub fn tool_of(
 pub fn classify(
     selector: &TableSelector,
     registry: &Registry,
+    allow_key_change: bool,
     verb: &str,
     sql: &str,
     names: &[SourceName],
@@ -71,8 +72,8 @@ pub fn classify(
                     Clause::RowsChanged(what) => {
                         return refuse(&base, &format!("{what} changes rows without row events"))
                     }
-                    Clause::PrimaryKey => {
-                        return refuse(&base, "the primary key changes, and with it the row identity ferry upserts and deletes by")
+                    Clause::PrimaryKey if !allow_key_change => {
+                        return refuse(&base, "the primary key changes, and with it the row identity ferry upserts and deletes by; set ddl.allow_key_change = true to re-key the PostgreSQL table in the same transaction")
                     }
                     Clause::RenameTable(_) => {
                         return refuse(&base, "the tool's shadow table is renamed by ALTER TABLE, not by its cut-over RENAME TABLE")
@@ -194,7 +195,7 @@ mod tests {
             super::super::ddl::Statement::SchemaChange { verb, .. } => verb,
             _ => unreachable!(),
         };
-        classify(&selector, &registry(), &verb, sql, &names, &resolve)
+        classify(&selector, &registry(), false, &verb, sql, &names, &resolve)
     }
 
     fn shop(t: &str) -> SourceName {

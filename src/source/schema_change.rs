@@ -33,6 +33,8 @@ pub struct Catalog<'a> {
     pub flavor: Flavor,
     pub selector: &'a TableSelector,
     pub options: &'a TypeOptions,
+    /// `ddl.allow_key_change`: a change of the row identity is carried.
+    pub allow_key_change: bool,
 }
 
 impl Catalog<'_> {
@@ -154,20 +156,29 @@ fn derive(
             columns,
         })
     };
-    let key = old.key_index();
-    let indexes_from = if alter.has(|c| matches!(c, Clause::Index)) {
-        (live, false)
-    } else {
-        (old, true)
-    };
-    let mut indexes: Vec<Index> = key.and_then(|k| remap(old, &k, true)).into_iter().collect();
-    indexes.extend(
-        indexes_from
-            .0
-            .indexes
+    let indexes: Vec<Index> = if alter.has(|c| matches!(c, Clause::PrimaryKey)) {
+        // The row identity changes (`ddl.allow_key_change`): every index as the source has it.
+        live.all_indexes()
             .iter()
-            .filter_map(|ix| remap(indexes_from.0, ix, indexes_from.1)),
-    );
+            .filter_map(|ix| remap(live, ix, false))
+            .collect()
+    } else {
+        let key = old.key_index();
+        let indexes_from = if alter.has(|c| matches!(c, Clause::Index)) {
+            (live, false)
+        } else {
+            (old, true)
+        };
+        let mut indexes: Vec<Index> = key.and_then(|k| remap(old, &k, true)).into_iter().collect();
+        indexes.extend(
+            indexes_from
+                .0
+                .indexes
+                .iter()
+                .filter_map(|ix| remap(indexes_from.0, ix, indexes_from.1)),
+        );
+        indexes
+    };
     let table_level = |c: &Clause| matches!(c, Clause::TableComment | Clause::Constraint);
     let details = if alter.has(table_level) { live } else { old };
     Table::plan(
@@ -309,8 +320,8 @@ pub async fn carry(
                 tracing::info!(table = %table, position = %change.position, "the source's catalog already shows later schema changes of this table; using the definition as this statement left it");
             }
             new.estimated_rows = old.estimated_rows;
-            let evolution =
-                evolve::plan(&old, &new, alter).map_err(|r| refused(table, change, &r))?;
+            let evolution = evolve::plan_with(&old, &new, alter, catalog.allow_key_change)
+                .map_err(|r| refused(table, change, &r))?;
             for note in &evolution.notes {
                 tracing::warn!(table = %table, position = %change.position, "{note}");
             }
@@ -391,8 +402,8 @@ pub async fn carry(
             let mut new = derive(&old, &live, &alter, catalog.options)
                 .map_err(|r| refused(base, change, &r))?;
             new.estimated_rows = old.estimated_rows;
-            let evolution =
-                evolve::plan(&old, &new, &alter).map_err(|r| refused(base, change, &r))?;
+            let evolution = evolve::plan_with(&old, &new, &alter, catalog.allow_key_change)
+                .map_err(|r| refused(base, change, &r))?;
             for note in &evolution.notes {
                 tracing::warn!(table = %base, position = %change.position, "{note}");
             }

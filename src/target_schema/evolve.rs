@@ -208,6 +208,22 @@ fn trigger_name(t: &Table) -> String {
 /// # Errors
 /// A [`Refusal`] naming what cannot be carried.
 pub fn plan(old: &Table, new: &Table, alter: &Alter) -> Result<Evolution, Refusal> {
+    plan_with(old, new, alter, false)
+}
+
+/// [`plan`]; with `allow_key_change` (`ddl.allow_key_change`) a change of the row identity is
+/// carried: the target's primary key is dropped before the column changes and the new one
+/// added after them, in the same transaction (the source accepted the new key, so the rows
+/// the target holds — the source's — satisfy it).
+///
+/// # Errors
+/// As [`plan`], except for a key change when allowed.
+pub fn plan_with(
+    old: &Table,
+    new: &Table,
+    alter: &Alter,
+    allow_key_change: bool,
+) -> Result<Evolution, Refusal> {
     let renamed = alter.renamed();
     let added = alter.added();
     let dropped = alter.dropped();
@@ -292,9 +308,13 @@ pub fn plan(old: &Table, new: &Table, alter: &Alter) -> Result<Evolution, Refusa
         .collect();
     // A table identified by its whole row stays so as its columns change.
     let whole_row = !old.has_key() && !new.has_key();
-    if !whole_row && (old_key != new_key || new.key.iter().any(|i| from_old[*i].is_none())) {
+    let rekey = !whole_row
+        && (old_key != new_key
+            || old.has_key() != new.has_key()
+            || new.key.iter().any(|i| from_old[*i].is_none()));
+    if rekey && !allow_key_change {
         return Err(Refusal::KeyChange(format!(
-            "({}) becomes ({})",
+            "({}) becomes ({}); set ddl.allow_key_change = true to re-key the PostgreSQL table in the same transaction",
             old_key.join(", "),
             new_key.join(", ")
         )));
@@ -305,6 +325,19 @@ pub fn plan(old: &Table, new: &Table, alter: &Alter) -> Result<Evolution, Refusa
     let mut columns = Vec::new();
     let mut last = Vec::new(); // after column changes
     let mut notes = Vec::new();
+    if rekey {
+        if old.has_key() {
+            first.push(format!(
+                "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
+                old.target_quoted,
+                quote_ident(&crate::select::fit_identifier(&format!(
+                    "{}_pkey",
+                    old.target_name
+                )))
+            ));
+        }
+        last.extend(ddl::add_primary_key_sql(new));
+    }
 
     let has_trigger = |t: &Table| t.source_columns.iter().any(|c| c.on_update_now);
     if has_trigger(old) || has_trigger(new) {
