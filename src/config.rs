@@ -349,6 +349,11 @@ pub struct RawBackfill {
     /// Upper bound on rows copied per second over all tables; 0 = unlimited. Default 0.
     #[serde(default)]
     pub rows_per_second: u64,
+    /// Tables (`db.table`) new to a stream that has a checkpoint whose every row is still in the
+    /// binlog (created on the source after that checkpoint, while ferry was stopped): not
+    /// copied, streamed only. Default none.
+    #[serde(default)]
+    pub stream_only_tables: Vec<String>,
 }
 
 impl Default for RawBackfill {
@@ -359,6 +364,7 @@ impl Default for RawBackfill {
             chunk_rows: default_chunk_rows(),
             chunk_bytes: default_chunk_bytes(),
             rows_per_second: 0,
+            stream_only_tables: Vec::new(),
         }
     }
 }
@@ -653,6 +659,8 @@ pub struct BackfillConfig {
     pub chunk_bytes: usize,
     /// 0 = unlimited.
     pub rows_per_second: u64,
+    /// `backfill.stream_only_tables`, as `db.table`.
+    pub stream_only_tables: Vec<String>,
 }
 
 /// Validated apply tuning.
@@ -861,6 +869,7 @@ impl RawConfig {
             chunk_rows: self.backfill.chunk_rows,
             chunk_bytes: self.backfill.chunk_bytes,
             rows_per_second: self.backfill.rows_per_second,
+            stream_only_tables: self.backfill.stream_only_tables.clone(),
         };
         let types = TypeOptions {
             tinyint1_as_boolean: self.types.tinyint1_as_boolean,

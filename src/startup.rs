@@ -194,9 +194,20 @@ async fn copy_tables_new_to_the_stream(
             continue;
         }
         let name = t.source.to_string();
-        if !config.backfill.enabled {
-            tracing::warn!(table = %name, "table is new to this stream and backfill.enabled = false: its existing rows are not copied; copy them with `ferry backfill --table {name}`");
+        if config.backfill.stream_only_tables.contains(&name) {
+            tracing::info!(table = %name, "table is new to this stream and listed in backfill.stream_only_tables: not copied, its rows arrive through the binlog");
             continue;
+        }
+        if !config.backfill.enabled {
+            if t.has_key() {
+                tracing::warn!(table = %name, "table is new to this stream and backfill.enabled = false: its existing rows are not copied; copy them with `ferry backfill --table {name}`");
+            } else {
+                tracing::warn!(table = %name, "table is new to this stream and backfill.enabled = false: its existing rows are not copied, and a table without a primary key cannot be copied while streaming (add a key on the source, or start a new stream that includes it)");
+            }
+            continue;
+        }
+        if !t.has_key() {
+            return Err(AppError::KeylessNewToStream { table: name });
         }
         let pending = client
             .query_opt(

@@ -356,6 +356,44 @@ async fn a_table_added_to_the_include_list_of_a_running_stream_gets_its_existing
         "PostgreSQL notices stay out of the INFO log:\n{log}"
     );
     stop(&mut ferry).await;
+
+    // A table without a key new to the stream cannot be copied while streaming: ferry refuses
+    // to start, naming it and the ways out, rather than stream it without its existing rows.
+    my.query_drop(
+        "CREATE TABLE loose (a INT, b INT); INSERT INTO loose VALUES (1, 1), (1, 1), (2, NULL)",
+    )
+    .await
+    .expect("keyless table");
+    ferry.start_again();
+    let status = ferry.wait_exit(Duration::from_secs(60)).await;
+    let log = ferry.log();
+    assert_eq!(status.code(), Some(78), "{log}");
+    assert!(
+        log.contains(&format!("table {}.loose is new to this stream", db.name))
+            && log.contains("backfill.stream_only_tables"),
+        "{log}"
+    );
+    // It was created after the checkpoint: every row is in the backlog, and the operator says so.
+    let listed = text.replace(
+        "enabled = true",
+        &format!(
+            "enabled = true\nstream_only_tables = [\"{}.loose\"]",
+            db.name
+        ),
+    );
+    assert_ne!(listed, text);
+    std::fs::write(&config, &listed).expect("config");
+    ferry.start_again();
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
+        .await;
+    let loose = pg_rows(&db.pg().await, "SELECT a::text, b::text FROM loose").await;
+    assert_eq!(
+        loose.len(),
+        3,
+        "every row once, duplicates kept: {loose:?}\n{}",
+        ferry.log()
+    );
+    stop(&mut ferry).await;
     db.cleanup_dir();
 }
 
