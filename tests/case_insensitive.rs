@@ -50,6 +50,23 @@ async fn count(pg: &tokio_postgres::Client, sql: &str) -> i64 {
     pg.query_one(sql, &[]).await.expect(sql).get(0)
 }
 
+/// Waits until `table` has a unique constraint: they are built once the stream has passed the
+/// copy's end.
+async fn wait_for_unique_constraint(pg: &tokio_postgres::Client, table: &str, ferry: &Ferry) {
+    let sql = format!(
+        "SELECT count(*) FROM pg_constraint WHERE conrelid = '{table}'::regclass AND contype = 'u'"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while count(pg, &sql).await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the unique key of {table} was never built:\n{}",
+            ferry.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn carried_case_insensitively(mode: &str) {
     let db = TestDb::new(&format!("ci_{mode}")).await;
     let mut my = db.my().await;
@@ -116,21 +133,7 @@ async fn carried_case_insensitively(mode: &str) {
 
     // The schema behaves as MySQL's did (unique constraints are built once the stream has
     // passed the copy's end).
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while count(
-        &pg,
-        "SELECT count(*) FROM pg_constraint WHERE conrelid = 'people'::regclass AND contype = 'u'",
-    )
-    .await
-        == 0
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the unique key was never built:\n{}",
-            ferry.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_unique_constraint(&pg, "people", &ferry).await;
     let column = |c: &str| {
         format!(
             "SELECT format_type(a.atttypid, a.atttypmod) || ' ' || coalesce(co.collname, '') \
@@ -263,17 +266,7 @@ async fn a_pair_mysql_keeps_apart_but_postgresql_holds_equal_stops_ferry_clearly
     db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
         .await;
     let pg = db.pg().await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while count(
-        &pg,
-        "SELECT count(*) FROM pg_constraint WHERE conrelid = 'w'::regclass AND contype = 'u'",
-    )
-    .await
-        == 0
-    {
-        assert!(std::time::Instant::now() < deadline, "{}", ferry.log());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_unique_constraint(&pg, "w", &ferry).await;
     my.query_drop("SET NAMES utf8mb4; INSERT INTO w VALUES (2, 'Ａ')")
         .await
         .expect("MySQL accepts the pair");

@@ -10,13 +10,8 @@ use tokio_postgres::Client;
 
 use crate::transform::{CaseInsensitive, TypeOptions};
 
-/// The outcome, for preflight to show.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
-    pub options: TypeOptions,
-    /// One line on what case-insensitive columns map to.
-    pub detail: String,
-}
+/// The outcome, for preflight to show (the same shape as the spatial decision).
+pub use super::postgis::Decision;
 
 /// Resolves `options.case_insensitive` against the target: sets `citext_schema` under
 /// `citext`, checks ICU support under `icu`.
