@@ -23,6 +23,11 @@ struct Setup {
 /// A source with `items` (primary key) and `tags` (a unique NOT NULL key, no primary key),
 /// ferry backfilled and streaming, and a verification pass that matched.
 async fn setup(name: &str, extra_tables: &[&str]) -> Setup {
+    setup_with(name, extra_tables, "").await
+}
+
+/// [`setup`] with `extra_config` appended to the config (its own TOML tables).
+async fn setup_with(name: &str, extra_tables: &[&str], extra_config: &str) -> Setup {
     let server = OwnMariaDb::start(name);
     let db = TestDb::new_on(name, server.port).await;
     let mut my = db.my().await;
@@ -44,7 +49,7 @@ async fn setup(name: &str, extra_tables: &[&str]) -> Setup {
     let config = db.config_backfill(
         "main",
         "",
-        "[verify]\npass_interval_seconds = 0.5\nrows_per_second = 100000\n",
+        &format!("[verify]\npass_interval_seconds = 0.5\nrows_per_second = 100000\n{extra_config}"),
     );
     let mut ferry = Ferry::start(&config, &[]);
     db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
@@ -1074,6 +1079,63 @@ async fn a_table_without_a_key_keeps_its_duplicates_through_the_reverse_stream()
     assert_eq!(
         mysql, postgres,
         "MySQL holds the same rows, duplicates included"
+    );
+    let (code, out) = verify(&config).await;
+    assert_eq!(code, 0, "{out}");
+    db.cleanup_dir();
+}
+
+/// Case-insensitive keys under `types.case_insensitive = "icu"` after the switch: the application
+/// writes on PostgreSQL by any spelling (a lookup by another case, a key whose case changes), and
+/// MySQL receives each row byte for byte as PostgreSQL holds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn case_insensitive_keys_come_back_exactly_through_the_reverse_stream() {
+    let Setup {
+        _server,
+        db,
+        config,
+        mut ferry,
+    } = setup_with(
+        "revci",
+        &[
+            "CREATE TABLE people (email VARCHAR(60) COLLATE utf8mb4_general_ci PRIMARY KEY, \
+               name VARCHAR(20) COLLATE utf8mb4_general_ci) DEFAULT CHARSET utf8mb4",
+            "INSERT INTO people VALUES ('Bob@x.org', 'Bob'), ('ann@x.org', 'Ann')",
+        ],
+        "\n[types]\ncase_insensitive = \"icu\"\n",
+    )
+    .await;
+    let (code, report, out) = cutover(&config, &[]).await;
+    assert_eq!(code, 0, "{out}\n{}", ferry.log());
+    assert_eq!(report["outcome"], "switched", "{out}");
+    let pg = db.pg().await;
+    pg.batch_execute(
+        "UPDATE people SET name = 'Robert' WHERE email = 'BOB@X.ORG'; \
+         INSERT INTO people VALUES ('Dan@x.org', 'Dan'); \
+         UPDATE people SET email = 'DAN@X.ORG' WHERE email = 'dan@x.org'; \
+         DELETE FROM people WHERE email = 'ANN@x.org'",
+    )
+    .await
+    .expect("the application's writes on PostgreSQL");
+    wait_reverse_caught_up(&db, &mut ferry).await;
+    let mut my = db.my().await;
+    let mysql = mysql_rows(
+        &mut my,
+        "SELECT CAST(email AS BINARY), CAST(name AS BINARY) FROM people",
+    )
+    .await;
+    let postgres = pg_rows(&pg, "SELECT email, name FROM people").await;
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(
+        postgres,
+        vec![
+            vec![s("Bob@x.org"), s("Robert")],
+            vec![s("DAN@X.ORG"), s("Dan")]
+        ]
+    );
+    assert_eq!(
+        mysql, postgres,
+        "MySQL holds the rows with PostgreSQL's spelling"
     );
     let (code, out) = verify(&config).await;
     assert_eq!(code, 0, "{out}");
