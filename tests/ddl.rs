@@ -77,6 +77,17 @@ async fn pg_columns(db: &TestDb, table: &str) -> Vec<(String, String, bool)> {
         .collect()
 }
 
+/// Asserts the PostgreSQL table has the MySQL table's columns; returns their names.
+async fn assert_same_columns(db: &TestDb, table: &str) -> Vec<String> {
+    let names: Vec<String> = pg_columns(db, table)
+        .await
+        .into_iter()
+        .map(|(c, _, _)| c)
+        .collect();
+    assert_eq!(names, mysql_columns(db, table).await, "same columns");
+    names
+}
+
 fn verify(config: &std::path::Path) {
     let (code, out) = ferry_cmd(&["verify", "--config", config.to_str().expect("utf-8")]);
     assert_eq!(
@@ -160,12 +171,7 @@ async fn schema_changes_apply_in_order_under_load() {
         ferry.log()
     );
 
-    let names: Vec<String> = pg_columns(&db, "items")
-        .await
-        .into_iter()
-        .map(|(c, _, _)| c)
-        .collect();
-    assert_eq!(names, mysql_columns(&db, "items").await, "same columns");
+    assert_same_columns(&db, "items").await;
     let cols = pg_columns(&db, "items").await;
     let col = |n: &str| {
         cols.iter()
@@ -408,12 +414,7 @@ async fn a_crash_right_after_a_schema_change_resumes_exactly() {
     }
     assert!(ferry.try_exit().is_none(), "{}", ferry.log());
     verify(&config);
-    let names: Vec<String> = pg_columns(&db, "items")
-        .await
-        .into_iter()
-        .map(|(c, _, _)| c)
-        .collect();
-    assert_eq!(names, mysql_columns(&db, "items").await);
+    assert_same_columns(&db, "items").await;
     assert_eq!(
         db.count("SELECT count(*) FROM ferry.schema_changes WHERE stream = 'main'")
             .await,
@@ -514,12 +515,7 @@ async fn pt_online_schema_change_under_load() {
         .await;
     assert!(ferry.try_exit().is_none(), "{}", ferry.log());
     verify(&config);
-    let names: Vec<String> = pg_columns(&db, "items")
-        .await
-        .into_iter()
-        .map(|(c, _, _)| c)
-        .collect();
-    assert_eq!(names, mysql_columns(&db, "items").await);
+    let names = assert_same_columns(&db, "items").await;
     assert!(names.contains(&"extra".to_string()), "{names:?}");
     let leftovers = db
         .count(&format!(
@@ -680,12 +676,7 @@ async fn gh_ost_statement_sequence(by_name: bool, crash: bool) {
         .await;
     assert!(ferry.try_exit().is_none(), "{}", ferry.log());
     verify(&config);
-    let names: Vec<String> = pg_columns(&db, "items")
-        .await
-        .into_iter()
-        .map(|(c, _, _)| c)
-        .collect();
-    assert_eq!(names, mysql_columns(&db, "items").await);
+    let names = assert_same_columns(&db, "items").await;
     assert!(names.contains(&"extra".to_string()), "{names:?}");
     assert_eq!(
         db.count(&format!(
@@ -786,12 +777,7 @@ async fn a_two_phase_alter_is_carried_at_its_commit_and_a_rolled_back_one_never(
         "the source wrote both phases: {info:?}"
     );
     verify(&config);
-    let names: Vec<String> = pg_columns(&db, "items")
-        .await
-        .into_iter()
-        .map(|(c, _, _)| c)
-        .collect();
-    assert_eq!(names, mysql_columns(&db, "items").await);
+    assert_same_columns(&db, "items").await;
     assert_eq!(
         db.count("SELECT count(*) FROM items WHERE extra = 7").await,
         db.count("SELECT count(*) FROM items").await

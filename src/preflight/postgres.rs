@@ -68,32 +68,41 @@ pub(super) async fn check_target(config: &Config, checks: &mut Vec<Check>) -> Ty
             )
         }
     });
-    let types = match postgis::resolve(&client, &config.types).await {
-        Ok(decision) => {
-            checks.push(Check::pass("spatial types", decision.detail));
-            decision.options
+    let spatial = postgis::resolve(&client, &config.types).await;
+    let types = decided(
+        checks,
+        "spatial types",
+        spatial,
+        "install PostGIS in the target database (CREATE EXTENSION postgis) or set types.spatial = \"bytea\"",
+        &config.types,
+    );
+    let case = case_fold::resolve(&client, &types).await;
+    decided(
+        checks,
+        "case-insensitive text",
+        case,
+        "CREATE EXTENSION citext in the target database, or choose another types.case_insensitive",
+        &types,
+    )
+}
+
+/// Records a type-mapping decision as a check; the options it decided, or `before` when it
+/// failed.
+fn decided(
+    checks: &mut Vec<Check>,
+    name: &'static str,
+    decision: Result<postgis::Decision, String>,
+    fix: &str,
+    before: &TypeOptions,
+) -> TypeOptions {
+    match decision {
+        Ok(d) => {
+            checks.push(Check::pass(name, d.detail));
+            d.options
         }
         Err(e) => {
-            checks.push(Check::fail(
-                "spatial types",
-                e,
-                "install PostGIS in the target database (CREATE EXTENSION postgis) or set types.spatial = \"bytea\"",
-            ));
-            config.types.clone()
-        }
-    };
-    match case_fold::resolve(&client, &types).await {
-        Ok(decision) => {
-            checks.push(Check::pass("case-insensitive text", decision.detail));
-            decision.options
-        }
-        Err(e) => {
-            checks.push(Check::fail(
-                "case-insensitive text",
-                e,
-                "CREATE EXTENSION citext in the target database, or choose another types.case_insensitive",
-            ));
-            types
+            checks.push(Check::fail(name, e, fix));
+            before.clone()
         }
     }
 }

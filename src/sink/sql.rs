@@ -72,10 +72,7 @@ pub fn delete_sql(t: &Table) -> String {
         .key
         .iter()
         .enumerate()
-        .map(|(j, i)| {
-            let c = &t.columns[*i];
-            format!("t.{} = k.k{}::{}", c.quoted, j + 1, c.pg_type.sql())
-        })
+        .map(|(j, i)| key_eq("t", &t.columns[*i], j))
         .collect();
     format!(
         "DELETE FROM {} AS t USING unnest({}) AS k({}) WHERE {}",
@@ -84,6 +81,11 @@ pub fn delete_sql(t: &Table) -> String {
         aliases.join(", "),
         conds.join(" AND ")
     )
+}
+
+/// `<alias>.<column> = k.k<j+1>::<type>`: key part `j` of an `unnest(...) AS k(k1, …)` row.
+fn key_eq(alias: &str, c: &crate::transform::ColumnRule, j: usize) -> String {
+    format!("{alias}.{} = k.k{}::{}", c.quoted, j + 1, c.pg_type.sql())
 }
 
 /// `$1::text[], …` and `p1, …` for `unnest(params) AS x(aliases)` over `n` columns.
@@ -104,7 +106,7 @@ fn delete_one_each_sql(t: &Table) -> String {
         .enumerate()
         .map(|(j, i)| {
             let c = &t.columns[*i];
-            let eq = format!("x.{} = k.k{}::{}", c.quoted, j + 1, c.pg_type.sql());
+            let eq = key_eq("x", c, j);
             if c.nullable {
                 format!(
                     "({eq} OR (x.{} IS NULL AND k.k{} IS NULL))",
