@@ -84,7 +84,7 @@ pub async fn prepare(config: &Config, ctx: Context<'_>) -> Result<Option<Prepare
         .map(|t| t.source.to_string())
         .collect();
     if !keyless.is_empty() {
-        tracing::warn!(tables = ?keyless, "tables without a primary key are replicated with the whole row as their identity: each is copied in one long consistent snapshot (no resume mid-table), every update or delete on the target looks one equal row up (a scan unless an index covers it), and a re-copy (`ferry backfill --table`) or a schema change needing one is refused. Add a primary key on the source where you can");
+        tracing::warn!(tables = ?keyless, "tables without a primary key are replicated with the whole row as their identity: each is copied in one long consistent snapshot (no resume mid-table), every update or delete on the target looks one equal row up (a scan unless an index covers it), and a re-copy (`ferry backfill --table`) holds the stream for as long as the table's copy takes. Add a primary key on the source where you can");
     }
     for t in &tables {
         let relaxed = t.relaxed_not_null();
@@ -199,15 +199,8 @@ async fn copy_tables_new_to_the_stream(
             continue;
         }
         if !config.backfill.enabled {
-            if t.has_key() {
-                tracing::warn!(table = %name, "table is new to this stream and backfill.enabled = false: its existing rows are not copied; copy them with `ferry backfill --table {name}`");
-            } else {
-                tracing::warn!(table = %name, "table is new to this stream and backfill.enabled = false: its existing rows are not copied, and a table without a primary key cannot be copied while streaming (add a key on the source, or start a new stream that includes it)");
-            }
+            tracing::warn!(table = %name, "table is new to this stream and backfill.enabled = false: its existing rows are not copied; copy them with `ferry backfill --table {name}`");
             continue;
-        }
-        if !t.has_key() {
-            return Err(AppError::KeylessNewToStream { table: name });
         }
         let pending = client
             .query_opt(

@@ -161,3 +161,132 @@ async fn a_keyless_table_with_duplicates_ends_equal_through_backfill_stream_and_
     ferry.wait_exit(Duration::from_secs(30)).await;
     db.cleanup_dir();
 }
+
+/// The rows each side holds more often than the other, with the surplus.
+fn multiset_difference(source: &[Vec<Option<String>>], target: &[Vec<Option<String>>]) -> String {
+    let mut counts: std::collections::BTreeMap<&Vec<Option<String>>, i64> = Default::default();
+    for r in source {
+        *counts.entry(r).or_default() += 1;
+    }
+    for r in target {
+        *counts.entry(r).or_default() -= 1;
+    }
+    let diff: Vec<String> = counts
+        .into_iter()
+        .filter(|(_, n)| *n != 0)
+        .map(|(r, n)| format!("{r:?} source-target {n:+}"))
+        .collect();
+    format!(
+        "{} source rows, {} target rows; {}",
+        source.len(),
+        target.len(),
+        diff.join("; ")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyless_table_is_re_copied_while_streaming_with_every_duplicate() {
+    let db = TestDb::new("keylessrecopy").await;
+    let mut my = db.my().await;
+    my.query_drop(
+        "CREATE TABLE events (kind VARCHAR(8) NOT NULL, n INT, note TEXT, amount DOUBLE); \
+         INSERT INTO events SELECT ELT(1 + seq % 3, 'a', 'b', 'c'), seq % 25, \
+           IF(seq % 4 = 0, NULL, 'x'), (seq % 7) / 4 FROM seq_1_to_5000; \
+         CREATE TABLE other (id INT PRIMARY KEY, v INT); \
+         INSERT INTO other SELECT seq, 0 FROM seq_1_to_100",
+    )
+    .await
+    .expect("tables");
+    let config = db.config_backfill("main", "chunk_rows = 300", "[verify]\ncontinuous = false\n");
+    let mut ferry = Ferry::start(&config, &[]);
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(120), &mut ferry)
+        .await;
+    // Drift the re-copy must undo: one of several identical rows gone, one row extra.
+    let pg = db.pg().await;
+    pg.batch_execute(
+        "DELETE FROM events WHERE ctid = (SELECT ctid FROM events WHERE kind = 'a' AND n = 3 LIMIT 1);
+         INSERT INTO events VALUES ('zz', 0, 'extra', 0)",
+    )
+    .await
+    .expect("drift");
+
+    // The keyless table and a keyed one keep changing throughout the re-copy.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = tokio::spawn(workload(db.name.clone(), db.my_port, stop.clone()));
+    let keyed_db = db.name.clone();
+    let keyed_port = db.my_port;
+    let keyed_stop = stop.clone();
+    let keyed = tokio::spawn(async move {
+        let mut my = mysql_at(keyed_port, Some(&keyed_db)).await;
+        let mut i = 0u64;
+        while !keyed_stop.load(Ordering::Relaxed) {
+            my.query_drop(format!(
+                "UPDATE other SET v = v + 1 WHERE id = {}",
+                1 + i % 100
+            ))
+            .await
+            .expect("keyed write");
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let path = config.to_str().expect("utf-8").to_string();
+    let table = format!("{}.events", db.name);
+    let recopy_path = path.clone();
+    let (code, out) = tokio::task::spawn_blocking(move || {
+        ferry_cmd(&[
+            "backfill",
+            "--config",
+            &recopy_path,
+            "--table",
+            &table,
+            "--wait",
+        ])
+    })
+    .await
+    .expect("backfill command");
+    assert_eq!(code, 0, "re-copy finished: {out}\n{}", ferry.log());
+    // Changes after the swap go to the new table.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    let statements = writer.await.expect("workload");
+    keyed.await.expect("keyed writes");
+    assert!(
+        statements > 100,
+        "the workload ran ({statements} statements)"
+    );
+    db.wait_caught_up(&db.name, "main", Duration::from_secs(120), &mut ferry)
+        .await;
+    let source = mysql_rows(&mut my, MY_ROWS).await;
+    let target = pg_rows(&pg, PG_ROWS).await;
+    assert!(
+        source == target,
+        "the multiset of rows differs: {}\n{}",
+        multiset_difference(&source, &target),
+        ferry.log()
+    );
+    let log = ferry.log();
+    assert!(
+        log.contains("the reader holds until it is injected")
+            && log.contains("reading the binlog again from the boundary the reader held at")
+            && log.contains("swapping in the shadow table"),
+        "{log}"
+    );
+
+    let other_my = mysql_rows(
+        &mut my,
+        "SELECT CAST(id AS CHAR), CAST(v AS CHAR) FROM other",
+    )
+    .await;
+    let other_pg = pg_rows(&pg, "SELECT id::text, v::text FROM other").await;
+    assert_eq!(other_my, other_pg, "the keyed table kept streaming exactly");
+    let (code, out) =
+        tokio::task::spawn_blocking(move || ferry_cmd(&["verify", "--config", &path]))
+            .await
+            .expect("verify ran");
+    assert_eq!(code, 0, "verify finds both sides equal:\n{out}");
+    ferry.signal("TERM");
+    ferry.wait_exit(Duration::from_secs(30)).await;
+    db.cleanup_dir();
+}

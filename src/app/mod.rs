@@ -101,8 +101,6 @@ pub enum AppError {
     Backfill(#[from] BackfillError),
     #[error(transparent)]
     Reverse(#[from] crate::reverse::ReverseError),
-    #[error("table {table} is new to this stream (added to tables.include after it started, or dropped on the target) and has no primary key: a table identified by its whole row cannot be copied while streaming (a copied row and a streamed change of an equal row cannot be told apart), and without its existing rows it would be incomplete. Add a primary key (or a NOT NULL unique key) on the source and start ferry again (the table is then copied while streaming), or start a new stream (another `stream` name, fresh backfill) that includes it, or exclude it (tables.exclude). If it was created on the source after the stream's checkpoint (while ferry was stopped), every row is still in the binlog: list it in backfill.stream_only_tables")]
-    KeylessNewToStream { table: String },
 }
 
 impl AppError {
@@ -124,7 +122,6 @@ impl AppError {
             AppError::StartPosition(e) => ErrorClass::of_mysql(e),
             AppError::Backfill(e) => e.class(),
             AppError::Reverse(e) => e.class(),
-            AppError::KeylessNewToStream { .. } => ErrorClass::Definite,
         }
     }
 

@@ -19,6 +19,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Client;
 
+use super::whole;
 use super::worker::convert_row;
 use crate::config::Config;
 use crate::position::BinlogPosition;
@@ -28,7 +29,7 @@ use crate::select::{fit_identifier, quote_ident};
 use crate::sink::{connect as pg, ddl};
 use crate::source::connect::{self, Flavor};
 use crate::source::recopy::RecopyCommand;
-use crate::source::snapshot::ChunkReader;
+use crate::source::snapshot::{self, ChunkReader};
 use crate::status::{StatusBoard, TableProgress};
 
 /// The current pipeline's command channel to the reader (replaced on every pipeline start).
@@ -200,15 +201,16 @@ pub async fn serve(
             set("failed", Some(format!("{name} is not a replicated table"))).await;
             continue;
         };
-        if !table.has_key() {
-            let why = format!("{name} has no primary key: a table identified by its whole row cannot be re-copied while streaming (a copied row and a streamed change of an equal row cannot be told apart). Add a primary key on the source, or run a fresh backfill of the stream");
-            tracing::error!(table = %name, request = id, "{why}");
-            set("failed", Some(why)).await;
-            continue;
-        }
         set("running", None).await;
         tracing::info!(table = %name, request = id, "re-copying table while streaming continues");
-        match recopy(&config, flavor, table, client, &hub, &progress, &board, id).await {
+        let outcome = recopy(&config, flavor, table, client, &hub, &progress, &board, id).await;
+        if outcome.is_err() {
+            // Whatever failed, the reader must not go on mirroring to (or holding for) it.
+            if let Some(tx) = hub.get() {
+                let _ = tx.send(RecopyCommand::Abandon).await;
+            }
+        }
+        match outcome {
             Ok(rows) => {
                 set("done", Some(format!("{rows} rows copied"))).await;
                 tracing::info!(table = %name, rows, "re-copy done");
@@ -310,62 +312,20 @@ async fn recopy(
     let conn = connect::connect(&config.source)
         .await
         .map_err(|e| retry(e.to_string()))?;
-    let mut reader = ChunkReader::new(
-        conn,
-        table,
-        config.backfill.chunk_rows.min(10_000),
-        config.backfill.chunk_bytes,
-    )
-    .await
-    .map_err(|e| retry(e.to_string()))?;
     let name = table.source.to_string();
-    let estimated = table.estimated_rows;
-    let mut last_key = None;
-    let mut copied = 0u64;
-    loop {
-        let (chunk, snapshot) = reader
-            .read_in_snapshot(last_key.as_deref(), flavor)
-            .await
-            .map_err(|e| retry(e.to_string()))?;
-        let Some(key) = chunk.last_key else { break };
-        let mut rows = Vec::with_capacity(chunk.rows.len());
-        for row in &chunk.rows {
-            match convert_row(config, table, row) {
-                Ok(Some(cells)) => rows.push(cells),
-                Ok(None) => {} // set aside under the dead-letter policy (counted, logged)
-                Err(e) => return Err(Failure::Fatal(e.to_string())),
-            }
-        }
-        copied += rows.len() as u64;
-        tx.send(RecopyCommand::Chunk { rows, snapshot })
-            .await
-            .map_err(|_| retry("the pipeline restarted".into()))?;
-        last_key = Some(key);
-        board.backfill.lock().expect("status lock").insert(
-            name.clone(),
-            TableProgress {
-                rows_copied: copied,
-                rows_estimated: estimated.max(copied),
-                percent: if estimated == 0 {
-                    0.0
-                } else {
-                    (copied as f64 / estimated as f64 * 100.0).min(99.9)
-                },
-                eta_seconds: None,
-                done: false,
-            },
-        );
-        let _ = client
-            .execute(
-                &format!(
-                    "UPDATE {}.backfill_requests SET rows_copied = $2 WHERE id = $1",
-                    quote_ident(&config.target.ferry_schema)
-                ),
-                &[&id, &(copied as i64)],
-            )
-            .await;
-    }
-    let _ = reader.into_conn().disconnect().await;
+    let sent = Sent {
+        config,
+        table,
+        client,
+        board,
+        tx: &tx,
+        id,
+    };
+    let copied = if table.has_key() {
+        copy_in_chunks(&sent, flavor, conn).await?
+    } else {
+        copy_whole(&sent, flavor, conn).await?
+    };
     let (reply, swapped) = oneshot::channel();
     tx.send(RecopyCommand::Finish { reply })
         .await
@@ -399,4 +359,144 @@ async fn recopy(
         },
     );
     Ok(copied)
+}
+
+/// Where copied rows go and where their progress is shown.
+struct Sent<'a> {
+    config: &'a Config,
+    table: &'a Table,
+    client: &'a Client,
+    board: &'a StatusBoard,
+    tx: &'a mpsc::Sender<RecopyCommand>,
+    id: i64,
+}
+
+impl Sent<'_> {
+    /// Converts `raw` rows and sends them to the reader as a chunk read at `snapshot`; returns
+    /// how many were sent (rows set aside under the dead-letter policy are not).
+    async fn chunk(
+        &self,
+        raw: &[mysql_async::Row],
+        snapshot: BinlogPosition,
+    ) -> Result<u64, Failure> {
+        let mut rows = Vec::with_capacity(raw.len());
+        for row in raw {
+            match convert_row(self.config, self.table, row) {
+                Ok(Some(cells)) => rows.push(cells),
+                Ok(None) => {} // set aside under the dead-letter policy (counted, logged)
+                Err(e) => return Err(Failure::Fatal(e.to_string())),
+            }
+        }
+        let n = rows.len() as u64;
+        self.tx
+            .send(RecopyCommand::Chunk { rows, snapshot })
+            .await
+            .map_err(|_| Failure::Retry("the pipeline restarted".into()))?;
+        Ok(n)
+    }
+
+    /// Shows and records how many rows have been copied so far.
+    async fn progress(&self, copied: u64) {
+        let estimated = self.table.estimated_rows;
+        self.board.backfill.lock().expect("status lock").insert(
+            self.table.source.to_string(),
+            TableProgress {
+                rows_copied: copied,
+                rows_estimated: estimated.max(copied),
+                percent: if estimated == 0 {
+                    0.0
+                } else {
+                    (copied as f64 / estimated as f64 * 100.0).min(99.9)
+                },
+                eta_seconds: None,
+                done: false,
+            },
+        );
+        let _ = self
+            .client
+            .execute(
+                &format!(
+                    "UPDATE {}.backfill_requests SET rows_copied = $2 WHERE id = $1",
+                    quote_ident(&self.config.target.ferry_schema)
+                ),
+                &[&self.id, &(copied as i64)],
+            )
+            .await;
+    }
+}
+
+/// A keyed table: chunk by chunk, each in its own snapshot, injected at its position.
+async fn copy_in_chunks(
+    sent: &Sent<'_>,
+    flavor: Flavor,
+    conn: mysql_async::Conn,
+) -> Result<u64, Failure> {
+    let retry = |e: String| Failure::Retry(e);
+    let config = sent.config;
+    let mut reader = ChunkReader::new(
+        conn,
+        sent.table,
+        config.backfill.chunk_rows.min(10_000),
+        config.backfill.chunk_bytes,
+    )
+    .await
+    .map_err(|e| retry(e.to_string()))?;
+    let mut last_key = None;
+    let mut copied = 0u64;
+    loop {
+        let (chunk, snapshot) = reader
+            .read_in_snapshot(last_key.as_deref(), flavor)
+            .await
+            .map_err(|e| retry(e.to_string()))?;
+        let Some(key) = chunk.last_key else { break };
+        copied += sent.chunk(&chunk.rows, snapshot).await?;
+        last_key = Some(key);
+        sent.progress(copied).await;
+    }
+    let _ = reader.into_conn().disconnect().await;
+    Ok(copied)
+}
+
+/// A table without a key: whole, in one snapshot, while the reader holds at the boundary it
+/// started at (see [`crate::source::recopy`]).
+async fn copy_whole(
+    sent: &Sent<'_>,
+    flavor: Flavor,
+    mut conn: mysql_async::Conn,
+) -> Result<u64, Failure> {
+    let retry = |e: String| Failure::Retry(e);
+    let config = sent.config;
+    let snapshot = snapshot::begin_snapshot(&mut conn, flavor)
+        .await
+        .map_err(|e| retry(e.to_string()))?;
+    sent.tx
+        .send(RecopyCommand::Snapshot {
+            snapshot: snapshot.clone(),
+        })
+        .await
+        .map_err(|_| retry("the pipeline restarted".into()))?;
+    let (read_task, mut raw) = whole::spawn_read(
+        conn,
+        sent.table,
+        config.backfill.chunk_rows.min(10_000),
+        config.backfill.chunk_bytes,
+        None,
+    );
+    let mut copied = 0u64;
+    while let Some((rows, _)) = raw.recv().await {
+        match sent.chunk(&rows, snapshot.clone()).await {
+            Ok(n) => copied += n,
+            Err(e) => {
+                read_task.abort();
+                return Err(e);
+            }
+        }
+        sent.progress(copied).await;
+    }
+    match read_task.await {
+        Ok(Ok(true)) => Ok(copied),
+        Ok(Ok(false)) => Err(retry("the table's read stopped".into())),
+        Ok(Err(e)) => Err(retry(e.to_string())),
+        Err(e) => Err(retry(format!("the table's read ended: {e}"))),
+    }
 }

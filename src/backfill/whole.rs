@@ -31,6 +31,85 @@ use crate::source::binlog::ReaderControl;
 use crate::source::connect::{self, Flavor};
 use crate::source::snapshot::{self, row_bytes, KeyValue};
 
+/// Raw rows of one chunk, as the load stage takes them (a whole copy has no chunk key).
+pub(crate) type RawChunk = (Vec<Row>, Option<Vec<KeyValue>>);
+
+/// Reads every row of `table` on `conn`, whose consistent snapshot the caller has begun, in
+/// chunks ending at `chunk_rows` rows or `chunk_bytes` bytes, sent on the returned channel
+/// (one chunk buffered). The task ends the snapshot and yields `true` once every row was sent,
+/// `false` when stopped (`control`) or when the receiver went away.
+pub(crate) fn spawn_read(
+    mut conn: mysql_async::Conn,
+    table: &Table,
+    chunk_rows: usize,
+    chunk_bytes: usize,
+    control: Option<watch::Receiver<ReaderControl>>,
+) -> (
+    tokio::task::JoinHandle<Result<bool, BackfillError>>,
+    mpsc::Receiver<RawChunk>,
+) {
+    let select = format!(
+        "SELECT {} FROM {}.{}",
+        table
+            .source_columns
+            .iter()
+            .map(|c| quote_mysql_ident(&c.name))
+            .collect::<Vec<_>>()
+            .join(", "),
+        quote_mysql_ident(&table.source.db),
+        quote_mysql_ident(&table.source.table)
+    );
+    let (raw_tx, raw_rx) = mpsc::channel::<RawChunk>(1);
+    let read_name = table.source.to_string();
+    let task = tokio::spawn(async move {
+        let mut control = control;
+        let err = |what: &str| BackfillError::source(format!("table {read_name}: {what}"));
+        // The binary protocol, as for keyed chunks: floats arrive bit-exact.
+        let stmt = conn.prep(select).await.map_err(err("preparing the read"))?;
+        let mut result = conn
+            .exec_iter(&stmt, ())
+            .await
+            .map_err(err("reading the table"))?;
+        let mut rows = Vec::new();
+        let mut bytes = 0;
+        let mut complete = true;
+        while let Some(row) = result.next().await.map_err(err("reading the table"))? {
+            bytes += row_bytes(&row);
+            rows.push(row);
+            if rows.len() >= chunk_rows || bytes >= chunk_bytes {
+                let go_on = match control.as_mut() {
+                    Some(c) => wait_while_paused(c).await,
+                    None => true,
+                };
+                if !go_on
+                    || raw_tx
+                        .send((std::mem::take(&mut rows), None))
+                        .await
+                        .is_err()
+                {
+                    complete = false;
+                    break;
+                }
+                bytes = 0;
+            }
+        }
+        if !complete {
+            // Stopped: the connection (and its snapshot) is dropped; the copy starts over.
+            return Ok::<bool, BackfillError>(false);
+        }
+        drop(result);
+        if !rows.is_empty() && raw_tx.send((rows, None)).await.is_err() {
+            return Ok(false);
+        }
+        conn.query_drop("COMMIT")
+            .await
+            .map_err(err("ending the snapshot"))?;
+        let _ = conn.disconnect().await;
+        Ok(true)
+    });
+    (task, raw_rx)
+}
+
 /// Copies `table` whole (see the module docs); a copy left unfinished is started over.
 ///
 /// # Errors
@@ -64,62 +143,9 @@ pub async fn copy_table(
                 "table {name}: opening its snapshot"
             )))?;
     tracing::info!(table = %name, snapshot = %snapshot, "copying a table without a key whole, in one consistent snapshot");
-    let select = format!(
-        "SELECT {} FROM {}.{}",
-        table
-            .source_columns
-            .iter()
-            .map(|c| quote_mysql_ident(&c.name))
-            .collect::<Vec<_>>()
-            .join(", "),
-        quote_mysql_ident(&table.source.db),
-        quote_mysql_ident(&table.source.table)
-    );
-    let (raw_tx, raw_rx) = mpsc::channel::<(Vec<Row>, Option<Vec<KeyValue>>)>(1);
     let (chunk_rows, chunk_bytes) = (config.backfill.chunk_rows, config.backfill.chunk_bytes);
-    let mut read_control = control.clone();
-    let read_name = name.clone();
-    let read_task = tokio::spawn(async move {
-        let err = |what: &str| BackfillError::source(format!("table {read_name}: {what}"));
-        // The binary protocol, as for keyed chunks: floats arrive bit-exact.
-        let stmt = conn.prep(select).await.map_err(err("preparing the read"))?;
-        let mut result = conn
-            .exec_iter(&stmt, ())
-            .await
-            .map_err(err("reading the table"))?;
-        let mut rows = Vec::new();
-        let mut bytes = 0;
-        let mut complete = true;
-        while let Some(row) = result.next().await.map_err(err("reading the table"))? {
-            bytes += row_bytes(&row);
-            rows.push(row);
-            if rows.len() >= chunk_rows || bytes >= chunk_bytes {
-                if !wait_while_paused(&mut read_control).await
-                    || raw_tx
-                        .send((std::mem::take(&mut rows), None))
-                        .await
-                        .is_err()
-                {
-                    complete = false;
-                    break;
-                }
-                bytes = 0;
-            }
-        }
-        if !complete {
-            // Stopped: the connection (and its snapshot) is dropped; the copy starts over.
-            return Ok::<bool, BackfillError>(false);
-        }
-        drop(result);
-        if !rows.is_empty() && raw_tx.send((rows, None)).await.is_err() {
-            return Ok(false);
-        }
-        conn.query_drop("COMMIT")
-            .await
-            .map_err(err("ending the snapshot"))?;
-        let _ = conn.disconnect().await;
-        Ok(true)
-    });
+    let (read_task, raw_rx) =
+        spawn_read(conn, table, chunk_rows, chunk_bytes, Some(control.clone()));
     let loaded = load_chunks(config, table, &mut client, raw_rx, 0, tracker, limiter).await;
     let copied = match loaded {
         Ok(n) => n,

@@ -237,9 +237,9 @@ impl Executor {
                         .await
                         .map_err(|e| self.apply_err(&table, e, group_transactions));
                     changed.whole_table(&table);
-                    // Statements were planned against the old relations.
-                    statements.remove(&(Arc::as_ptr(&table) as usize));
-                    statements.remove(&(Arc::as_ptr(&shadow) as usize));
+                    // Statements were planned against the old relations, under whichever
+                    // handle of the table built them.
+                    statements.clear();
                     r
                 }
                 Work::SchemaChange(change) => {

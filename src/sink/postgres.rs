@@ -309,13 +309,11 @@ impl Batcher {
                 self.send(Work::DeadLetter(d)).await?;
             }
             Message::Swap { table, shadow } => {
+                // Every pending statement goes first: rows of the table may be pending under
+                // another handle of it (the decoder's, not the re-copy's), and applied after
+                // the swap they would reach the new table a second time.
                 self.begin(g).await?;
-                for t in [&table, &shadow] {
-                    if let Some((_, seg)) = segments.remove(&(Arc::as_ptr(t) as usize)) {
-                        let mut seg = seg;
-                        self.flush(t, &mut seg).await?;
-                    }
-                }
+                self.flush_all(segments).await?;
                 self.send(Work::Swap { table, shadow }).await?;
             }
             Message::SchemaChange(change) => {

@@ -142,19 +142,18 @@ impl BinlogReader {
         true
     }
 
-    /// Streams until stopped or an error.
-    ///
-    /// # Errors
-    /// [`SourceError`]; [`SourceError::class`] tells whether to reconnect.
-    pub async fn run(mut self) -> Result<(), SourceError> {
+    /// Connects and requests the binlog from `start`; returns the stream and its connection id.
+    async fn open_stream(
+        &self,
+        start: &StartFrom,
+    ) -> Result<(mysql_async::BinlogStream, u32), SourceError> {
         let stream_err = |cfg: &SourceConfig, source| SourceError::Stream {
             host: cfg.host.clone(),
             port: cfg.port,
             source,
         };
-        let mut catalog_conn: Option<Conn> = None;
         let mut conn = connect::connect(&self.config).await?;
-        if let StartFrom::Position(p) = &self.start {
+        if let StartFrom::Position(p) = start {
             check_not_purged(&mut conn, p).await.map_err(|e| match e {
                 Ok(purged) => purged,
                 Err(my) => stream_err(&self.config, my),
@@ -164,7 +163,7 @@ impl BinlogReader {
         let mut setup = vec![format!("SET @master_heartbeat_period = {heartbeat_ns}")];
         if self.flavor == Flavor::MariaDb {
             setup.push("SET @mariadb_slave_capability = 4".into());
-            if let StartFrom::Gtid(g) = &self.start {
+            if let StartFrom::Gtid(g) = start {
                 setup.push(format!("SET @slave_connect_state = '{g}'"));
                 setup.push("SET @slave_gtid_strict_mode = 0".into());
                 setup.push("SET @slave_gtid_ignore_duplicates = 0".into());
@@ -177,7 +176,7 @@ impl BinlogReader {
         }
         let file_bytes: Vec<u8>;
         let mut request = BinlogStreamRequest::new(self.config.server_id);
-        match &self.start {
+        match start {
             StartFrom::Position(p) => {
                 file_bytes = p.file.clone().into_bytes();
                 request = request.with_filename(&file_bytes).with_pos(p.offset);
@@ -205,10 +204,63 @@ impl BinlogReader {
             }
         }
         let stream_id = conn.id();
-        let mut stream = conn
+        let stream = conn
             .get_binlog_stream(request)
             .await
             .map_err(|e| stream_err(&self.config, e))?;
+        Ok((stream, stream_id))
+    }
+
+    /// While a re-copy of a table without a key holds the reader (see [`RecopyTap::holding`]):
+    /// closes the binlog connection (a stream nobody reads would be cut by the source's
+    /// `net_write_timeout`), serves re-copy commands until the hold ends, then requests the
+    /// binlog again from the reader's position, the transaction boundary it stopped at.
+    /// `Ok(None)`: stop (shutdown, or the sink ended).
+    async fn hold_for_recopy(
+        &mut self,
+        tap: &mut RecopyTap,
+        stream: mysql_async::BinlogStream,
+    ) -> Result<Option<(mysql_async::BinlogStream, u32)>, SourceError> {
+        let position = self.decoder.position();
+        tracing::info!(%position, "re-copy of a table without a key: the reader holds at this transaction boundary until the table's snapshot is injected");
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.close()).await;
+        while tap.holding() {
+            tokio::select! {
+                cmd = self.recopy.recv() => match cmd {
+                    Some(cmd) => {
+                        if !self.recopy_command(tap, cmd).await {
+                            return Ok(None);
+                        }
+                    }
+                    // The re-copy task is gone (the daemon is stopping): nothing will end the hold.
+                    None => return Ok(None),
+                },
+                changed = self.control.changed() => {
+                    if changed.is_err() || self.control.borrow().stop || self.control.borrow().hold {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+        tracing::info!(%position, "re-copy snapshot injected; reading the binlog again from the boundary the reader held at");
+        self.open_stream(&StartFrom::Position(position))
+            .await
+            .map(Some)
+    }
+
+    /// Streams until stopped or an error.
+    ///
+    /// # Errors
+    /// [`SourceError`]; [`SourceError::class`] tells whether to reconnect.
+    pub async fn run(mut self) -> Result<(), SourceError> {
+        let stream_err = |cfg: &SourceConfig, source| SourceError::Stream {
+            host: cfg.host.clone(),
+            port: cfg.port,
+            source,
+        };
+        let mut catalog_conn: Option<Conn> = None;
+        let start = self.start.clone();
+        let (mut stream, mut stream_id) = self.open_stream(&start).await?;
         let silence = self.config.heartbeat * 3 + Duration::from_millis(500);
         let progress = self.progress.clone();
         let begin = move |seq: u64, ts: u32| progress.begin(seq, ts);
@@ -222,6 +274,13 @@ impl BinlogReader {
             let boundary = !self.decoder.in_transaction();
             if boundary && (control.stop || control.hold) {
                 return Ok(());
+            }
+            if boundary && tap.holding() && held.is_none() {
+                match self.hold_for_recopy(&mut tap, stream).await? {
+                    Some((s, id)) => (stream, stream_id) = (s, id),
+                    None => return Ok(()),
+                }
+                continue;
             }
             let paused = boundary && control.paused;
             let event = match held.take() {
@@ -401,7 +460,9 @@ impl BinlogReader {
             }
             if tap.is_active() {
                 tap.tap(&mut messages, &self.decoder.position());
-                if out.committed {
+                // For a table without a key every boundary, not only commits: its snapshot may
+                // lie after file-level events (a rotation) that no commit follows yet.
+                if out.committed || (tap.whole() && !self.decoder.in_transaction()) {
                     let position = self.decoder.position();
                     messages.extend(tap.at_boundary(&position, &self.decoder.boundary_commit()));
                 }

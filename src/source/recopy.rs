@@ -15,6 +15,17 @@
 //! dropped from the chunk (their newer state is already in the shadow) — the per-chunk
 //! watermark of DBLog, with binlog positions as watermarks.
 //!
+//! A table without a key (identified by its whole row) cannot take that watermark: a copied
+//! row and a streamed change of an equal row cannot be told apart, and a delete mirrored to the
+//! shadow before the copied row it removes is there would be lost. Its re-copy *holds* the
+//! reader instead: at the boundary R where it starts, the reader stops reading the binlog; the
+//! table is read whole in one snapshot at an exact position S ≥ R and every chunk is injected
+//! at once (nothing after S has been read, so nothing after S can reach the shadow first). When
+//! the last chunk is in, the reader reads again from R: the table's changes up to S are already
+//! in the snapshot and are not mirrored, those after S are, and the swap waits for the first
+//! boundary at or after S. The shadow then holds the state at S plus every later change — the
+//! table's state — as a multiset. The stream's lag grows while the copy runs (logged).
+//!
 //! Guarantees: injections and the swap happen only at transaction boundaries; the table itself
 //! keeps receiving every change throughout, so an aborted re-copy (pipeline restart, crash)
 //! leaves it exactly as streaming left it and the re-copy starts over.
@@ -39,11 +50,15 @@ pub enum RecopyCommand {
         shadow: Arc<Table>,
         reply: oneshot::Sender<BinlogPosition>,
     },
+    /// A table without a key: its whole snapshot is at `snapshot` (sent before its chunks).
+    Snapshot { snapshot: BinlogPosition },
     /// Rows read in a snapshot at `snapshot` (an exact binlog position).
     Chunk {
         rows: Vec<Vec<Cell>>,
         snapshot: BinlogPosition,
     },
+    /// The re-copy failed: stop mirroring (and holding); the table keeps streaming as before.
+    Abandon,
     /// All chunks sent: swap once they are injected; replies with the swap's position.
     Finish {
         reply: oneshot::Sender<BinlogPosition>,
@@ -57,6 +72,14 @@ struct Active {
     changed: Vec<(BinlogPosition, Key)>,
     pending: VecDeque<(Vec<Vec<Cell>>, BinlogPosition)>,
     finish: Option<oneshot::Sender<BinlogPosition>>,
+    /// A table without a key: the snapshot position, once known.
+    whole_snapshot: Option<BinlogPosition>,
+}
+
+impl Active {
+    fn whole(&self) -> bool {
+        !self.table.has_key()
+    }
 }
 
 /// Reader-side re-copy state.
@@ -73,6 +96,19 @@ fn at_or_after(p: &BinlogPosition, q: &BinlogPosition) -> bool {
 impl RecopyTap {
     pub fn is_active(&self) -> bool {
         self.active.is_some()
+    }
+
+    /// The table being re-copied has no key (it is copied whole, in one snapshot).
+    pub fn whole(&self) -> bool {
+        self.active.as_ref().is_some_and(Active::whole)
+    }
+
+    /// A table without a key is being read: the reader must read no binlog event until its
+    /// last chunk is injected (see the module docs).
+    pub fn holding(&self) -> bool {
+        self.active
+            .as_ref()
+            .is_some_and(|a| a.whole() && a.finish.is_none())
     }
 
     /// The table being re-copied, if any.
@@ -95,12 +131,24 @@ impl RecopyTap {
                     changed: Vec::new(),
                     pending: VecDeque::new(),
                     finish: None,
+                    whole_snapshot: None,
                 });
                 let _ = reply.send(position.clone());
+            }
+            RecopyCommand::Snapshot { snapshot } => {
+                if let Some(a) = &mut self.active {
+                    tracing::info!(table = %a.table.source, %snapshot, held_at = %position, "re-copy: table without a key read whole in one snapshot; the reader holds until it is injected");
+                    a.whole_snapshot = Some(snapshot);
+                }
             }
             RecopyCommand::Chunk { rows, snapshot } => {
                 if let Some(a) = &mut self.active {
                     a.pending.push_back((rows, snapshot));
+                }
+            }
+            RecopyCommand::Abandon => {
+                if let Some(a) = self.active.take() {
+                    tracing::info!(table = %a.table.source, %position, "re-copy abandoned: the shadow table receives no more changes");
                 }
             }
             RecopyCommand::Finish { reply } => {
@@ -116,12 +164,22 @@ impl RecopyTap {
         let Some(a) = &mut self.active else {
             return;
         };
+        if a.whole() {
+            // Changes up to the snapshot are in it; only later ones reach the shadow.
+            match &a.whole_snapshot {
+                Some(s) if a.finish.is_some() && !at_or_after(s, position) => {}
+                _ => return,
+            }
+        }
+        let whole = a.whole();
         let mut extra = Vec::new();
         for m in messages.iter() {
             match m {
                 Message::Rows { table, ops } if table.source == a.table.source => {
-                    for op in ops {
-                        a.changed.push((position.clone(), op.key().clone()));
+                    if !whole {
+                        for op in ops {
+                            a.changed.push((position.clone(), op.key().clone()));
+                        }
                     }
                     extra.push(Message::Rows {
                         table: a.shadow.clone(),
@@ -147,6 +205,32 @@ impl RecopyTap {
             return Vec::new();
         };
         let mut out = Vec::new();
+        if a.whole() {
+            // Held at the boundary where the copy began: every chunk goes in as it comes.
+            while let Some((rows, _)) = a.pending.pop_front() {
+                if !rows.is_empty() {
+                    let ops = rows
+                        .into_iter()
+                        .map(|row| RowOp::Insert {
+                            key: a.shadow.key.iter().map(|i| row[*i].clone()).collect(),
+                            row,
+                        })
+                        .collect();
+                    out.push(Message::Rows {
+                        table: a.shadow.clone(),
+                        ops,
+                    });
+                    out.push(Message::Commit(commit.clone()));
+                }
+            }
+            let reached = a
+                .whole_snapshot
+                .as_ref()
+                .is_some_and(|s| at_or_after(position, s));
+            if !(a.finish.is_some() && reached) {
+                return out;
+            }
+        }
         while a
             .pending
             .front()
@@ -226,6 +310,121 @@ mod tests {
             })
             .expect("plans"),
         )
+    }
+
+    fn keyless(name: &str) -> Arc<Table> {
+        let col = |n: &str| SourceColumn {
+            name: n.into(),
+            data_type: "int".into(),
+            column_type: "int(11)".into(),
+            nullable: true,
+            ..Default::default()
+        };
+        Arc::new(
+            Table::plan(
+                SourceName::new("db", "t"),
+                "db".into(),
+                vec![col("a"), col("b")],
+                Vec::new(),
+                0,
+                &TypeOptions::default(),
+            )
+            .map(|mut t| {
+                t.target_name = name.into();
+                t
+            })
+            .expect("plans"),
+        )
+    }
+
+    #[test]
+    fn a_table_without_a_key_holds_the_reader_and_mirrors_only_changes_after_its_snapshot() {
+        let live = keyless("t");
+        let shadow = keyless("t__ferry_recopy");
+        let mut tap = RecopyTap::default();
+        let (tx, _rx) = oneshot::channel();
+        tap.command(
+            RecopyCommand::Start {
+                table: live.clone(),
+                shadow: shadow.clone(),
+                reply: tx,
+            },
+            &pos(100),
+        );
+        assert!(tap.holding(), "the reader holds while the copy runs");
+        tap.command(RecopyCommand::Snapshot { snapshot: pos(150) }, &pos(100));
+        tap.command(
+            RecopyCommand::Chunk {
+                rows: vec![row(1, 1), row(1, 1)],
+                snapshot: pos(150),
+            },
+            &pos(100),
+        );
+        let injected = tap.at_boundary(&pos(100), &commit(100));
+        assert_eq!(
+            upserts(&injected),
+            vec![row(1, 1), row(1, 1)],
+            "injected at once, duplicates kept, though the stream is short of the snapshot"
+        );
+        assert!(injected.iter().all(|m| !matches!(
+            m,
+            Message::Rows { ops, .. } if ops.iter().any(|o| matches!(o, RowOp::Upsert { .. }))
+        )));
+        let (ftx, mut frx) = oneshot::channel();
+        tap.command(RecopyCommand::Finish { reply: ftx }, &pos(100));
+        assert!(
+            !tap.holding(),
+            "the last chunk is in: the reader reads again"
+        );
+        assert!(
+            tap.at_boundary(&pos(100), &commit(100)).is_empty(),
+            "no swap before the snapshot's position"
+        );
+        let mut msgs = vec![Message::Rows {
+            table: live.clone(),
+            ops: vec![RowOp::Insert {
+                key: row(1, 1),
+                row: row(1, 1),
+            }],
+        }];
+        tap_at(&mut tap, &mut msgs, 150);
+        assert_eq!(msgs.len(), 1, "a change the snapshot holds is not mirrored");
+        assert!(tap
+            .at_boundary(&pos(150), &commit(150))
+            .iter()
+            .any(|m| matches!(m, Message::Swap { .. })));
+        assert_eq!(frx.try_recv().expect("swapped"), pos(150));
+        assert!(!tap.is_active());
+    }
+
+    #[test]
+    fn changes_after_the_snapshot_of_a_table_without_a_key_are_mirrored_before_its_swap() {
+        let live = keyless("t");
+        let mut tap = RecopyTap::default();
+        let (tx, _rx) = oneshot::channel();
+        tap.command(
+            RecopyCommand::Start {
+                table: live.clone(),
+                shadow: keyless("t__ferry_recopy"),
+                reply: tx,
+            },
+            &pos(100),
+        );
+        tap.command(RecopyCommand::Snapshot { snapshot: pos(150) }, &pos(100));
+        let (ftx, _frx) = oneshot::channel();
+        tap.command(RecopyCommand::Finish { reply: ftx }, &pos(100));
+        let mut msgs = vec![Message::Rows {
+            table: live.clone(),
+            ops: vec![RowOp::Delete { key: row(1, 1) }],
+        }];
+        tap_at(&mut tap, &mut msgs, 160);
+        assert_eq!(msgs.len(), 2, "mirrored to the shadow");
+        let out = tap.at_boundary(&pos(160), &commit(160));
+        assert!(matches!(out.first(), Some(Message::Swap { .. })));
+    }
+
+    fn tap_at(tap: &mut RecopyTap, msgs: &mut Vec<Message>, p: u64) {
+        tap.tap(msgs, &pos(p));
     }
 
     fn pos(o: u64) -> BinlogPosition {

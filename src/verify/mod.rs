@@ -540,12 +540,14 @@ async fn repair_all(
     for w in works.iter().filter(|w| !w.diffs.is_empty()) {
         if !w.q.table.has_key() {
             // Rows without a key cannot be written one by one without risking the copies
-            // that are right: such a table is re-copied with a fresh backfill instead.
+            // that are right: such a table is re-copied whole while streaming instead.
+            let name = w.q.table.source.to_string();
+            let why = format!("the table has no primary key: rows identified by their whole value are not repaired one by one; re-copy the table while streaming with `ferry backfill --config <file> --table {name} --wait`");
             rows.extend(w.diffs.iter().map(|d| repair::Repair {
-                table: w.q.table.source.to_string(),
+                table: name.clone(),
                 key: compare::key_json(&w.q.table, &d.key),
                 action: "none",
-                error: Some("the table has no primary key: rows identified by their whole value are not repaired one by one; run a fresh backfill of the stream (or add a primary key)".into()),
+                error: Some(why.clone()),
             }));
             continue;
         }
