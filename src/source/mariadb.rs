@@ -182,3 +182,23 @@ mod tests {
         assert!(parse_gtid_list(&data[..20]).is_none());
     }
 }
+
+/// Hostile input: arbitrary event bodies parse or are refused, never a panic.
+#[cfg(test)]
+mod hostile_bytes {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(5_000))]
+
+        #[test]
+        fn arbitrary_gtid_event_bodies_never_panic(
+            data in proptest::collection::vec(any::<u8>(), 0..80),
+            server_id: u32,
+        ) {
+            let _ = parse_gtid(&data, server_id);
+            let _ = parse_gtid_list(&data);
+        }
+    }
+}

@@ -896,3 +896,136 @@ mod tests {
         );
     }
 }
+
+/// Hostile input: arbitrary values of every shape either reader can deliver, for columns of
+/// every kind ferry maps — never a panic, always a cell or a [`ValueProblem`]; and the exact
+/// forms hold for values in range.
+#[cfg(test)]
+mod hostile_values {
+    use super::*;
+    use crate::transform::mapping::{plan_column, SourceColumn};
+    use crate::transform::TypeOptions;
+    use proptest::prelude::*;
+
+    const COLUMNS: &[(&str, &str)] = &[
+        ("tinyint", "tinyint(4)"),
+        ("tinyint", "tinyint(3) unsigned"),
+        ("smallint", "smallint(6)"),
+        ("mediumint", "mediumint(8) unsigned"),
+        ("int", "int(11)"),
+        ("int", "int(10) unsigned"),
+        ("bigint", "bigint(20)"),
+        ("bigint", "bigint(20) unsigned"),
+        ("decimal", "decimal(10,2)"),
+        ("decimal", "decimal(65,30)"),
+        ("float", "float"),
+        ("double", "double"),
+        ("varchar", "varchar(20)"),
+        ("char", "char(4)"),
+        ("text", "text"),
+        ("binary", "binary(4)"),
+        ("varbinary", "varbinary(10)"),
+        ("blob", "blob"),
+        ("json", "json"),
+        ("bit", "bit(1)"),
+        ("bit", "bit(64)"),
+        ("date", "date"),
+        ("datetime", "datetime(6)"),
+        ("timestamp", "timestamp"),
+        ("time", "time(6)"),
+        ("year", "year(4)"),
+        ("enum", "enum('a','b')"),
+        ("set", "set('a','b','c')"),
+        ("geometry", "geometry"),
+        ("point", "point"),
+    ];
+
+    fn rule(i: usize, charset: &str) -> ColumnRule {
+        let (data_type, column_type) = COLUMNS[i];
+        let text = ["varchar", "char", "text", "enum", "set"].contains(&data_type);
+        let c = SourceColumn {
+            name: "c".into(),
+            data_type: data_type.into(),
+            column_type: column_type.into(),
+            nullable: true,
+            unsigned: column_type.contains("unsigned"),
+            charset: text.then(|| charset.into()),
+            is_json: data_type == "json",
+            members: match data_type {
+                "enum" => vec!["a".into(), "b".into()],
+                "set" => vec!["a".into(), "b".into(), "c".into()],
+                _ => Vec::new(),
+            },
+            ..Default::default()
+        };
+        plan_column(&c, &TypeOptions::default()).expect("maps")
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::NULL),
+            proptest::collection::vec(any::<u8>(), 0..48).prop_map(Value::Bytes),
+            "\\PC{0,24}".prop_map(|s: String| Value::Bytes(s.into_bytes())),
+            any::<i64>().prop_map(Value::Int),
+            any::<u64>().prop_map(Value::UInt),
+            any::<f32>().prop_map(Value::Float),
+            any::<f64>().prop_map(Value::Double),
+            (
+                any::<u16>(),
+                any::<u8>(),
+                any::<u8>(),
+                any::<u8>(),
+                any::<u8>(),
+                any::<u8>(),
+                any::<u32>()
+            )
+                .prop_map(|(y, m, d, h, mi, s, us)| Value::Date(y, m, d, h, mi, s, us)),
+            (
+                any::<bool>(),
+                any::<u32>(),
+                any::<u8>(),
+                any::<u8>(),
+                any::<u8>(),
+                any::<u32>()
+            )
+                .prop_map(|(n, d, h, m, s, us)| Value::Time(n, d, h, m, s, us)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3_000))]
+
+        #[test]
+        fn any_value_converts_or_is_a_problem_never_a_panic(
+            column in 0..COLUMNS.len(),
+            charset in prop_oneof![Just("utf8mb4"), Just("latin1"), Just("ascii"), Just("sjis"), Just("gbk"), Just("ucs2")],
+            v in value(),
+        ) {
+            let rule = rule(column, charset);
+            let _ = convert(&rule, SourceValue::Query(&v));
+            let _ = convert(&rule, SourceValue::Binlog(&BinlogValue::Value(v)));
+        }
+
+        #[test]
+        fn integers_in_range_are_carried_digit_for_digit(v in any::<i64>(), u in any::<u64>()) {
+            let signed = rule(6, "utf8mb4");
+            prop_assert_eq!(convert(&signed, SourceValue::Query(&Value::Int(v))), Ok(Some(v.to_string())));
+            let unsigned = rule(7, "utf8mb4");
+            prop_assert_eq!(convert(&unsigned, SourceValue::Query(&Value::UInt(u))), Ok(Some(u.to_string())));
+            // The binlog delivers BIGINT UNSIGNED as the signed bit pattern.
+            prop_assert_eq!(
+                convert(&unsigned, SourceValue::Binlog(&BinlogValue::Value(Value::Int(u as i64)))),
+                Ok(Some(u.to_string()))
+            );
+        }
+
+        #[test]
+        fn utf8_text_without_nul_is_carried_exactly(s in "[^\u{0}]{0,20}") {
+            let text = rule(14, "utf8mb4");
+            prop_assert_eq!(
+                convert(&text, SourceValue::Query(&Value::Bytes(s.clone().into_bytes()))),
+                Ok(Some(s))
+            );
+        }
+    }
+}

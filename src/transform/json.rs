@@ -345,3 +345,32 @@ mod tests {
         assert!(text.contains("0.10000000000000000000001"), "{text}");
     }
 }
+
+/// Hostile input: arbitrary text and arbitrary binary JSON never panic the JSON paths.
+#[cfg(test)]
+mod hostile_input {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3_000))]
+
+        #[test]
+        fn json_text_is_checked_or_refused(t in "\\PC{0,40}", raw in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let _ = check_json_text(&t);
+            let _ = check_json_text(&String::from_utf8_lossy(&raw));
+        }
+
+        #[test]
+        fn partial_update_paths_resolve_or_are_refused(before in "\\PC{0,40}", path in "\\PC{0,16}") {
+            let _ = parse_path(&path);
+            if let Ok(steps) = parse_path(&path) {
+                if let Ok(mut doc) = serde_json::from_str::<Json>(&before) {
+                    let _ = apply_one(&mut doc, &steps, JsonDiffOperation::REPLACE, Some(Json::from(1)));
+                    let _ = apply_one(&mut doc, &steps, JsonDiffOperation::INSERT, Some(Json::from(1)));
+                    let _ = apply_one(&mut doc, &steps, JsonDiffOperation::REMOVE, None);
+                }
+            }
+        }
+    }
+}

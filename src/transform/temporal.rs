@@ -287,3 +287,36 @@ mod tests {
         assert_eq!(civil_from_days(19_782), (2024, 2, 29));
     }
 }
+
+/// Extreme inputs to the calendar arithmetic: a text or a problem, never a panic (overflow
+/// included: the tests run with overflow checks).
+#[cfg(test)]
+mod extremes {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(5_000))]
+
+        #[test]
+        fn calendar_functions_never_panic(
+            y: u16, m: u8, d: u8, h: u8, mi: u8, s: u8, us: u32,
+            secs: i64, neg: bool, days: u32,
+            // The days of any i64 of seconds, the only domain callers use.
+            z in (i64::MIN / 86_400)..=(i64::MAX / 86_400),
+        ) {
+            let _ = date(y, m, d);
+            let _ = datetime(y, m, d, h, mi, s, us);
+            let _ = unix_timestamp(secs, us);
+            let _ = time(neg, days, h, mi, s, us);
+            let _ = civil_from_days(z);
+            let _ = utc_datetime(y, m, d, h, mi, s, us);
+        }
+
+        #[test]
+        fn unix_timestamp_text_takes_any_text(t in "\\PC{0,30}", digits in "-?[0-9]{0,25}(\\.[0-9]{0,9})?") {
+            let _ = unix_timestamp_text(&t);
+            let _ = unix_timestamp_text(&digits);
+        }
+    }
+}
