@@ -8,6 +8,10 @@
 #   scripts/dev-db.sh stop      stop both servers
 #   scripts/dev-db.sh env       print the environment variables tests and the demo read
 #   scripts/dev-db.sh reset     stop, delete the data directories, start fresh
+#
+# FERRY_DEV_TLS=1 (when the data directories are first created) also gives both servers a
+# certificate from a CA made with openssl under $DEV/tls (TLS offered, not required), as the TLS
+# benchmark needs: use another FERRY_DEV_DIR and ports beside the usual instances.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,6 +20,7 @@ MY_PORT="${FERRY_MYSQL_PORT:-13306}"
 PG_PORT="${FERRY_PG_PORT:-15432}"
 MY_DIR="$DEV/mariadb"
 PG_DIR="$DEV/postgres"
+TLS_DIR="$DEV/tls"
 MY_SOCK="$MY_DIR/mysqld.sock"
 
 log() { printf '\033[1m[dev-db]\033[0m %s\n' "$*" >&2; }
@@ -94,6 +99,22 @@ check_traversable() {
 mysql_up() { mariadb --no-defaults -uroot -S "$MY_SOCK" -e 'SELECT 1' >/dev/null 2>&1; }
 pg_up() { "$(pg_bin)/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" >/dev/null 2>&1; }
 
+# A CA and a server certificate for 127.0.0.1/localhost (once), for FERRY_DEV_TLS=1.
+make_certs() {
+  [ -f "$TLS_DIR/server.pem" ] && return
+  mkdir -p "$TLS_DIR"
+  log "making a CA and a server certificate in $TLS_DIR"
+  (
+    cd "$TLS_DIR"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=ferry dev CA" \
+      -keyout ca.key -out ca.pem >/dev/null 2>&1
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr >/dev/null 2>&1
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >san.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile san.ext -out server.pem >/dev/null 2>&1
+  ) || die "openssl could not make the certificates"
+}
+
 start_mariadb() {
   local user; user=$(svc_user mysql)
   mkdir -p "$MY_DIR"
@@ -126,6 +147,11 @@ character-set-server=utf8mb4
 collation-server=utf8mb4_general_ci
 default-time-zone=+00:00
 CNF
+    if [ "${FERRY_DEV_TLS:-0}" = 1 ]; then
+      make_certs
+      cp "$TLS_DIR/ca.pem" "$TLS_DIR/server.pem" "$TLS_DIR/server.key" "$MY_DIR/"
+      printf 'ssl_ca=%s\nssl_cert=%s\nssl_key=%s\n' "$MY_DIR/ca.pem" "$MY_DIR/server.pem" "$MY_DIR/server.key" >>"$MY_DIR/my.cnf"
+    fi
     chown -R "$user" "$MY_DIR"
     check_traversable "$user" "$MY_DIR"
     run_as "$user" mariadb-install-db --defaults-file="$MY_DIR/my.cnf" --auth-root-authentication-method=normal \
@@ -169,6 +195,13 @@ shared_buffers = 512MB
 max_wal_size = 4GB
 timezone = 'UTC'
 CONF
+    if [ "${FERRY_DEV_TLS:-0}" = 1 ]; then
+      make_certs
+      cp "$TLS_DIR/ca.pem" "$TLS_DIR/server.pem" "$TLS_DIR/server.key" "$PG_DIR/data/"
+      chown "$user" "$PG_DIR/data/ca.pem" "$PG_DIR/data/server.pem" "$PG_DIR/data/server.key"
+      chmod 600 "$PG_DIR/data/server.key"
+      printf "ssl = on\nssl_ca_file = 'ca.pem'\nssl_cert_file = 'server.pem'\nssl_key_file = 'server.key'\n" >>"$PG_DIR/data/postgresql.conf"
+    fi
   fi
   # Logical decoding for the rollback's reverse stream (data directories made before it get it
   # appended, and a running server is restarted once to take it).
