@@ -314,20 +314,7 @@ async fn a_table_added_to_the_include_list_of_a_running_stream_gets_its_existing
     )
     .await
     .expect("writes");
-    let mut copied = 0;
-    for _ in 0..300 {
-        copied = db
-            .count("SELECT count(*) FROM ferry.backfill_requests WHERE source_table LIKE '%.later' AND state = 'done'")
-            .await;
-        if copied == 1 {
-            break;
-        }
-        if let Some(status) = ferry.try_exit() {
-            panic!("ferry exited with {status}:\n{}", ferry.log());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(copied, 1, "the new table was re-copied:\n{}", ferry.log());
+    wait_copied(&db, &mut ferry, "later", "the new table was re-copied").await;
     db.wait_caught_up(&db.name, "main", Duration::from_secs(60), &mut ferry)
         .await;
     let mut my_rows = mysql_rows(&mut my, "SELECT CAST(id AS CHAR), v FROM later").await;
@@ -377,20 +364,7 @@ async fn a_table_added_to_the_include_list_of_a_running_stream_gets_its_existing
     assert_ne!(listed, text);
     std::fs::write(&config, &listed).expect("config");
     ferry.start_again();
-    let mut copied = 0;
-    for _ in 0..300 {
-        copied = db
-            .count("SELECT count(*) FROM ferry.backfill_requests WHERE source_table LIKE '%.loose' AND state = 'done'")
-            .await;
-        if copied == 1 {
-            break;
-        }
-        if let Some(status) = ferry.try_exit() {
-            panic!("ferry exited with {status}:\n{}", ferry.log());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(copied, 1, "the keyless table was copied:\n{}", ferry.log());
+    wait_copied(&db, &mut ferry, "loose", "the keyless table was copied").await;
     my.query_drop("INSERT INTO loose VALUES (1, 1); DELETE FROM streamed LIMIT 1")
         .await
         .expect("writes");
@@ -422,6 +396,23 @@ async fn a_table_added_to_the_include_list_of_a_running_stream_gets_its_existing
     );
     stop(&mut ferry).await;
     db.cleanup_dir();
+}
+
+/// Waits until the re-copy request of table `name` is done (a new table copied while streaming).
+async fn wait_copied(db: &TestDb, ferry: &mut Ferry, name: &str, what: &str) {
+    let sql = format!(
+        "SELECT count(*) FROM ferry.backfill_requests WHERE source_table LIKE '%.{name}' AND state = 'done'"
+    );
+    for _ in 0..300 {
+        if db.count(&sql).await == 1 {
+            return;
+        }
+        if let Some(status) = ferry.try_exit() {
+            panic!("ferry exited with {status}:\n{}", ferry.log());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{what}: not done in 60 s\n{}", ferry.log());
 }
 
 /// One value of a PostgreSQL row as text.

@@ -283,7 +283,8 @@ mod tests {
     use crate::schema::{Index, SourceName};
     use crate::transform::{SourceColumn, TypeOptions};
 
-    fn table(name: &str) -> Arc<Table> {
+    /// A table of int columns; `id`, when there, is NOT NULL.
+    fn planned(name: &str, columns: &[&str], indexes: Vec<Index>) -> Arc<Table> {
         let col = |n: &str| SourceColumn {
             name: n.into(),
             data_type: "int".into(),
@@ -295,12 +296,8 @@ mod tests {
             Table::plan(
                 SourceName::new("db", "t"),
                 "db".into(),
-                vec![col("id"), col("v")],
-                vec![Index {
-                    name: "PRIMARY".into(),
-                    unique: true,
-                    columns: vec![(0, None)],
-                }],
+                columns.iter().map(|c| col(c)).collect(),
+                indexes,
                 0,
                 &TypeOptions::default(),
             )
@@ -312,29 +309,20 @@ mod tests {
         )
     }
 
-    fn keyless(name: &str) -> Arc<Table> {
-        let col = |n: &str| SourceColumn {
-            name: n.into(),
-            data_type: "int".into(),
-            column_type: "int(11)".into(),
-            nullable: true,
-            ..Default::default()
-        };
-        Arc::new(
-            Table::plan(
-                SourceName::new("db", "t"),
-                "db".into(),
-                vec![col("a"), col("b")],
-                Vec::new(),
-                0,
-                &TypeOptions::default(),
-            )
-            .map(|mut t| {
-                t.target_name = name.into();
-                t
-            })
-            .expect("plans"),
+    fn table(name: &str) -> Arc<Table> {
+        planned(
+            name,
+            &["id", "v"],
+            vec![Index {
+                name: "PRIMARY".into(),
+                unique: true,
+                columns: vec![(0, None)],
+            }],
         )
+    }
+
+    fn keyless(name: &str) -> Arc<Table> {
+        planned(name, &["a", "b"], Vec::new())
     }
 
     #[test]
