@@ -243,6 +243,11 @@ impl Table {
         out
     }
 
+    /// The key's values of a row of this table, in key order.
+    pub fn key_of(&self, cells: &[crate::transform::Cell]) -> Vec<crate::transform::Cell> {
+        self.key.iter().map(|i| cells[*i].clone()).collect()
+    }
+
     /// True when rows have an identity of their own (a primary or unique key); false for a
     /// table identified by its whole row ([`KeySource::FullRow`]).
     pub fn has_key(&self) -> bool {

@@ -1235,7 +1235,7 @@ impl Decoder {
                 let cells = before_cells
                     .ok_or_else(|| corrupt(table, start, "delete without before image"))?;
                 ops.push(RowOp::Delete {
-                    key: key_of(table, &cells),
+                    key: table.key_of(&cells),
                 });
                 continue;
             }
@@ -1265,7 +1265,7 @@ impl Decoder {
                     detail: over.describe(column, &table.key_names().join(", "), &key.join(", ")),
                 });
             }
-            let new_key = key_of(table, &after_cells);
+            let new_key = table.key_of(&after_cells);
             if !is_write && !table.has_key() {
                 // Identified by the whole row: the before image deletes one equal row, the
                 // after image is a new row (an unchanged row changes nothing).
@@ -1282,7 +1282,7 @@ impl Decoder {
             }
             if !is_write {
                 if let Some(b) = &before_cells {
-                    let old_key = key_of(table, b);
+                    let old_key = table.key_of(b);
                     if old_key != new_key {
                         ops.push(RowOp::Delete { key: old_key });
                     }
@@ -1406,10 +1406,6 @@ fn corrupt(table: &Table, start: &BinlogPosition, detail: &str) -> DecodeError {
         position: start.clone(),
         detail: format!("table {}: {detail}", table.source),
     }
-}
-
-fn key_of(table: &Table, cells: &[Cell]) -> Vec<Cell> {
-    table.key.iter().map(|i| cells[*i].clone()).collect()
 }
 
 /// True for the statements that start a transaction without being BEGIN: `XA START`/`XA

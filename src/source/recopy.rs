@@ -212,7 +212,7 @@ impl RecopyTap {
                     let ops = rows
                         .into_iter()
                         .map(|row| RowOp::Insert {
-                            key: a.shadow.key.iter().map(|i| row[*i].clone()).collect(),
+                            key: a.shadow.key_of(&row),
                             row,
                         })
                         .collect();
@@ -247,7 +247,7 @@ impl RecopyTap {
             let ops: Vec<RowOp> = rows
                 .into_iter()
                 .map(|row| {
-                    let key: Key = a.shadow.key.iter().map(|i| row[*i].clone()).collect();
+                    let key: Key = a.shadow.key_of(&row);
                     RowOp::Upsert { key, row }
                 })
                 .filter(|op| !newer.contains(op.key()))
@@ -321,14 +321,8 @@ mod tests {
         )
     }
 
-    fn keyless(name: &str) -> Arc<Table> {
-        planned(name, &["a", "b"], Vec::new())
-    }
-
-    #[test]
-    fn a_table_without_a_key_holds_the_reader_and_mirrors_only_changes_after_its_snapshot() {
-        let live = keyless("t");
-        let shadow = keyless("t__ferry_recopy");
+    /// A tap whose re-copy of `live` into `shadow` started at position 100.
+    fn started(live: &Arc<Table>, shadow: &Arc<Table>) -> RecopyTap {
         let mut tap = RecopyTap::default();
         let (tx, _rx) = oneshot::channel();
         tap.command(
@@ -339,6 +333,18 @@ mod tests {
             },
             &pos(100),
         );
+        tap
+    }
+
+    fn keyless(name: &str) -> Arc<Table> {
+        planned(name, &["a", "b"], Vec::new())
+    }
+
+    #[test]
+    fn a_table_without_a_key_holds_the_reader_and_mirrors_only_changes_after_its_snapshot() {
+        let live = keyless("t");
+        let shadow = keyless("t__ferry_recopy");
+        let mut tap = started(&live, &shadow);
         assert!(tap.holding(), "the reader holds while the copy runs");
         tap.command(RecopyCommand::Snapshot { snapshot: pos(150) }, &pos(100));
         tap.command(
@@ -388,16 +394,7 @@ mod tests {
     #[test]
     fn changes_after_the_snapshot_of_a_table_without_a_key_are_mirrored_before_its_swap() {
         let live = keyless("t");
-        let mut tap = RecopyTap::default();
-        let (tx, _rx) = oneshot::channel();
-        tap.command(
-            RecopyCommand::Start {
-                table: live.clone(),
-                shadow: keyless("t__ferry_recopy"),
-                reply: tx,
-            },
-            &pos(100),
-        );
+        let mut tap = started(&live, &keyless("t__ferry_recopy"));
         tap.command(RecopyCommand::Snapshot { snapshot: pos(150) }, &pos(100));
         let (ftx, _frx) = oneshot::channel();
         tap.command(RecopyCommand::Finish { reply: ftx }, &pos(100));
@@ -451,16 +448,7 @@ mod tests {
     fn changes_are_mirrored_and_chunks_wait_for_their_snapshot() {
         let live = table("t");
         let shadow = table("t__ferry_recopy");
-        let mut tap = RecopyTap::default();
-        let (tx, _rx) = oneshot::channel();
-        tap.command(
-            RecopyCommand::Start {
-                table: live.clone(),
-                shadow: shadow.clone(),
-                reply: tx,
-            },
-            &pos(100),
-        );
+        let mut tap = started(&live, &shadow);
         let mut msgs = vec![Message::Rows {
             table: live.clone(),
             ops: vec![RowOp::Upsert {
@@ -488,17 +476,7 @@ mod tests {
     #[test]
     fn keys_changed_after_the_snapshot_are_not_overwritten() {
         let live = table("t");
-        let shadow = table("t__ferry_recopy");
-        let mut tap = RecopyTap::default();
-        let (tx, _rx) = oneshot::channel();
-        tap.command(
-            RecopyCommand::Start {
-                table: live.clone(),
-                shadow,
-                reply: tx,
-            },
-            &pos(100),
-        );
+        let mut tap = started(&live, &table("t__ferry_recopy"));
         // The reader passes the snapshot (200) before the chunk arrives: key 2 changes at 250.
         let mut msgs = vec![Message::Rows {
             table: live.clone(),

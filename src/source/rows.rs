@@ -152,11 +152,11 @@ const DIGIT_GROUP_BYTES: [usize; 10] = [0, 1, 1, 2, 2, 3, 3, 4, 4, 4];
 /// wrong number in a release one), so corrupt bytes are an error here instead.
 fn check_decimal_groups(buf: &ParseBuf<'_>, precision: usize, scale: usize) -> io::Result<()> {
     let int_digits = precision - scale; // ColumnPlan::new checked scale <= precision
-    let mut groups = Vec::with_capacity(16);
-    groups.push(int_digits % 9);
-    groups.extend(std::iter::repeat(9).take(int_digits / 9 + scale / 9));
-    groups.push(scale % 9);
-    let size: usize = groups.iter().map(|g| DIGIT_GROUP_BYTES[*g]).sum();
+                                        // Digits per group, most significant first (no allocation: this runs for every value).
+    let groups = std::iter::once(int_digits % 9)
+        .chain(std::iter::repeat(9).take(int_digits / 9 + scale / 9))
+        .chain(std::iter::once(scale % 9));
+    let size: usize = groups.clone().map(|g| DIGIT_GROUP_BYTES[g]).sum();
     let Some(bytes) = buf.0.get(..size) else {
         return Ok(()); // too short: the decoder reports it
     };
@@ -290,7 +290,7 @@ mod hostile_bytes {
     use super::*;
     use crate::transform::convert::{convert, SourceValue};
     use crate::transform::json::apply_diffs;
-    use crate::transform::mapping::{plan_column, SourceColumn};
+    use crate::transform::mapping::{plan_column, sample_column};
     use crate::transform::TypeOptions;
     use proptest::prelude::*;
 
@@ -400,26 +400,6 @@ mod hostile_bytes {
         ),
     ];
 
-    fn source_column(i: usize) -> SourceColumn {
-        let (data_type, column_type, _, _) = KINDS[i];
-        let text = ["varchar", "char", "text", "enum", "set"].contains(&data_type);
-        SourceColumn {
-            name: format!("c{i}"),
-            data_type: data_type.into(),
-            column_type: column_type.into(),
-            nullable: true,
-            unsigned: column_type.contains("unsigned"),
-            charset: text.then(|| "utf8mb4".into()),
-            is_json: data_type == "json",
-            members: match data_type {
-                "enum" => vec!["a".into(), "b".into()],
-                "set" => vec!["a".into(), "b".into(), "c".into()],
-                _ => Vec::new(),
-            },
-            ..Default::default()
-        }
-    }
-
     fn plan_of(kinds: &[usize]) -> TablePlan {
         let columns: Vec<ColumnPlan> = kinds
             .iter()
@@ -447,7 +427,11 @@ mod hostile_bytes {
         let plan = plan_of(kinds);
         let rules: Vec<_> = kinds
             .iter()
-            .map(|&i| plan_column(&source_column(i), &TypeOptions::default()).expect("maps"))
+            .map(|&i| {
+                let (data_type, column_type, _, _) = KINDS[i];
+                let column = sample_column(data_type, column_type, "utf8mb4");
+                plan_column(&column, &TypeOptions::default()).expect("maps")
+            })
             .collect();
         let mut buf = ParseBuf(bytes);
         let mut before: Option<Vec<Option<String>>> = None;

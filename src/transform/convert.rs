@@ -903,7 +903,7 @@ mod tests {
 #[cfg(test)]
 mod hostile_values {
     use super::*;
-    use crate::transform::mapping::{plan_column, SourceColumn};
+    use crate::transform::mapping::{plan_column, sample_column};
     use crate::transform::TypeOptions;
     use proptest::prelude::*;
 
@@ -942,23 +942,11 @@ mod hostile_values {
 
     fn rule(i: usize, charset: &str) -> ColumnRule {
         let (data_type, column_type) = COLUMNS[i];
-        let text = ["varchar", "char", "text", "enum", "set"].contains(&data_type);
-        let c = SourceColumn {
-            name: "c".into(),
-            data_type: data_type.into(),
-            column_type: column_type.into(),
-            nullable: true,
-            unsigned: column_type.contains("unsigned"),
-            charset: text.then(|| charset.into()),
-            is_json: data_type == "json",
-            members: match data_type {
-                "enum" => vec!["a".into(), "b".into()],
-                "set" => vec!["a".into(), "b".into(), "c".into()],
-                _ => Vec::new(),
-            },
-            ..Default::default()
-        };
-        plan_column(&c, &TypeOptions::default()).expect("maps")
+        plan_column(
+            &sample_column(data_type, column_type, charset),
+            &TypeOptions::default(),
+        )
+        .expect("maps")
     }
 
     fn value() -> impl Strategy<Value = Value> {

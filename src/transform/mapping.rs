@@ -467,6 +467,28 @@ fn text_charset(col: &SourceColumn) -> Result<Charset, String> {
     })
 }
 
+/// A nullable column of `data_type` / `column_type` as the catalog would describe it, for
+/// tests: text kinds in `charset`, ENUM members `a, b`, SET members `a, b, c`.
+#[cfg(test)]
+pub(crate) fn sample_column(data_type: &str, column_type: &str, charset: &str) -> SourceColumn {
+    let text = ["varchar", "char", "text", "enum", "set"].contains(&data_type);
+    SourceColumn {
+        name: "c".into(),
+        data_type: data_type.into(),
+        column_type: column_type.into(),
+        nullable: true,
+        unsigned: column_type.contains("unsigned"),
+        charset: text.then(|| charset.into()),
+        is_json: data_type == "json",
+        members: match data_type {
+            "enum" => vec!["a".into(), "b".into()],
+            "set" => vec!["a".into(), "b".into(), "c".into()],
+            _ => Vec::new(),
+        },
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
