@@ -52,6 +52,7 @@ pub mod control;
 pub mod dashboard;
 pub mod error;
 pub mod ferry_tables;
+pub mod html_page;
 pub mod http;
 pub mod logging;
 pub mod metrics;

@@ -210,18 +210,24 @@ enum Cmd {
         #[arg(long, value_name = "N", default_value_t = 2)]
         sample_tables: usize,
         /// Print the plan as JSON.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// Markdown, or one self-contained HTML page (default: HTML when FILE ends in .html).
+        #[arg(long, value_enum)]
+        format: Option<ferry::html_page::Format>,
         /// Write the plan to FILE instead of standard output.
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
-    /// The stakeholder update: the migration so far as Markdown (phase timeline, rows copied,
-    /// verification history, incidents, schema changes, the cutover window), from ferry's
-    /// records on the target. Read-only.
+    /// The stakeholder update: the migration so far as Markdown or one HTML page (phase
+    /// timeline, rows copied, verification history, incidents, schema changes, the cutover
+    /// window), from ferry's records on the target. Read-only.
     Report {
         #[arg(long, short, default_value = "config.toml", env = "FERRY_CONFIG")]
         config: PathBuf,
+        /// Markdown, or one self-contained HTML page (default: HTML when FILE ends in .html).
+        #[arg(long, value_enum)]
+        format: Option<ferry::html_page::Format>,
         /// Write the report to FILE instead of standard output.
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
@@ -366,6 +372,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             scan_max_rows,
             sample_tables,
             json,
+            format,
             output,
         } => {
             let config_path = config.display().to_string();
@@ -396,7 +403,8 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let text = if json {
                 serde_json::to_string_pretty(&plan)? + "\n"
             } else {
-                ferry::plan::render::markdown(&plan)
+                ferry::html_page::Format::resolve(format, output.as_deref())
+                    .render(ferry::plan::render::markdown(&plan))
             };
             match output {
                 Some(path) => {
@@ -412,11 +420,17 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::from(plan.exit_code()))
         }
-        Cmd::Report { config, output } => {
+        Cmd::Report {
+            config,
+            format,
+            output,
+        } => {
             let config = Config::load(&config)?;
-            let text = runtime
-                .block_on(ferry::report::build(&config))
-                .map_err(|e| anyhow::anyhow!(e))?;
+            let text = ferry::html_page::Format::resolve(format, output.as_deref()).render(
+                runtime
+                    .block_on(ferry::report::build(&config))
+                    .map_err(|e| anyhow::anyhow!(e))?,
+            );
             match output {
                 Some(path) => {
                     std::fs::write(&path, text)

@@ -121,13 +121,13 @@ async fn every_readiness_problem_is_reported_with_its_table_and_count_and_blocks
         zero["what"].as_str().unwrap_or("").contains("id=1"),
         "example keys: {zero}"
     );
-    find(".happenings", "1 values of kind zero_date in column at");
+    find(".happenings", "1 value of kind zero_date in column at");
     let ci = find(
         ".people",
         "unique key email (email) compares text case-insensitively",
     );
     assert_eq!(ci["severity"], "warning");
-    let ascii = find(".texts", "1 values of kind invalid_text in column code");
+    let ascii = find(".texts", "1 value of kind invalid_text in column code");
     assert_eq!(ascii["severity"], "blocker");
     find(
         ".texts",

@@ -1,6 +1,7 @@
 //! `ferry report` after a real run: the backfill, a verification pass, a dead-lettered row, a
 //! schema change carried while streaming and a SIGKILL with its restart all appear with their
-//! tables, counts and times; a stream ferry never ran is an error.
+//! tables, counts and times, in Markdown and as an HTML page a real browser renders; a stream
+//! ferry never ran is an error.
 
 mod common;
 
@@ -115,6 +116,44 @@ async fn the_report_tells_the_migration_so_far() {
         stopped.contains(&table) && stopped.contains("note"),
         "{stopped}"
     );
+
+    // The same report as one HTML page, rendered by a real browser: the tables are tables and
+    // the stop's message is text.
+    let page = db.dir.join("report.html");
+    let (code, out) = ferry_cmd(&[
+        "report",
+        "--config",
+        path,
+        "--output",
+        page.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let html = std::fs::read_to_string(&page).expect("written");
+    assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
+    if let Some(browser) = common::browser::chromium() {
+        let dom = common::browser::render(
+            browser,
+            &format!("file://{}", page.display()),
+            &db.dir.join("chromium-profile"),
+        );
+        assert!(dom.contains(&format!("<td>{table}</td>")), "{dom}");
+        assert!(dom.contains("<strong>1200</strong></td>"), "{dom}");
+        let text = common::browser::visible_text(&dom)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        for want in [
+            "Migration report: stream main",
+            "Phase: replicating",
+            "1 row dead-lettered",
+            "exit status 78",
+        ] {
+            assert!(
+                text.contains(want),
+                "{want:?} missing from the page:\n{text}"
+            );
+        }
+    }
 
     let other = db.config_backfill("never", "", "");
     let (code, out) = ferry_cmd(&["report", "--config", other.to_str().expect("utf-8")]);

@@ -473,8 +473,9 @@ fn readiness(plan: &Plan, config: &Config) -> Vec<Issue> {
                 severity,
                 &s.table,
                 format!(
-                    "{} values of kind {} in column {}{sampled}, e.g. {}: {}",
+                    "{} {} of kind {} in column {}{sampled}, e.g. {}: {}",
                     f.count,
+                    if f.count == 1 { "value" } else { "values" },
                     f.kind,
                     f.column,
                     f.examples.join("; "),

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod binlog_file;
+pub mod browser;
 pub mod certs;
 pub mod migration;
 pub mod own_mariadb;
