@@ -18,7 +18,8 @@
 //! BENCH_PLAN=1 first runs `ferry plan --json` (default sampling) against the same source and a
 //! fresh target BENCH_RUNS times, and reports its median wall time and backfill estimate next to
 //! the measured backfill (the estimate covers keys, indexes and unique constraints, so it is
-//! compared with the time including the unique constraints).
+//! compared with the time including the unique constraints), and its verification estimate next
+//! to the median wall time of BENCH_RUNS `ferry verify` runs over the last copy.
 //!
 //! BENCH_DOCS=N replaces the data set by a table of documents: `docs` with N rows of a 512 KiB
 //! LONGBLOB each (distinct bytes per row); the result is then reported in MB/s of values.
@@ -69,11 +70,16 @@ async fn main() {
         None
     };
     let (plain, plain_all) = measure(&dir, runs, 0, users + orders, docs).await;
-    if let Some((estimate, wall)) = planned {
+    if let Some((estimate, verify_estimate, wall)) = planned {
         println!(
             "ferry plan: median wall time {wall:.1} s; backfill estimate {estimate:.2} s vs measured {plain_all:.2} s with unique constraints ({:+.0}%), {plain:.2} s to streaming ({:+.0}%)",
             (estimate / plain_all - 1.0) * 100.0,
             (estimate / plain - 1.0) * 100.0
+        );
+        let verified = verify_times(&dir.join(format!("bf{}.toml", runs - 1)), runs);
+        println!(
+            "ferry plan: verification estimate {verify_estimate:.2} s vs ferry verify measured {verified:.2} s ({:+.0}%)",
+            (verify_estimate / verified - 1.0) * 100.0
         );
     }
     if !compare {
@@ -108,8 +114,32 @@ async fn main() {
 
 /// `runs` runs of `ferry plan --json` against a fresh target: the median backfill estimate and
 /// the median wall time of the command.
-async fn plan_estimates(dir: &std::path::Path, runs: u64) -> (f64, f64) {
+/// The median wall time of `runs` `ferry verify` passes over the copy `config` made.
+fn verify_times(config: &std::path::Path, runs: u64) -> f64 {
+    let mut times = Vec::new();
+    for run in 0..runs {
+        let started = Instant::now();
+        let out = std::process::Command::new(ferry_bin())
+            .args(["verify", "--config"])
+            .arg(config)
+            .output()
+            .expect("ferry verify");
+        let wall = started.elapsed().as_secs_f64();
+        assert!(
+            out.status.success(),
+            "ferry verify found differences or failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("verify run {run}: {wall:.2} s");
+        times.push(wall);
+    }
+    median(&mut times)
+}
+
+async fn plan_estimates(dir: &std::path::Path, runs: u64) -> (f64, f64, f64) {
     let mut estimates = Vec::new();
+    let mut verify_estimates = Vec::new();
     let mut walls = Vec::new();
     for run in 0..runs {
         let db = "bench_plan";
@@ -139,10 +169,19 @@ async fn plan_estimates(dir: &std::path::Path, runs: u64) -> (f64, f64) {
                 .as_array()
                 .map_or(0, |s| s.iter().map(|x| x["rows"].as_u64().unwrap_or(0)).sum::<u64>())
         );
+        let verify = plan["estimates"]["verify_seconds"]
+            .as_f64()
+            .expect("a verification estimate");
+        eprintln!("plan run {run}: verification estimate {verify:.2} s");
         estimates.push(estimate);
+        verify_estimates.push(verify);
         walls.push(wall);
     }
-    (median(&mut estimates), median(&mut walls))
+    (
+        median(&mut estimates),
+        median(&mut verify_estimates),
+        median(&mut walls),
+    )
 }
 
 /// `runs` backfills into fresh targets; the median copy time and the median time including

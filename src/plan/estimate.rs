@@ -116,6 +116,7 @@ pub fn estimate(
     parallel_tables: usize,
     retention_seconds: u64,
     verify_pass_interval_seconds: f64,
+    verify_parallel: usize,
 ) -> Estimates {
     let mut basis = Vec::new();
     let sampled_rows: u64 = samples.iter().map(|s| s.rows).sum();
@@ -184,12 +185,24 @@ pub fn estimate(
         .iter()
         .map(|t| exact_rows(&t.name).unwrap_or(t.rows))
         .sum();
-    let verify_seconds = scan_rows_per_second
-        .filter(|r| *r > 0.0)
-        .map(|r| total_rows as f64 / r);
-    if verify_seconds.is_some() {
-        basis.push("verification: every row read once on each side, at the rate the data scan read the source".into());
-    }
+    let verify_seconds = match verify_estimate(tables, exact_rows, samples) {
+        Some((seconds, sampled)) => {
+            basis.push(format!(
+                "verification: `ferry verify`'s checksum pass (chunk boundaries, both checksums at once) measured over {sampled} copied rows with one worker; each table's rows at its measured rate, others by the measured bytes per second — an upper bound: verify.parallel = {} workers finish sooner, by as much as the two servers' spare cores allow",
+                verify_parallel.max(1)
+            ));
+            Some(seconds)
+        }
+        None => {
+            let s = scan_rows_per_second
+                .filter(|r| *r > 0.0)
+                .map(|r| total_rows as f64 / r);
+            if s.is_some() {
+                basis.push("verification: not measured (no sample copy); every row read once on each side, at the rate the data scan read the source".into());
+            }
+            s
+        }
+    };
     let target_bytes = (sampled_rows > 0).then(|| {
         let per_row: f64 =
             samples.iter().map(|s| s.target_bytes as f64).sum::<f64>() / sampled_rows as f64;
@@ -231,6 +244,47 @@ pub fn estimate(
         cutover_window_seconds,
         basis,
     }
+}
+
+/// The checksum pass over every table from the sampled passes: (seconds, rows measured).
+fn verify_estimate(
+    tables: &[TableFacts],
+    exact_rows: &dyn Fn(&str) -> Option<u64>,
+    samples: &[Sample],
+) -> Option<(f64, u64)> {
+    let measured: Vec<(&Sample, f64)> = samples
+        .iter()
+        .filter_map(|s| {
+            let v = s.verify?;
+            (v.rows > 0 && s.rows > 0).then(|| (s, v.seconds / v.rows as f64))
+        })
+        .collect();
+    if measured.is_empty() {
+        return None;
+    }
+    // Source bytes per second of the pass, for tables without a sample of their own.
+    let (bytes, seconds) = measured.iter().fold((0.0, 0.0), |(b, t), (s, per_row)| {
+        let bytes_per_row = s.source_bytes as f64 / s.rows as f64;
+        let rows = s.verify.map_or(0, |v| v.rows) as f64;
+        (b + bytes_per_row * rows, t + per_row * rows)
+    });
+    let bytes_per_second = (seconds > 0.0 && bytes > 0.0).then(|| bytes / seconds);
+    let mut total = 0.0;
+    for t in tables.iter().filter(|t| t.planned.is_some()) {
+        let rows = exact_rows(&t.name).unwrap_or(t.rows) as f64;
+        total += match measured.iter().find(|(s, _)| s.table == t.name) {
+            Some((_, per_row)) => rows * per_row,
+            None => match bytes_per_second {
+                Some(bps) => rows * (t.data_bytes as f64 / t.rows.max(1) as f64) / bps,
+                None => 0.0,
+            },
+        };
+    }
+    let sampled = measured
+        .iter()
+        .map(|(s, _)| s.verify.map_or(0, |v| v.rows))
+        .sum();
+    Some((total, sampled))
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 pub mod estimate;
 pub mod render;
 pub mod sample_copy;
+pub mod sample_verify;
 pub mod scan;
 pub mod survey;
 pub mod workload;
@@ -224,6 +225,7 @@ pub async fn run(config: &Config, options: &PlanOptions) -> Result<Plan, PlanErr
         )
     });
     largest.truncate(options.sample_tables);
+    let largest = with_text_modes(config, largest).await;
     let target_writable = !report
         .checks
         .iter()
@@ -268,6 +270,7 @@ pub async fn run(config: &Config, options: &PlanOptions) -> Result<Plan, PlanErr
         config.backfill.parallel_tables,
         survey.source.binlog_retention_seconds,
         config.verify.pass_interval.as_secs_f64(),
+        config.verify.parallel,
     );
     let columns = planned
         .iter()
@@ -320,6 +323,33 @@ pub async fn run(config: &Config, options: &PlanOptions) -> Result<Plan, PlanErr
 }
 
 /// Now as `YYYY-MM-DD HH:MM:SS UTC`.
+/// Each table with the way `ferry verify` would hash its text columns (read as verify reads
+/// it; binary, the slower way, when the catalog cannot be read).
+async fn with_text_modes(
+    config: &Config,
+    tables: Vec<crate::schema::Table>,
+) -> Vec<(crate::schema::Table, crate::verify::normalize::TextMode)> {
+    let names: Vec<String> = tables.iter().map(|t| t.source.to_string()).collect();
+    let modes = match crate::verify::query::my_conn(config).await {
+        Ok(mut conn) => {
+            let loaded = crate::verify::load_tables(config, &mut conn, &names).await;
+            let _ = conn.disconnect().await;
+            loaded.unwrap_or_default()
+        }
+        Err(_) => Vec::new(),
+    };
+    tables
+        .into_iter()
+        .map(|t| {
+            let mode = modes
+                .iter()
+                .find(|(v, _)| v.source == t.source)
+                .map_or(crate::verify::normalize::TextMode::Binary, |(_, m)| *m);
+            (t, mode)
+        })
+        .collect()
+}
+
 fn utc_now_text() -> String {
     let now = crate::progress::unix_now().max(0.0) as i64;
     let (y, m, d) = crate::transform::temporal::civil_from_days(now.div_euclid(86_400));

@@ -1,7 +1,8 @@
 //! The measured part of the backfill estimate: the largest tables' first chunks copied into a
 //! scratch schema on the target the way the backfill copies them (keyset reads, the same
 //! conversion, COPY in bounded frames, reader / encoder / writer overlapping, up to
-//! `backfill.parallel_tables` tables at once), then their primary key and indexes built.
+//! `backfill.parallel_tables` tables at once), then their primary key and indexes built, then
+//! `ferry verify`'s checksum pass over them ([`super::sample_verify`]).
 //!
 //! Guarantees: nothing is left on the target, even when `ferry plan` is killed: each table's
 //! scratch schema, table, rows and indexes are created inside one PostgreSQL transaction that is
@@ -23,6 +24,7 @@ use crate::sink::connect as pg;
 use crate::sink::{copy::copy_sql, ddl};
 use crate::source::connect;
 use crate::source::snapshot::{ChunkReader, KeyValue};
+use crate::verify::normalize::TextMode;
 
 /// Bounds of one table's sample.
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +57,8 @@ pub struct Sample {
     pub index_seconds: f64,
     /// `pg_total_relation_size` of the sample with its indexes.
     pub target_bytes: u64,
+    /// `ferry verify`'s checksum pass over the sampled rows (tables with a key).
+    pub verify: Option<super::sample_verify::VerifySample>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +74,7 @@ pub enum SampleError {
 /// error and left out of the measurement.
 pub async fn sample(
     config: &Config,
-    tables: &[Table],
+    tables: &[(Table, TextMode)],
     parallel: usize,
     bounds: SampleBounds,
 ) -> (Vec<Sample>, Vec<SampleError>) {
@@ -80,15 +84,16 @@ pub async fn sample(
         let tasks: Vec<_> = batch
             .iter()
             .enumerate()
-            .map(|(i, t)| {
+            .map(|(i, (t, text))| {
                 let config = config.clone();
                 let t = t.clone();
-                tokio::spawn(
-                    async move { sample_one(&config, &t, batch_no * 100 + i, bounds).await },
-                )
+                let text = *text;
+                tokio::spawn(async move {
+                    sample_one(&config, &t, text, batch_no * 100 + i, bounds).await
+                })
             })
             .collect();
-        for (task, t) in tasks.into_iter().zip(batch) {
+        for (task, (t, _)) in tasks.into_iter().zip(batch) {
             match task.await {
                 Ok(Ok(s)) => out.push(s),
                 Ok(Err(e)) => failed.push(e),
@@ -121,6 +126,7 @@ async fn fault_pause() {
 async fn sample_one(
     config: &Config,
     table: &Table,
+    text: TextMode,
     slot: usize,
     bounds: SampleBounds,
 ) -> Result<Sample, SampleError> {
@@ -154,9 +160,10 @@ async fn sample_one(
     )
     .await
     .map_err(|e| src(&e))?;
-    let mut client = pg::connect(&config.target).await.map_err(|e| tgt(&e))?;
-    let tx = client.transaction().await.map_err(|e| tgt(&e))?;
-    tx.batch_execute("SET LOCAL synchronous_commit = off")
+    // One transaction, begun by hand so the verification pass can share it; it is only ever
+    // rolled back (an error return drops the connection, which rolls it back too).
+    let tx = pg::connect(&config.target).await.map_err(|e| tgt(&e))?;
+    tx.batch_execute("BEGIN; SET LOCAL synchronous_commit = off")
         .await
         .map_err(|e| tgt(&e))?;
     tx.batch_execute(&ddl::create_bare_table_sql(&scratch))
@@ -265,7 +272,19 @@ async fn sample_one(
         .await
         .map_err(|e| tgt(&e))?
         .get(0);
-    tx.rollback().await.map_err(|e| tgt(&e))?;
+    let verify = if scratch.key.is_empty() || rows == 0 {
+        None
+    } else {
+        Some(
+            super::sample_verify::checksum_pass(config, &scratch, text, &tx, rows)
+                .await
+                .map_err(|message| SampleError::Target {
+                    table: name.clone(),
+                    message: format!("checksum pass: {message}"),
+                })?,
+        )
+    };
+    tx.batch_execute("ROLLBACK").await.map_err(|e| tgt(&e))?;
     Ok(Sample {
         table: name.clone(),
         rows,
@@ -273,5 +292,6 @@ async fn sample_one(
         copy_seconds,
         index_seconds,
         target_bytes: target_bytes.max(0) as u64,
+        verify,
     })
 }

@@ -72,7 +72,7 @@ pub struct Session {
 
 /// PostgreSQL session settings normalization relies on.
 /// Parallel plans are off: chunks are small, and verification runs its own workers.
-const PG_SESSION: &str = "SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
+pub const PG_SESSION: &str = "SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
      SET bytea_output = 'hex'; SET extra_float_digits = 1; SET TimeZone = 'UTC'; \
      SET max_parallel_workers_per_gather = 0";
 
