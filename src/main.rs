@@ -101,6 +101,10 @@ enum Cmd {
         /// read-only, its sessions ended.
         #[arg(long = "app-role", value_name = "ROLE")]
         app_roles: Vec<String>,
+        /// Tables with more keys changed by the reverse stream than this are compared by a full
+        /// checksum pass instead of key by key.
+        #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+        max_changed_keys: usize,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -607,6 +611,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             timeout,
             switch_command,
             app_roles,
+            max_changed_keys,
             json,
         } => {
             let config = match Config::load(&config) {
@@ -623,6 +628,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 timeout,
                 switch_command,
                 app_roles,
+                max_changed_keys,
             };
             runtime.block_on(async move {
                 let r = rollback::rollback(&config, &options).await;

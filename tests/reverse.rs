@@ -573,10 +573,48 @@ async fn rollback_brings_every_postgresql_write_back_and_the_forward_stream_resu
     let (code, r, out) = run_ferry(args(&[])).await;
     assert_eq!(code, 1, "{out}");
     assert_eq!(r["outcome"], "refused", "{out}");
+
+    // A row the reverse stream wrote, changed on MySQL behind its back (row counts stay equal):
+    // the rollback compares every row the reverse stream changed, finds it and changes nothing.
+    wait_reverse_caught_up(&db, &mut ferry).await;
+    let mut my = db.my().await;
+    my.query_drop("UPDATE items SET note = 'tampered' WHERE id = 1000005")
+        .await
+        .expect("a write behind the reverse stream's back");
     let switch = format!("echo mysql > {}", route.display());
+    let (code, r, out) = run_ferry(args(&["--app-role", &role, "--switch-command", &switch])).await;
+    assert_ne!(code, 0, "{out}");
+    assert_eq!(r["outcome"], "failed", "{out}");
+    let message = r["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("rows differ") && message.contains("1000005"),
+        "{out}"
+    );
+    assert!(!route.exists(), "the switch command did not run");
+    assert_eq!(phase_of(&admin).await, "switched", "{out}");
+    my.query_drop("UPDATE items SET note = 'pg' WHERE id = 1000005")
+        .await
+        .expect("the difference repaired");
+
     let (code, r, out) = run_ferry(args(&["--app-role", &role, "--switch-command", &switch])).await;
     assert_eq!(code, 0, "{out}\n{}", ferry.log());
     assert_eq!(r["outcome"], "rolled_back", "{out}");
+    // 200 inserts, 20 updates and 10 deletes of items, one update of tags: each key compared.
+    let verified = r["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == "verify"))
+        .and_then(|s| s["detail"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        verified.contains("231 rows the reverse stream changed are equal"),
+        "{out}"
+    );
+    let left: Option<i64> = my
+        .query_first("SELECT COUNT(*) FROM ferry.reverse_changed WHERE stream = 'main'")
+        .await
+        .expect("the record");
+    assert_eq!(left, Some(0), "the record of the switch is cleared");
     assert!(r["write_unavailable_seconds"].as_f64().is_some(), "{out}");
     assert_eq!(
         std::fs::read_to_string(&route).expect("route").trim(),
@@ -588,7 +626,6 @@ async fn rollback_brings_every_postgresql_write_back_and_the_forward_stream_resu
     );
 
     // Every write PostgreSQL took is in MySQL, and MySQL is writable again.
-    let mut my = db.my().await;
     let rows = |sql: &str| sql.to_string();
     let on_mysql = mysql_rows(
         &mut my,
@@ -611,15 +648,7 @@ async fn rollback_brings_every_postgresql_write_back_and_the_forward_stream_resu
         .await
         .expect("read_only");
     assert_eq!(ro, Some(0), "MySQL is writable");
-    let phase: String = admin
-        .query_one(
-            "SELECT phase FROM ferry.migration WHERE stream = 'main'",
-            &[],
-        )
-        .await
-        .expect("phase")
-        .get(0);
-    assert_eq!(phase, "replicating");
+    assert_eq!(phase_of(&admin).await, "replicating");
 
     // The forward stream resumes after the reverse stream's writes: MySQL's new writes reach
     // PostgreSQL, the reverse writes are not applied again (no loop).
@@ -680,6 +709,17 @@ async fn rollback_brings_every_postgresql_write_back_and_the_forward_stream_resu
     assert!(ferry.try_exit().is_none(), "{}", ferry.log());
     drop(app);
     db.cleanup_dir();
+}
+
+async fn phase_of(admin: &tokio_postgres::Client) -> String {
+    admin
+        .query_one(
+            "SELECT phase FROM ferry.migration WHERE stream = 'main'",
+            &[],
+        )
+        .await
+        .expect("phase")
+        .get(0)
 }
 
 /// A `ferry rollback --json` running in the background.

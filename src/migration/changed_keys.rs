@@ -30,7 +30,7 @@ pub struct KeyRecorder {
 }
 
 /// One key as text: the cell itself for a one-column key, a JSON array for a composite one.
-fn key_text(parts: &[&Option<String>]) -> Option<String> {
+pub(crate) fn key_text(parts: &[&Option<String>]) -> Option<String> {
     if let [one] = parts {
         return (*one).clone();
     }

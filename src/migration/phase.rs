@@ -28,7 +28,7 @@ pub enum MigrationPhase {
     /// `ferry rollback` froze the application's PostgreSQL roles (their prior state recorded)
     /// and is draining the reverse stream; an abort unfreezes them and returns to `switched`.
     RollbackFrozen,
-    /// The reverse stream is drained, the row counts matched, the sequences and the forward
+    /// The reverse stream is drained, the row counts and changed rows matched, the sequences and the forward
     /// stream's resume point are set: MySQL is being made writable. Running `ferry rollback`
     /// again finishes; `ferry rollback --abort` makes MySQL read-only again and returns to
     /// `switched`.

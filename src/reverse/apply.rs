@@ -6,7 +6,8 @@
 //! one MySQL transaction together with the UPSERT of `ferry.reverse_checkpoint` (stream → end
 //! LSN of the group's last transaction); either all of it commits or none of it. So after a crash MySQL's
 //! checkpoint names exactly the last transaction it holds, and transactions at or before it are
-//! skipped ([`MySqlApplier::checkpoint`]). The session is strict (`STRICT_ALL_TABLES`: MySQL
+//! skipped ([`MySqlApplier::checkpoint`]); the keys the group changed are recorded in the same
+//! transaction ([`super::touched_keys`]). The session is strict (`STRICT_ALL_TABLES`: MySQL
 //! refuses a value it would otherwise truncate or convert), keeps explicit zeros in
 //! AUTO_INCREMENT columns, runs in UTC and without foreign key checks (PostgreSQL already
 //! checked them, and rows arrive in its commit order). Values are written as SQL literals:
@@ -90,6 +91,8 @@ pub struct MySqlApplier {
     pub flavor: Flavor,
     /// A transaction begun by [`MySqlApplier::apply_part`] is open.
     large_open: bool,
+    /// The keys recorded so far (see [`super::touched_keys`]).
+    recorder: super::touched_keys::Recorder,
 }
 
 impl MySqlApplier {
@@ -135,11 +138,18 @@ impl MySqlApplier {
         ))
         .await
         .map_err(mysql("creating ferry.reverse_checkpoint"))?;
+        conn.query_drop(super::touched_keys::create_sql())
+            .await
+            .map_err(mysql("creating ferry.reverse_changed"))?;
+        let recorder = super::touched_keys::Recorder::load(&mut conn, &config.stream)
+            .await
+            .map_err(mysql("reading ferry.reverse_changed"))?;
         Ok(MySqlApplier {
             conn,
             stream: config.stream.clone(),
             flavor,
             large_open: false,
+            recorder,
         })
     }
 
@@ -207,6 +217,14 @@ impl MySqlApplier {
                 return Err(e);
             }
         };
+        if let Some(sql) = self
+            .recorder
+            .sql(&self.stream, group.iter().flat_map(|t| t.touched.iter()))
+        {
+            tx.query_drop(sql)
+                .await
+                .map_err(mysql("recording the changed keys"))?;
+        }
         tx.query_drop(checkpoint_sql(&self.stream, last))
             .await
             .map_err(mysql("writing the reverse checkpoint"))?;
@@ -261,7 +279,14 @@ impl MySqlApplier {
     pub async fn finish_large(&mut self, rest: &Transaction) -> Result<u64, ApplyError> {
         let rows = self.apply_part(&rest.ops, rest.end_lsn).await?;
         self.large_open = false;
+        let record = self.recorder.sql(&self.stream, rest.touched.iter());
         let done = async {
+            if let Some(sql) = record {
+                self.conn
+                    .query_drop(sql)
+                    .await
+                    .map_err(mysql("recording the changed keys"))?;
+            }
             self.conn
                 .query_drop(checkpoint_sql(&self.stream, rest))
                 .await
@@ -521,7 +546,7 @@ fn literal(sql: &mut String, v: &Value, kind: &ValueKind) {
 
 /// A UTF-8 string literal with backslash escaping (the session's sql_mode has no
 /// NO_BACKSLASH_ESCAPES).
-fn text_literal(b: &[u8]) -> String {
+pub(super) fn text_literal(b: &[u8]) -> String {
     let s = String::from_utf8_lossy(b);
     let mut out = String::with_capacity(s.len() + 2);
     out.push_str("_utf8mb4'");

@@ -10,9 +10,11 @@
 //! a column added, dropped, renamed or retyped on PostgreSQL after the switch is
 //! [`AssembleError::SchemaChanged`] with the difference, never a guess. Columns PostgreSQL did
 //! not send (unchanged TOASTed values) are left out of the update; generated columns are never
-//! written (MySQL computes them).
+//! written (MySQL computes them). Every transaction also names the keys it changed, as
+//! PostgreSQL printed them (old and new key of an update), or the whole table (TRUNCATE, a
+//! table without a key, a transaction past [`MAX_TOUCHED_KEYS`]), for rollback's final check.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use mysql_async::Value;
@@ -78,6 +80,17 @@ impl Op {
     }
 }
 
+/// Keys one transaction records one by one; past this it records its tables whole.
+pub const MAX_TOUCHED_KEYS: usize = 100_000;
+
+/// A key a transaction changed, as PostgreSQL prints it (the cell for a one-column key, a JSON
+/// array of cells for a composite one), or `None`: every row of the table may have changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Touched {
+    pub table: Arc<Table>,
+    pub key: Option<String>,
+}
+
 /// A PostgreSQL transaction to apply.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transaction {
@@ -88,6 +101,8 @@ pub struct Transaction {
     /// Unix seconds.
     pub commit_time: f64,
     pub ops: Vec<Op>,
+    /// The keys it changed (see [`Touched`]).
+    pub touched: Vec<Touched>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -153,6 +168,8 @@ pub struct Assembler {
     open: Option<Transaction>,
     /// [`Op::bytes`] of the open transaction's operations.
     open_bytes: usize,
+    /// Tables the open transaction records whole.
+    whole: HashSet<String>,
 }
 
 impl Assembler {
@@ -170,6 +187,7 @@ impl Assembler {
             relations: HashMap::new(),
             open: None,
             open_bytes: 0,
+            whole: HashSet::new(),
         }
     }
 
@@ -203,12 +221,14 @@ impl Assembler {
                 xid,
             } => {
                 self.open_bytes = 0;
+                self.whole.clear();
                 self.open = Some(Transaction {
                     xid,
                     commit_lsn: final_lsn,
                     end_lsn: final_lsn,
                     commit_time: unix_seconds(commit_time),
                     ops: Vec::new(),
+                    touched: Vec::new(),
                 });
                 Ok(None)
             }
@@ -231,14 +251,22 @@ impl Assembler {
             }
             Message::Insert { relation, new } => {
                 let op = self.upsert(relation, &new, lsn)?;
+                let b = self.bound(relation, lsn)?;
+                self.touch(&b, &new);
                 self.push(op, lsn)
             }
             Message::Update { relation, old, new } => {
                 let op = self.update(relation, old.as_ref().map(|(_, t)| t), &new, lsn)?;
+                let b = self.bound(relation, lsn)?;
+                if let Some((_, o)) = &old {
+                    self.touch(&b, o);
+                }
+                self.touch(&b, &new);
                 self.push(op, lsn)
             }
             Message::Delete { relation, old, .. } => {
                 let b = self.bound(relation, lsn)?;
+                self.touch(&b, &old);
                 let key = key_values(&b, &old, lsn)?;
                 self.push(
                     Op::Delete {
@@ -251,10 +279,53 @@ impl Assembler {
             Message::Truncate { relations, .. } => {
                 for rel in relations {
                     let table = self.bound(rel, lsn)?.table.clone();
+                    self.touch_whole(&table);
                     self.push(Op::DeleteAll { table }, lsn)?;
                 }
                 Ok(None)
             }
+        }
+    }
+
+    /// Records the key of `tuple` (a whole table when it has no key or a key part is not a
+    /// value) in the open transaction.
+    fn touch(&mut self, b: &Bound, tuple: &Tuple) {
+        if !b.table.has_key() || self.whole.contains(&b.table.target_quoted) {
+            return self.touch_whole(&b.table);
+        }
+        let mut parts = Vec::with_capacity(b.table.key.len());
+        for &k in &b.table.key {
+            match tuple.0.get(b.position[k]) {
+                Some(Datum::Text(t)) => parts.push(Some(String::from_utf8_lossy(t).into_owned())),
+                _ => return self.touch_whole(&b.table),
+            }
+        }
+        let key = crate::migration::changed_keys::key_text(&parts.iter().collect::<Vec<_>>());
+        let Some(t) = self.open.as_mut() else { return };
+        if t.touched.len() >= MAX_TOUCHED_KEYS {
+            // Too many to keep one by one: every table so far is recorded whole.
+            let tables: Vec<Arc<Table>> = t.touched.drain(..).map(|x| x.table).collect();
+            self.whole.clear();
+            for table in tables {
+                self.touch_whole(&table);
+            }
+            return self.touch_whole(&b.table);
+        }
+        t.touched.push(Touched {
+            table: b.table.clone(),
+            key,
+        });
+    }
+
+    fn touch_whole(&mut self, table: &Arc<Table>) {
+        let Some(t) = self.open.as_mut() else { return };
+        if self.whole.insert(table.target_quoted.clone()) {
+            t.touched
+                .retain(|x| x.table.target_quoted != table.target_quoted);
+            t.touched.push(Touched {
+                table: table.clone(),
+                key: None,
+            });
         }
     }
 

@@ -31,6 +31,7 @@ pub mod progress;
 pub mod roles;
 pub mod rollback;
 pub mod stream;
+pub mod touched_keys;
 pub mod transport;
 
 pub use arm::{arm, Armed};

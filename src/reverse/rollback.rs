@@ -8,8 +8,10 @@
 //!    `default_transaction_read_only = on`, and its sessions are ended.
 //! 2. **Drain**: the WAL position after the freeze is read; the daemon's reverse stream applies
 //!    everything before it (nothing is left to decode from the slot up to it).
-//! 3. **Verify**: the row counts of every migrated table match on both sides (`ferry verify`
-//!    compares every row afterwards).
+//! 3. **Verify**: the row counts of every migrated table match on both sides, and every row the
+//!    reverse stream changed (its keys are recorded on MySQL with the rows:
+//!    [`super::touched_keys`]) is equal on both sides, value by value — the cutover's final check
+//!    proved the rest equal at the switch, and nothing else writes MySQL meanwhile.
 //! 4. **Sequences back**: each MySQL AUTO_INCREMENT is set past the PostgreSQL sequence of its
 //!    column (a sequence may have moved past the last row).
 //! 5. **Resume point**: MySQL's binlog position now — after every reverse write — becomes the
@@ -38,10 +40,11 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use super::lsn::Lsn;
-use super::roles;
 use super::{arm, names, ReverseError};
+use super::{roles, touched_keys};
 use crate::checkpoint::{self, Checkpoint};
 use crate::config::Config;
+use crate::migration::final_check;
 use crate::migration::lease::{fault_pause, Lease, LEASE_SECONDS};
 use crate::migration::state::{self, Change, Migration};
 use crate::migration::{freeze, MigrationPhase};
@@ -61,6 +64,8 @@ pub struct RollbackOptions {
     pub switch_command: Option<String>,
     /// PostgreSQL roles the application writes with.
     pub app_roles: Vec<String>,
+    /// A table with more changed keys than this is compared by a full checksum pass.
+    pub max_changed_keys: usize,
 }
 
 /// One step's timing.
@@ -221,7 +226,7 @@ pub async fn rollback(config: &Config, opts: &RollbackOptions) -> Result<Report,
             "planned",
             Vec::new(),
             format!(
-                "dry run, nothing changed. Plan: record the state of roles {} and freeze them on PostgreSQL (NOLOGIN, read-only, sessions ended); drain the reverse stream; compare row counts; set AUTO_INCREMENT past PostgreSQL's sequences; record MySQL's position as the forward checkpoint; restore MySQL's read_only settings; phase replicating; run the switch command; drop slot {} and publication {}",
+                "dry run, nothing changed. Plan: record the state of roles {} and freeze them on PostgreSQL (NOLOGIN, read-only, sessions ended); drain the reverse stream; compare row counts and every row the reverse stream changed; set AUTO_INCREMENT past PostgreSQL's sequences; record MySQL's position as the forward checkpoint; restore MySQL's read_only settings; phase replicating; run the switch command; drop slot {} and publication {}",
                 opts.app_roles.join(", "),
                 n.slot,
                 n.publication
@@ -378,11 +383,66 @@ pub async fn rollback(config: &Config, opts: &RollbackOptions) -> Result<Report,
         let why = format!("row counts differ after the drain: {}", differ.join("; "));
         return run.fail(&mut client, steps, &why).await;
     }
+    // Every row the reverse stream changed, compared value by value on both sides (the rest
+    // was proved equal by the cutover's final check, and only the reverse stream wrote MySQL).
+    let changed = match touched_keys::changed(&mut conn, &config.stream).await {
+        Ok(c) => c,
+        Err(e) => {
+            let why = format!(
+                "reading the keys the reverse stream changed (ferry.reverse_changed on MySQL): {e}"
+            );
+            return run.fail(&mut client, steps, &why).await;
+        }
+    };
+    let check = match final_check::run(config, &changed, opts.max_changed_keys).await {
+        Ok(c) => c,
+        Err(e) => {
+            let why = format!("comparing the changed rows: {e}");
+            return run.fail(&mut client, steps, &why).await;
+        }
+    };
+    let differing: Vec<String> = check
+        .tables
+        .iter()
+        .filter(|t| !t.differing.is_empty())
+        .map(|t| {
+            let shown: Vec<&str> = t.differing.iter().take(10).map(String::as_str).collect();
+            format!(
+                "{}: {} rows differ ({}{})",
+                t.table,
+                t.differing.len(),
+                shown.join(", "),
+                if t.differing.len() > shown.len() {
+                    ", …"
+                } else {
+                    ""
+                }
+            )
+        })
+        .collect();
+    if !differing.is_empty() {
+        let why = format!(
+            "rows differ between PostgreSQL and MySQL after the drain: {} — ferry verify --config … lists them; nothing was changed on MySQL by this command",
+            differing.join("; ")
+        );
+        return run.fail(&mut client, steps, &why).await;
+    }
+    let whole = check.tables.iter().filter(|t| t.method == "full").count();
     step(
         &mut steps,
         "verify",
         t,
-        format!("row counts of {} tables match", tables.len()),
+        format!(
+            "row counts of {} tables match; {} rows the reverse stream changed are equal on both sides ({} keys compared{})",
+            tables.len(),
+            check.tables.iter().map(|t| t.rows_checked).sum::<u64>(),
+            check.keys_checked,
+            if whole > 0 {
+                format!(", {whole} tables by a full checksum pass")
+            } else {
+                String::new()
+            }
+        ),
     );
 
     let t = Instant::now();
@@ -463,7 +523,7 @@ pub async fn rollback(config: &Config, opts: &RollbackOptions) -> Result<Report,
         Some(m.attempt),
         MigrationPhase::RollbackDrained,
         &Change::default(),
-        "rollback: drained, row counts matched, sequences and the forward resume point set",
+        "rollback: drained, row counts and changed rows matched, sequences and the forward resume point set",
     )
     .await
     .map_err(ReverseError::target("recording the drain"))?;
@@ -574,6 +634,11 @@ async fn finish(
     };
     if let Err(e) = writable {
         return Ok(report(config, "failed", steps, format!("making MySQL writable failed ({e}): the stream stays rollback_drained (PostgreSQL frozen, everything drained); fix it and run ferry rollback again to finish, or ferry rollback --abort to return to PostgreSQL")));
+    }
+    // The record of this switch has served its purpose (a stale one would only make a later
+    // check fuller).
+    if let Err(e) = touched_keys::clear(&mut conn, &config.stream).await {
+        tracing::warn!(error = %e, "could not clear ferry.reverse_changed on MySQL; a later rollback checks those keys too");
     }
     let moved = state::transition(
         client,
@@ -854,6 +919,24 @@ pub async fn complete(config: &Config) -> Result<Report, ReverseError> {
             format!("slot {} and publication {} dropped", n.slot, n.publication)
         } else {
             "no slot was armed".to_string()
+        },
+    );
+    let t = Instant::now();
+    let cleared = match my::connect(&config.source).await {
+        Ok(mut conn) => {
+            let r = touched_keys::clear(&mut conn, &config.stream).await;
+            let _ = conn.disconnect().await;
+            r.map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    step(
+        &mut steps,
+        "forget changed keys",
+        t,
+        match cleared {
+            Ok(()) => "ferry.reverse_changed cleared on MySQL".to_string(),
+            Err(e) => format!("ferry.reverse_changed on MySQL not cleared ({e}): drop it by hand"),
         },
     );
     state::transition(

@@ -366,6 +366,7 @@ mod tests {
                     table: table.clone(),
                 })
                 .collect(),
+            touched: Vec::new(),
         }
     }
 
