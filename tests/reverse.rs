@@ -500,32 +500,6 @@ async fn sigkill_during_reverse_streaming_applies_each_change_once() {
 }
 
 /// A session on the test's PostgreSQL database as `role`.
-async fn pg_as(db: &TestDb, role: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (client, conn) = tokio_postgres::Config::new()
-        .host("127.0.0.1")
-        .port(pg_port())
-        .user(role)
-        .dbname(&db.name)
-        .options(format!("-c search_path={}", db.name))
-        .connect(tokio_postgres::NoTls)
-        .await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(client)
-}
-
-async fn run_ferry(args: Vec<String>) -> (i32, serde_json::Value, String) {
-    let (code, out) = tokio::task::spawn_blocking(move || {
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        ferry_cmd(&refs)
-    })
-    .await
-    .expect("ferry ran");
-    let json = report_of(&out);
-    (code, json, out)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rollback_brings_every_postgresql_write_back_and_the_forward_stream_resumes() {
     let Setup {

@@ -185,10 +185,10 @@ pub fn estimate(
         .iter()
         .map(|t| exact_rows(&t.name).unwrap_or(t.rows))
         .sum();
-    let verify_seconds = match verify_estimate(tables, exact_rows, samples) {
-        Some((seconds, sampled)) => {
+    let verify_seconds = match verify_estimate(tables, exact_rows, samples, verify_parallel) {
+        Some((seconds, sampled, workers)) => {
             basis.push(format!(
-                "verification: `ferry verify`'s checksum pass (chunk boundaries, both checksums at once) measured over {sampled} copied rows with one worker; each table's rows at its measured rate, others by the measured bytes per second — an upper bound: verify.parallel = {} workers finish sooner, by as much as the two servers' spare cores allow",
+                "verification: `ferry verify`'s checksum pass (chunk boundaries, both checksums at once) measured over {sampled} copied rows, {workers} passes at once; each table's rows at its measured rate (others by the measured bytes per second), on {workers} workers (verify.parallel = {})",
                 verify_parallel.max(1)
             ));
             Some(seconds)
@@ -246,12 +246,14 @@ pub fn estimate(
     }
 }
 
-/// The checksum pass over every table from the sampled passes: (seconds, rows measured).
+/// The checksum pass over every table from the sampled passes: (seconds, rows measured,
+/// workers).
 fn verify_estimate(
     tables: &[TableFacts],
     exact_rows: &dyn Fn(&str) -> Option<u64>,
     samples: &[Sample],
-) -> Option<(f64, u64)> {
+    parallel: usize,
+) -> Option<(f64, u64, usize)> {
     let measured: Vec<(&Sample, f64)> = samples
         .iter()
         .filter_map(|s| {
@@ -284,7 +286,15 @@ fn verify_estimate(
         .iter()
         .map(|(s, _)| s.verify.map_or(0, |v| v.rows))
         .sum();
-    Some((total, sampled))
+    // The passes were measured that many at once; verification runs as many workers (never
+    // more than were measured together: more would be a guess).
+    let workers = measured
+        .iter()
+        .filter_map(|(s, _)| s.verify.map(|v| v.concurrent))
+        .min()
+        .unwrap_or(1)
+        .clamp(1, parallel.max(1));
+    Some((total / workers as f64, sampled, workers))
 }
 
 #[cfg(test)]

@@ -81,6 +81,11 @@ pub async fn sample(
     let mut failed = Vec::new();
     let mut out = Vec::new();
     for (batch_no, batch) in tables.chunks(parallel.max(1)).enumerate() {
+        // The batch's checksum passes start together, as `ferry verify`'s workers run.
+        let gate = std::sync::Arc::new(Gate {
+            barrier: tokio::sync::Barrier::new(batch.len()),
+            parties: batch.len(),
+        });
         let tasks: Vec<_> = batch
             .iter()
             .enumerate()
@@ -88,8 +93,9 @@ pub async fn sample(
                 let config = config.clone();
                 let t = t.clone();
                 let text = *text;
+                let gate = gate.clone();
                 tokio::spawn(async move {
-                    sample_one(&config, &t, text, batch_no * 100 + i, bounds).await
+                    sample_one(&config, &t, text, batch_no * 100 + i, bounds, &gate).await
                 })
             })
             .collect();
@@ -105,6 +111,12 @@ pub async fn sample(
         }
     }
     (out, failed)
+}
+
+/// Where the checksum passes of one batch start together.
+struct Gate {
+    barrier: tokio::sync::Barrier,
+    parties: usize,
 }
 
 fn scratch_schema(slot: usize) -> String {
@@ -129,6 +141,7 @@ async fn sample_one(
     text: TextMode,
     slot: usize,
     bounds: SampleBounds,
+    gate: &Gate,
 ) -> Result<Sample, SampleError> {
     let name = table.source.to_string();
     let src = |e: &dyn std::fmt::Display| SampleError::Source {
@@ -272,11 +285,13 @@ async fn sample_one(
         .await
         .map_err(|e| tgt(&e))?
         .get(0);
+    // A sample that failed before the gate never arrives: the others go on alone after a while.
+    let _ = tokio::time::timeout(Duration::from_secs(20), gate.barrier.wait()).await;
     let verify = if scratch.key.is_empty() || rows == 0 {
         None
     } else {
         Some(
-            super::sample_verify::checksum_pass(config, &scratch, text, &tx, rows)
+            super::sample_verify::checksum_pass(config, &scratch, text, &tx, rows, gate.parties)
                 .await
                 .map_err(|message| SampleError::Target {
                     table: name.clone(),

@@ -1,7 +1,8 @@
 //! The measured part of the verification estimate: the checksum pass `ferry verify` runs, over
 //! the rows a sample copy just put into its scratch table — the same chunk boundaries walked on
 //! the source (`verify.chunk_rows`), the same checksum statements on both sides at once (with
-//! the JSON hash where the table has JSON), one worker.
+//! the JSON hash where the table has JSON), one pass per sampled table, the passes of a sample
+//! batch started together so they load the servers as `ferry verify`'s workers do.
 //!
 //! Guarantees: read-only on the source (its sessions are `READ ONLY`); on the target it reads
 //! only the scratch table, inside the sample's transaction, which is never committed. The walk
@@ -25,6 +26,8 @@ pub struct VerifySample {
     pub rows: u64,
     /// Wall time of the pass (boundaries, both checksums of each chunk).
     pub seconds: f64,
+    /// Passes that ran at once (one per table of the sample batch), as verification's workers.
+    pub concurrent: usize,
 }
 
 /// Runs the checksum pass over the first `rows` rows (in key order) of `scratch` — a copy of
@@ -39,6 +42,7 @@ pub async fn checksum_pass(
     text: TextMode,
     client: &Client,
     rows: u64,
+    concurrent: usize,
 ) -> Result<VerifySample, String> {
     let q = TableSql::new(Arc::new(scratch.clone()), config.types.clone(), text);
     let mut boundary = query::my_conn(config).await.map_err(|e| e.to_string())?;
@@ -105,5 +109,6 @@ pub async fn checksum_pass(
     Ok(VerifySample {
         rows: covered,
         seconds,
+        concurrent,
     })
 }

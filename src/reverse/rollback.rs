@@ -476,13 +476,20 @@ pub async fn rollback(config: &Config, opts: &RollbackOptions) -> Result<Report,
                 .await
                 .map_err(ReverseError::target("reading a sequence"))?
                 .get(0);
-            conn.query_drop(format!(
-                "ALTER TABLE `{}`.`{}` AUTO_INCREMENT = {next}",
-                table.source.db.replace('`', "``"),
-                table.source.table.replace('`', "``")
-            ))
-            .await
-            .map_err(ReverseError::source("setting AUTO_INCREMENT"))?;
+            let set = conn
+                .query_drop(format!(
+                    "ALTER TABLE `{}`.`{}` AUTO_INCREMENT = {next}",
+                    table.source.db.replace('`', "``"),
+                    table.source.table.replace('`', "``")
+                ))
+                .await;
+            if let Err(e) = set {
+                let why = format!(
+                    "setting the AUTO_INCREMENT of {} on MySQL to {next} failed ({e}); no row was changed on MySQL — the account needs GRANT ALTER ON `{}`.* (README, Least privilege)",
+                    table.source, table.source.db
+                );
+                return run.fail(&mut client, steps, &why).await;
+            }
             raised += 1;
         }
     }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 
-use super::{ferry_cmd, Ferry, TestDb};
+use super::{ferry_cmd, pg_port, Ferry, TestDb};
 
 /// The phase of stream `main`.
 pub async fn phase(db: &TestDb) -> String {
@@ -100,4 +100,36 @@ pub async fn wait_for_matched_pass(db: &TestDb, ferry: &mut Ferry) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A PostgreSQL session as `role` in the test's database (its schema on the search path).
+pub async fn pg_as(
+    db: &TestDb,
+    role: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::Config::new()
+        .host("127.0.0.1")
+        .port(pg_port())
+        .user(role)
+        .dbname(&db.name)
+        .options(format!("-c search_path={}", db.name))
+        .connect(tokio_postgres::NoTls)
+        .await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// Runs ferry with `args` (blocking, off the runtime); the exit code, the JSON report in its
+/// output and the output.
+pub async fn run_ferry(args: Vec<String>) -> (i32, serde_json::Value, String) {
+    let (code, out) = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        ferry_cmd(&refs)
+    })
+    .await
+    .expect("ferry ran");
+    let json = report_of(&out);
+    (code, json, out)
 }
